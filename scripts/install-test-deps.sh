@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Installs what the integration tests need beyond the Rust toolchain on Debian 12:
+# redis-server, Node.js + npm, and the OpenID provider fixture's node modules
+# (tests/support/oidc). Idempotent: installs only what is missing.
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo_root"
+
+log() { printf 'install-test-deps: %s\n' "$*"; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        log "need root for: $* (not root and no sudo)" >&2
+        exit 1
+    fi
+}
+
+apt_packages=()
+if command -v redis-server >/dev/null 2>&1; then
+    log "redis-server present: $(command -v redis-server)"
+else
+    apt_packages+=(redis-server)
+fi
+if command -v node >/dev/null 2>&1; then
+    log "node present: $(command -v node) $(node --version)"
+else
+    apt_packages+=(nodejs)
+fi
+if ! command -v npm >/dev/null 2>&1; then
+    apt_packages+=(npm)
+fi
+
+if [ "${#apt_packages[@]}" -gt 0 ]; then
+    log "installing with apt-get: ${apt_packages[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${apt_packages[@]}"
+fi
+
+# Installing redis-server from Debian's package also starts a system service on 6379;
+# the tests start their own servers on free ports, so that one is harmless.
+
+node_major="$(node -p 'process.versions.node.split(".")[0]')"
+if [ "$node_major" -lt 20 ]; then
+    log "WARNING: node $(node --version) is older than 20; oidc-provider 9 may not run on it" >&2
+fi
+
+oidc_dir="$repo_root/tests/support/oidc"
+lock="$oidc_dir/package-lock.json"
+stamp="$oidc_dir/node_modules/.package-lock.json"
+# npm writes node_modules/.package-lock.json on every install; if it is newer than the
+# committed lockfile and the provider package is there, the install is up to date.
+if [ -f "$stamp" ] && [ -f "$oidc_dir/node_modules/oidc-provider/package.json" ] && [ ! "$lock" -nt "$stamp" ]; then
+    log "node modules in tests/support/oidc are up to date"
+else
+    log "running npm ci in tests/support/oidc"
+    (cd "$oidc_dir" && npm ci --no-audit --no-fund)
+fi
+
+log "done"

@@ -1,0 +1,13 @@
+//! The pure domain: principals, requirements, records and the evaluation that turns them into a decision.
+//!
+//! Nothing in here performs I/O or reads the clock: time is always passed in.
+
+pub mod decision;
+pub mod principal;
+pub mod record;
+pub mod requirement;
+
+pub use decision::{Decision, Evaluation, Reason, RequirementStatus, Status, Unmet, evaluate};
+pub use principal::{Principal, SubjectKey, SubjectKeyError};
+pub use record::{Record, RecordError, Source};
+pub use requirement::{Enforcement, Policy, Requirement, RequirementId, RequirementKind, Selector, Version};

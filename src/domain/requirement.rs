@@ -1,0 +1,262 @@
+//! Requirements (training, agreement, policy), their versions, who they apply to, and the policy that holds them.
+
+use super::principal::Principal;
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// Identifier of a requirement, e.g. `security-awareness`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RequirementId(pub String);
+
+impl RequirementId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RequirementId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What kind of precondition a requirement is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequirementKind {
+    Training,
+    Agreement,
+    Policy,
+}
+
+impl RequirementKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Training => "training",
+            Self::Agreement => "agreement",
+            Self::Policy => "policy",
+        }
+    }
+}
+
+/// What happens when a requirement is not met.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Enforcement {
+    /// Refuse access (the default).
+    #[default]
+    Block,
+    /// Let the person through but tell them (interstitial; see the self-service issue).
+    Warn,
+    /// Let the person through and only log that they would have been denied.
+    Monitor,
+}
+
+/// A `major.minor` version. A new major version requires re-completion (after the grace period);
+/// a new minor version does not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Version {
+    pub major: u32,
+    pub minor: u32,
+}
+
+/// Why a string is not a version.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("version must look like `3` or `3.1` (major[.minor], non-negative integers), got {0:?}")]
+pub struct VersionError(pub String);
+
+impl FromStr for Version {
+    type Err = VersionError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || VersionError(s.to_owned());
+        let trimmed = s.trim().trim_start_matches(['v', 'V']);
+        let mut parts = trimmed.split('.');
+        let major = parts.next().ok_or_else(bad)?.parse::<u32>().map_err(|_| bad())?;
+        let minor = match parts.next() {
+            Some(p) => p.parse::<u32>().map_err(|_| bad())?,
+            None => 0,
+        };
+        if parts.next().is_some() {
+            return Err(bad());
+        }
+        Ok(Self { major, minor })
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+impl Serialize for Version {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Version {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Number(u32),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
+            Raw::Number(n) => Ok(Version { major: n, minor: 0 }),
+        }
+    }
+}
+
+/// Who a requirement applies to. Empty lists mean "anyone"; both lists must match when both are set.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Selector {
+    /// The person must be in at least one of these groups.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// The person's type (employee, contractor, temp ...) must be one of these (case-insensitive).
+    #[serde(default)]
+    pub person_types: Vec<String>,
+    /// People in any of these groups are never selected.
+    #[serde(default)]
+    pub except_groups: Vec<String>,
+}
+
+impl Selector {
+    pub fn matches(&self, principal: &Principal) -> bool {
+        let in_group = |g: &String| principal.groups.iter().any(|pg| pg == g);
+        if self.except_groups.iter().any(in_group) {
+            return false;
+        }
+        if !self.groups.is_empty() && !self.groups.iter().any(in_group) {
+            return false;
+        }
+        if !self.person_types.is_empty() {
+            let Some(kind) = principal.person_type.as_deref() else {
+                return false;
+            };
+            if !self.person_types.iter().any(|t| t.eq_ignore_ascii_case(kind)) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// One precondition for access.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Requirement {
+    pub id: RequirementId,
+    pub kind: RequirementKind,
+    pub title: String,
+    pub description: Option<String>,
+    /// The current version.
+    pub version: Version,
+    /// When the current version took effect; the grace period counts from here.
+    pub version_since: Option<DateTime<Utc>>,
+    /// How long a completion stays valid; `None` means forever.
+    #[serde(skip)]
+    pub validity: Option<Duration>,
+    /// How long an older major version stays acceptable after `version_since`.
+    #[serde(skip)]
+    pub grace: Duration,
+    /// Where the person can satisfy the requirement.
+    pub url: Option<String>,
+    pub applies_to: Selector,
+    pub enforcement: Enforcement,
+}
+
+impl Requirement {
+    pub fn applies_to(&self, principal: &Principal) -> bool {
+        self.applies_to.matches(principal)
+    }
+
+    pub fn validity_days(&self) -> Option<i64> {
+        self.validity.map(|d| d.num_days())
+    }
+}
+
+/// All declared requirements, in declaration order.
+#[derive(Clone, Debug, Default)]
+pub struct Policy {
+    pub requirements: Vec<Requirement>,
+}
+
+impl Policy {
+    pub fn get(&self, id: &RequirementId) -> Option<&Requirement> {
+        self.requirements.iter().find(|r| &r.id == id)
+    }
+
+    pub fn get_str(&self, id: &str) -> Option<&Requirement> {
+        self.requirements.iter().find(|r| r.id.as_str() == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::SubjectKey;
+
+    fn person(groups: &[&str], kind: Option<&str>) -> Principal {
+        let mut p = Principal::bare(SubjectKey::parse("p@example.com").unwrap());
+        p.groups = groups.iter().map(|g| g.to_string()).collect();
+        p.person_type = kind.map(str::to_owned);
+        p
+    }
+
+    #[test]
+    fn versions_parse_and_order() {
+        assert_eq!("3".parse::<Version>().unwrap(), Version { major: 3, minor: 0 });
+        assert_eq!("v2.1".parse::<Version>().unwrap(), Version { major: 2, minor: 1 });
+        assert!("2.1.1".parse::<Version>().is_err());
+        assert!("two".parse::<Version>().is_err());
+        assert!("".parse::<Version>().is_err());
+        assert!("2.1".parse::<Version>().unwrap() > "2".parse::<Version>().unwrap());
+    }
+
+    #[test]
+    fn empty_selector_matches_everyone() {
+        assert!(Selector::default().matches(&person(&[], None)));
+    }
+
+    #[test]
+    fn person_type_selector_covers_contractors_and_temps() {
+        let s = Selector {
+            person_types: vec!["contractor".into(), "temp".into()],
+            ..Selector::default()
+        };
+        assert!(s.matches(&person(&[], Some("Contractor"))));
+        assert!(s.matches(&person(&[], Some("temp"))));
+        assert!(!s.matches(&person(&[], Some("employee"))));
+        assert!(!s.matches(&person(&[], None)), "unknown type is not selected by a type list");
+    }
+
+    #[test]
+    fn group_selector_and_exceptions() {
+        let s = Selector {
+            groups: vec!["staff".into()],
+            except_groups: vec!["robots".into()],
+            ..Selector::default()
+        };
+        assert!(s.matches(&person(&["staff"], None)));
+        assert!(!s.matches(&person(&["other"], None)));
+        assert!(!s.matches(&person(&["staff", "robots"], None)));
+    }
+
+    #[test]
+    fn groups_and_types_must_both_match() {
+        let s = Selector {
+            groups: vec!["staff".into()],
+            person_types: vec!["employee".into()],
+            ..Selector::default()
+        };
+        assert!(s.matches(&person(&["staff"], Some("employee"))));
+        assert!(!s.matches(&person(&["staff"], Some("temp"))));
+        assert!(!s.matches(&person(&["x"], Some("employee"))));
+    }
+}

@@ -1,0 +1,198 @@
+// Test fixture: a real OpenID provider (the certified `oidc-provider` package)
+// for Clearance's integration tests. Loopback only, in-memory state.
+//
+// Environment:
+//   PORT    port to listen on (127.0.0.1 only)
+//   ISSUER  issuer identifier, e.g. http://127.0.0.1:PORT
+//   CONFIG  path to a JSON file:
+//     {
+//       "clients":  [ { client_id, client_secret, redirect_uris, ... } ],
+//       "accounts": { "<login>": { sub, email, email_verified, name, groups,
+//                                  employee_type, manager } },
+//       "keys_seed": "any string",      // kid = "k-" + keys_seed
+//       "access_token_ttl": 60,         // seconds
+//       "id_token_ttl": 60              // seconds
+//     }
+//
+// Prints "READY <issuer>" on stdout once listening; errors go to stderr.
+
+import { generateKeyPairSync } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import * as querystring from 'node:querystring';
+
+import Provider, { errors } from 'oidc-provider';
+
+function fail(message) {
+  process.stderr.write(`oidc fixture: ${message}\n`);
+  process.exit(2);
+}
+
+const port = Number.parseInt(process.env.PORT ?? '', 10);
+if (!Number.isInteger(port) || port <= 0 || port > 65535) fail('PORT must be a TCP port number');
+const issuer = process.env.ISSUER || `http://127.0.0.1:${port}`;
+if (!process.env.CONFIG) fail('CONFIG must name a JSON configuration file');
+
+let config;
+try {
+  config = JSON.parse(readFileSync(process.env.CONFIG, 'utf8'));
+} catch (err) {
+  fail(`cannot read CONFIG ${process.env.CONFIG}: ${err.message}`);
+}
+
+const clients = config.clients ?? [];
+const accountsByLogin = new Map(Object.entries(config.accounts ?? {}));
+// Sessions store the accountId (= sub); look accounts up by sub as well as by login.
+const accountsBySub = new Map();
+for (const [login, account] of accountsByLogin) {
+  accountsBySub.set(account.sub ?? login, { login, ...account, sub: account.sub ?? login });
+}
+const keysSeed = String(config.keys_seed ?? 'default');
+const accessTokenTtl = Number(config.access_token_ttl ?? 60);
+const idTokenTtl = Number(config.id_token_ttl ?? 60);
+
+// A fresh RS256 signing key per process; a new keys_seed means a new kid, i.e. a rotation.
+const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const signingKey = {
+  ...privateKey.export({ format: 'jwk' }),
+  kid: `k-${keysSeed}`,
+  alg: 'RS256',
+  use: 'sig',
+};
+
+function claimsFor(account, scope) {
+  const scopes = new Set(String(scope ?? '').split(' ').filter(Boolean));
+  const claims = { sub: account.sub };
+  if (scopes.has('email')) {
+    claims.email = account.email;
+    claims.email_verified = account.email_verified ?? true;
+  }
+  if (scopes.has('profile')) {
+    claims.name = account.name;
+    claims.employee_type = account.employee_type;
+    claims.manager = account.manager;
+  }
+  if (scopes.has('groups')) {
+    claims.groups = account.groups ?? [];
+  }
+  return claims;
+}
+
+const provider = new Provider(issuer, {
+  clients,
+  jwks: { keys: [signingKey] },
+  // Plain-http fixture: cookies are never Secure (ctx.secure is false); keys sign them.
+  cookies: {
+    keys: [`cookie-key-${keysSeed}`],
+    long: { httpOnly: true, sameSite: 'lax' },
+    short: { httpOnly: true, sameSite: 'lax' },
+  },
+  scopes: ['openid', 'offline_access', 'email', 'profile', 'groups'],
+  claims: {
+    openid: ['sub'],
+    email: ['email', 'email_verified'],
+    profile: ['name', 'employee_type', 'manager'],
+    groups: ['groups'],
+  },
+  // Keep the default: the ID token carries only what must be there; the rest comes from userinfo.
+  conformIdTokenClaims: true,
+  features: {
+    devInteractions: { enabled: true },
+    rpInitiatedLogout: { enabled: true },
+    userinfo: { enabled: true },
+    revocation: { enabled: true },
+    introspection: { enabled: true },
+  },
+  pkce: {
+    // Optional for confidential clients, but S256 is accepted (and verified) when sent.
+    required: () => false,
+  },
+  // Always hand out a refresh token for authorization_code when the client may use it.
+  issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
+  async findAccount(_ctx, id) {
+    const account = accountsBySub.get(id);
+    if (!account) return undefined;
+    return {
+      accountId: account.sub,
+      async claims(_use, scope) {
+        return claimsFor(account, scope);
+      },
+    };
+  },
+  ttl: {
+    AccessToken: accessTokenTtl,
+    IdToken: idTokenTtl,
+    AuthorizationCode: 60,
+    Interaction: 60 * 60,
+    Session: 24 * 60 * 60,
+    Grant: 24 * 60 * 60,
+    RefreshToken: 24 * 60 * 60,
+  },
+  renderError(ctx, out, error) {
+    process.stderr.write(`oidc fixture: ${ctx.method} ${ctx.path}: ${JSON.stringify(out)}${error?.stack ? `\n${error.stack}` : ''}\n`);
+    ctx.type = 'html';
+    ctx.body = `<!DOCTYPE html><html><head><title>oops! something went wrong</title></head><body>${
+      Object.entries(out).map(([k, v]) => `<pre class="error"><strong>${k}</strong>: ${String(v).replace(/[<>&"]/g, '')}</pre>`).join('')
+    }</body></html>`;
+  },
+});
+
+// Log server-side errors to stderr.
+provider.on('server_error', (_ctx, err) => process.stderr.write(`oidc fixture: server_error ${err.stack ?? err}\n`));
+for (const event of ['grant.error', 'userinfo.error', 'end_session.error', 'authorization.error']) {
+  provider.on(event, (_ctx, err) => {
+    if (!(err instanceof errors.OIDCProviderError) || err.statusCode >= 500) {
+      process.stderr.write(`oidc fixture: ${event} ${err.stack ?? err}\n`);
+    } else {
+      process.stderr.write(`oidc fixture: ${event} ${err.name}: ${err.error_description ?? err.message}\n`);
+    }
+  });
+}
+
+// devInteractions accept any login; reject logins that are not in the account map, the way a
+// real provider would, by re-rendering the form with an error (HTTP 401) before the
+// provider sees the submission. A known login is rewritten to its sub (the accountId).
+provider.use(async (ctx, next) => {
+  const isSubmit = ctx.method === 'POST' && /^\/interaction\/[^/]+$/.test(ctx.path)
+    && ctx.is('application/x-www-form-urlencoded');
+  if (!isSubmit) return next();
+
+  const chunks = [];
+  for await (const chunk of ctx.req) chunks.push(chunk);
+  const body = querystring.parse(Buffer.concat(chunks).toString('utf8'));
+
+  if (body.prompt === 'login') {
+    const account = accountsByLogin.get(String(body.login ?? ''));
+    if (!account) {
+      process.stderr.write(`oidc fixture: rejected unknown login ${JSON.stringify(body.login)}\n`);
+      ctx.status = 401;
+      ctx.type = 'html';
+      ctx.set('cache-control', 'no-store');
+      ctx.body = `<!DOCTYPE html><html><head><title>Sign-in failed</title></head><body>
+<h1>Sign-in failed</h1><p class="error" id="login-error">unknown account</p>
+<form autocomplete="off" action="${ctx.path}" method="post">
+  <input type="hidden" name="prompt" value="login"/>
+  <input required type="text" name="login" placeholder="Enter any login">
+  <input required type="password" name="password" placeholder="and password">
+  <button type="submit" class="login login-submit">Sign-in</button>
+</form></body></html>`;
+      return undefined;
+    }
+    body.login = account.sub ?? String(body.login);
+  }
+  // Hand the parsed body on; oidc-provider falls back to req.body when the stream is consumed.
+  ctx.req.body = body;
+  ctx.request.body = body;
+  return next();
+});
+
+const server = provider.listen(port, '127.0.0.1', () => {
+  process.stdout.write(`READY ${issuer}\n`);
+});
+server.on('error', (err) => fail(`listen failed: ${err.message}`));
+
+for (const signal of ['SIGTERM', 'SIGINT']) {
+  process.on(signal, () => {
+    server.close();
+    process.exit(0);
+  });
+}
