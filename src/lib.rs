@@ -1,3 +1,4 @@
 //! Clearance: an OIDC-aware gatekeeper that admits people only while their security induction is current.
 
+pub mod config;
 pub mod domain;

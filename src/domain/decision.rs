@@ -320,7 +320,11 @@ mod tests {
         let reqs = [req("a", "1", Some(10))];
         let recs = [record("a", "1", t(1))];
         let just_before = t(11) - Duration::seconds(1);
-        assert!(evaluate(&reqs, &alice(), &recs, just_before).decision().is_allow());
+        assert!(
+            evaluate(&reqs, &alice(), &recs, just_before)
+                .decision()
+                .is_allow()
+        );
         let at = evaluate(&reqs, &alice(), &recs, t(11));
         assert_eq!(reasons(&at), vec![("a".into(), Reason::Expired)]);
         assert_eq!(at.statuses[0].valid_until, Some(t(11)));
@@ -369,7 +373,10 @@ mod tests {
         assert_eq!(inside.statuses[0].status, Status::InGrace { due: t(15) });
         assert_eq!(inside.next_change, Some(t(15)));
         let at_end = evaluate(&reqs, &alice(), &recs, t(15));
-        assert_eq!(reasons(&at_end), vec![("a".into(), Reason::OutdatedVersion)]);
+        assert_eq!(
+            reasons(&at_end),
+            vec![("a".into(), Reason::OutdatedVersion)]
+        );
     }
 
     #[test]
@@ -442,7 +449,11 @@ mod tests {
 
     #[test]
     fn every_unmet_block_item_is_listed() {
-        let reqs = [req("a", "1", None), req("b", "2", None), req("c", "1", Some(1))];
+        let reqs = [
+            req("a", "1", None),
+            req("b", "2", None),
+            req("c", "1", Some(1)),
+        ];
         let recs = [record("b", "1", t(1)), record("c", "1", t(1))];
         let e = evaluate(&reqs, &alice(), &recs, t(5));
         assert_eq!(

@@ -6,8 +6,12 @@ pub mod decision;
 pub mod principal;
 pub mod record;
 pub mod requirement;
+pub mod route;
 
 pub use decision::{Decision, Evaluation, Reason, RequirementStatus, Status, Unmet, evaluate};
 pub use principal::{Principal, SubjectKey, SubjectKeyError};
 pub use record::{Record, RecordError, Source};
-pub use requirement::{Enforcement, Policy, Requirement, RequirementId, RequirementKind, Selector, Version};
+pub use requirement::{
+    Enforcement, Policy, Requirement, RequirementId, RequirementKind, Selector, Version,
+};
+pub use route::{Route, RouteTable};

@@ -109,9 +109,15 @@ mod tests {
     #[test]
     fn bad_subjects_are_rejected() {
         assert_eq!(SubjectKey::parse("  "), Err(SubjectKeyError::Empty));
-        assert_eq!(SubjectKey::parse("a{b}"), Err(SubjectKeyError::BadCharacter));
+        assert_eq!(
+            SubjectKey::parse("a{b}"),
+            Err(SubjectKeyError::BadCharacter)
+        );
         assert_eq!(SubjectKey::parse("a b"), Err(SubjectKeyError::BadCharacter));
         assert_eq!(SubjectKey::parse("a/b"), Err(SubjectKeyError::BadCharacter));
-        assert_eq!(SubjectKey::parse(&"x".repeat(300)), Err(SubjectKeyError::TooLong));
+        assert_eq!(
+            SubjectKey::parse(&"x".repeat(300)),
+            Err(SubjectKeyError::TooLong)
+        );
     }
 }

@@ -74,7 +74,11 @@ impl FromStr for Version {
         let bad = || VersionError(s.to_owned());
         let trimmed = s.trim().trim_start_matches(['v', 'V']);
         let mut parts = trimmed.split('.');
-        let major = parts.next().ok_or_else(bad)?.parse::<u32>().map_err(|_| bad())?;
+        let major = parts
+            .next()
+            .ok_or_else(bad)?
+            .parse::<u32>()
+            .map_err(|_| bad())?;
         let minor = match parts.next() {
             Some(p) => p.parse::<u32>().map_err(|_| bad())?,
             None => 0,
@@ -140,7 +144,11 @@ impl Selector {
             let Some(kind) = principal.person_type.as_deref() else {
                 return false;
             };
-            if !self.person_types.iter().any(|t| t.eq_ignore_ascii_case(kind)) {
+            if !self
+                .person_types
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(kind))
+            {
                 return false;
             }
         }
@@ -211,8 +219,14 @@ mod tests {
 
     #[test]
     fn versions_parse_and_order() {
-        assert_eq!("3".parse::<Version>().unwrap(), Version { major: 3, minor: 0 });
-        assert_eq!("v2.1".parse::<Version>().unwrap(), Version { major: 2, minor: 1 });
+        assert_eq!(
+            "3".parse::<Version>().unwrap(),
+            Version { major: 3, minor: 0 }
+        );
+        assert_eq!(
+            "v2.1".parse::<Version>().unwrap(),
+            Version { major: 2, minor: 1 }
+        );
         assert!("2.1.1".parse::<Version>().is_err());
         assert!("two".parse::<Version>().is_err());
         assert!("".parse::<Version>().is_err());
@@ -233,7 +247,10 @@ mod tests {
         assert!(s.matches(&person(&[], Some("Contractor"))));
         assert!(s.matches(&person(&[], Some("temp"))));
         assert!(!s.matches(&person(&[], Some("employee"))));
-        assert!(!s.matches(&person(&[], None)), "unknown type is not selected by a type list");
+        assert!(
+            !s.matches(&person(&[], None)),
+            "unknown type is not selected by a type list"
+        );
     }
 
     #[test]

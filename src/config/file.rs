@@ -1,0 +1,364 @@
+//! The configuration file as written by an admin: serde types that reject unknown keys.
+
+use serde::{Deserialize, Serialize};
+
+fn default_listen() -> String {
+    "127.0.0.1:4180".into()
+}
+fn default_prefix() -> String {
+    "clearance:".into()
+}
+fn default_redis_url() -> String {
+    "redis://127.0.0.1:6379/".into()
+}
+fn default_subject_claim() -> String {
+    "email".into()
+}
+fn default_email_claim() -> String {
+    "email".into()
+}
+fn default_name_claim() -> String {
+    "name".into()
+}
+fn default_groups_claim() -> String {
+    "groups".into()
+}
+fn default_person_type_claim() -> String {
+    "employee_type".into()
+}
+fn default_manager_claim() -> String {
+    "manager".into()
+}
+fn default_scopes() -> Vec<String> {
+    ["openid", "email", "profile"].map(String::from).to_vec()
+}
+fn default_cookie_name() -> String {
+    "_clearance".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_session_hours() -> u64 {
+    12
+}
+fn default_refresh_before() -> u64 {
+    60
+}
+fn default_jwks_cooldown() -> u64 {
+    30
+}
+fn default_upstream_timeout() -> u64 {
+    30_000
+}
+fn default_connect_timeout() -> u64 {
+    5_000
+}
+fn default_redis_timeout() -> u64 {
+    1_000
+}
+fn default_denial_entries() -> u64 {
+    1_000_000
+}
+fn default_path_prefix() -> String {
+    "/".into()
+}
+fn default_log_format() -> String {
+    "pretty".into()
+}
+fn default_max_body() -> u64 {
+    0
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub server: ServerFile,
+    #[serde(default)]
+    pub redis: RedisFile,
+    #[serde(default)]
+    pub oidc: OidcFile,
+    #[serde(default)]
+    pub session: SessionFile,
+    #[serde(default)]
+    pub admin: AdminFile,
+    #[serde(default)]
+    pub denials: DenialsFile,
+    #[serde(default)]
+    pub logging: LoggingFile,
+    #[serde(default)]
+    pub requirements: Vec<RequirementFile>,
+    #[serde(default)]
+    pub routes: Vec<RouteFile>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerFile {
+    /// Address to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// The URL people reach Clearance at, e.g. `https://gate.example.com`.
+    #[serde(default)]
+    pub public_url: String,
+    /// Upstream response timeout (headers), milliseconds.
+    #[serde(default = "default_upstream_timeout")]
+    pub upstream_timeout_ms: u64,
+    /// Upstream connect timeout, milliseconds.
+    #[serde(default = "default_connect_timeout")]
+    pub upstream_connect_timeout_ms: u64,
+    /// Largest request body forwarded, bytes; 0 means unlimited (streamed).
+    #[serde(default = "default_max_body")]
+    pub max_request_body_bytes: u64,
+    /// Number of worker threads; 0 means one per core.
+    #[serde(default)]
+    pub workers: usize,
+}
+
+impl Default for ServerFile {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            public_url: String::new(),
+            upstream_timeout_ms: default_upstream_timeout(),
+            upstream_connect_timeout_ms: default_connect_timeout(),
+            max_request_body_bytes: default_max_body(),
+            workers: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisFile {
+    #[serde(default = "default_redis_url")]
+    pub url: String,
+    #[serde(default = "default_prefix")]
+    pub key_prefix: String,
+    /// How long one command may take before the gate fails closed, milliseconds.
+    #[serde(default = "default_redis_timeout")]
+    pub response_timeout_ms: u64,
+    #[serde(default = "default_redis_timeout")]
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for RedisFile {
+    fn default() -> Self {
+        Self {
+            url: default_redis_url(),
+            key_prefix: default_prefix(),
+            response_timeout_ms: default_redis_timeout(),
+            connect_timeout_ms: default_redis_timeout(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcFile {
+    #[serde(default)]
+    pub issuer: String,
+    #[serde(default)]
+    pub client_id: String,
+    #[serde(default)]
+    pub client_secret: String,
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+    /// Defaults to `<server.public_url>/oauth2/callback`.
+    #[serde(default)]
+    pub redirect_url: Option<String>,
+    /// Where the provider sends people after signing out; defaults to `<server.public_url>/`.
+    #[serde(default)]
+    pub post_logout_redirect_url: Option<String>,
+    #[serde(default = "default_subject_claim")]
+    pub subject_claim: String,
+    #[serde(default = "default_email_claim")]
+    pub email_claim: String,
+    #[serde(default = "default_name_claim")]
+    pub name_claim: String,
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+    #[serde(default = "default_person_type_claim")]
+    pub person_type_claim: String,
+    #[serde(default = "default_manager_claim")]
+    pub manager_claim: String,
+    /// Refresh tokens this many seconds before the access token expires.
+    #[serde(default = "default_refresh_before")]
+    pub refresh_before_secs: u64,
+    /// Minimum time between two JWKS refetches caused by an unknown key id.
+    #[serde(default = "default_jwks_cooldown")]
+    pub jwks_refetch_cooldown_secs: u64,
+    /// Allow an `http://` issuer that is not on loopback (never do this in production).
+    #[serde(default)]
+    pub allow_insecure_issuer: bool,
+}
+
+impl Default for OidcFile {
+    fn default() -> Self {
+        Self {
+            issuer: String::new(),
+            client_id: String::new(),
+            client_secret: String::new(),
+            scopes: default_scopes(),
+            redirect_url: None,
+            post_logout_redirect_url: None,
+            subject_claim: default_subject_claim(),
+            email_claim: default_email_claim(),
+            name_claim: default_name_claim(),
+            groups_claim: default_groups_claim(),
+            person_type_claim: default_person_type_claim(),
+            manager_claim: default_manager_claim(),
+            refresh_before_secs: default_refresh_before(),
+            jwks_refetch_cooldown_secs: default_jwks_cooldown(),
+            allow_insecure_issuer: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionFile {
+    #[serde(default = "default_cookie_name")]
+    pub cookie_name: String,
+    /// At least 32 random bytes, base64-encoded; encrypts and authenticates the cookie.
+    #[serde(default)]
+    pub cookie_secret: String,
+    #[serde(default = "default_true")]
+    pub cookie_secure: bool,
+    /// e.g. `.example.com` so that one sign-in covers subdomains.
+    #[serde(default)]
+    pub cookie_domain: Option<String>,
+    /// Absolute session lifetime, hours.
+    #[serde(default = "default_session_hours")]
+    pub lifetime_hours: u64,
+}
+
+impl Default for SessionFile {
+    fn default() -> Self {
+        Self {
+            cookie_name: default_cookie_name(),
+            cookie_secret: String::new(),
+            cookie_secure: true,
+            cookie_domain: None,
+            lifetime_hours: default_session_hours(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminFile {
+    /// Admin API tokens, each given as the hex SHA-256 of the token (never the token itself).
+    #[serde(default)]
+    pub tokens: Vec<AdminTokenFile>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminTokenFile {
+    /// Who holds the token; written into records as `recorded_by`.
+    pub name: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DenialsFile {
+    /// Keep at most about this many denial entries.
+    #[serde(default = "default_denial_entries")]
+    pub max_entries: u64,
+    /// Drop entries older than this many days (0 = keep until max_entries).
+    #[serde(default)]
+    pub max_age_days: u64,
+}
+
+impl Default for DenialsFile {
+    fn default() -> Self {
+        Self {
+            max_entries: default_denial_entries(),
+            max_age_days: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingFile {
+    /// `pretty` or `json`.
+    #[serde(default = "default_log_format")]
+    pub format: String,
+    /// A tracing filter such as `info,clearance=debug`.
+    #[serde(default)]
+    pub filter: Option<String>,
+}
+
+impl Default for LoggingFile {
+    fn default() -> Self {
+        Self {
+            format: default_log_format(),
+            filter: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SelectorFile {
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub person_types: Vec<String>,
+    #[serde(default)]
+    pub except_groups: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequirementFile {
+    pub id: String,
+    pub kind: String,
+    pub title: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub version: VersionFile,
+    /// Date (YYYY-MM-DD) or RFC 3339 time the current version took effect.
+    #[serde(default)]
+    pub version_since: Option<String>,
+    #[serde(default)]
+    pub validity_days: Option<u32>,
+    #[serde(default)]
+    pub grace_days: u32,
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub applies_to: SelectorFile,
+    #[serde(default)]
+    pub enforcement: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteFile {
+    /// Host name to match (without port); omitted or `*` matches any host.
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default = "default_path_prefix")]
+    pub path_prefix: String,
+    pub upstream: String,
+    /// Requirement ids this route needs; omitted means all requirements.
+    #[serde(default)]
+    pub requirements: Option<Vec<String>>,
+    /// Send the client's Host header upstream instead of the upstream's.
+    #[serde(default)]
+    pub preserve_host: bool,
+}
+
+/// A version as written in TOML: `"3.1"` or `3`. Floats are refused because `2.10` would read as `2.1`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum VersionFile {
+    Text(String),
+    Integer(u64),
+    Float(f64),
+}

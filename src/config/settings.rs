@@ -1,0 +1,588 @@
+//! Validated settings: what the rest of Clearance runs on, built from the file types by `validate`.
+
+use super::ConfigError;
+use super::file::{FileConfig, RequirementFile, RouteFile, VersionFile};
+use crate::domain::{
+    Enforcement, Policy, Requirement, RequirementId, RequirementKind, Route, RouteTable, Selector,
+    Version,
+};
+use base64::Engine as _;
+use chrono::{DateTime, NaiveDate, Utc};
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use url::Url;
+
+/// Everything Clearance needs, validated.
+#[derive(Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub public_url: Url,
+    pub workers: usize,
+    pub upstream_timeout: Duration,
+    pub upstream_connect_timeout: Duration,
+    pub max_request_body: Option<u64>,
+    pub redis: RedisSettings,
+    pub oidc: OidcSettings,
+    pub session: SessionSettings,
+    pub admin_tokens: Vec<AdminToken>,
+    pub denials: DenialSettings,
+    pub log_format: LogFormat,
+    pub log_filter: Option<String>,
+    pub policy: Arc<Policy>,
+    pub routes: Arc<RouteTable>,
+    /// Hosts that `rd=` may point at after sign-in: the public URL's host and every route host.
+    pub redirect_hosts: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Clone, Debug)]
+pub struct RedisSettings {
+    pub url: String,
+    pub key_prefix: String,
+    pub response_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+/// Names of the claims Clearance reads.
+#[derive(Clone, Debug)]
+pub struct ClaimNames {
+    pub subject: String,
+    pub email: String,
+    pub name: String,
+    pub groups: String,
+    pub person_type: String,
+    pub manager: String,
+}
+
+#[derive(Clone)]
+pub struct OidcSettings {
+    pub issuer: Url,
+    pub client_id: String,
+    pub client_secret: String,
+    pub scopes: Vec<String>,
+    pub redirect_url: Url,
+    pub post_logout_redirect_url: Url,
+    pub claims: ClaimNames,
+    pub refresh_before: Duration,
+    pub jwks_refetch_cooldown: Duration,
+}
+
+impl std::fmt::Debug for OidcSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcSettings")
+            .field("issuer", &self.issuer.as_str())
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone)]
+pub struct SessionSettings {
+    pub cookie_name: String,
+    pub key: cookie::Key,
+    pub secure: bool,
+    pub domain: Option<String>,
+    pub lifetime: Duration,
+}
+
+/// An admin API token, known only by its SHA-256.
+#[derive(Clone, Debug)]
+pub struct AdminToken {
+    pub name: String,
+    pub sha256: [u8; 32],
+}
+
+#[derive(Clone, Debug)]
+pub struct DenialSettings {
+    pub max_entries: u64,
+    pub max_age: Option<Duration>,
+}
+
+/// Collects every problem so that an admin sees them all at once.
+#[derive(Default)]
+struct Problems(Vec<(String, String)>);
+
+impl Problems {
+    fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.0.push((key.into(), message.into()));
+    }
+}
+
+fn parse_url(p: &mut Problems, key: &str, raw: &str, allow_http_non_loopback: bool) -> Option<Url> {
+    match Url::parse(raw) {
+        Ok(u) if u.scheme() == "https" => Some(u),
+        Ok(u) if u.scheme() == "http" => {
+            let loopback = matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"))
+                || u.host_str().is_some_and(|h| h.starts_with("127."));
+            if loopback || allow_http_non_loopback {
+                Some(u)
+            } else {
+                p.add(
+                    key,
+                    format!("{raw:?} uses http:// on a non-loopback host; use https://"),
+                );
+                None
+            }
+        }
+        Ok(_) => {
+            p.add(key, format!("{raw:?} must be an http(s) URL"));
+            None
+        }
+        Err(e) => {
+            p.add(key, format!("{raw:?} is not a URL: {e}"));
+            None
+        }
+    }
+}
+
+fn parse_instant(raw: &str) -> Option<DateTime<Utc>> {
+    if let Ok(d) = NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
+        return d.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
+    }
+    DateTime::parse_from_rfc3339(raw)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+fn is_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+fn requirement(p: &mut Problems, i: usize, r: &RequirementFile) -> Option<Requirement> {
+    let key = |field: &str| format!("requirements[{i}].{field}");
+    let before = p.0.len();
+    if !is_id(&r.id) {
+        p.add(
+            key("id"),
+            format!("{:?} must be 1-64 characters of a-z, 0-9, '-' or '_'", r.id),
+        );
+    }
+    let kind = match r.kind.as_str() {
+        "training" => Some(RequirementKind::Training),
+        "agreement" => Some(RequirementKind::Agreement),
+        "policy" => Some(RequirementKind::Policy),
+        other => {
+            p.add(
+                key("kind"),
+                format!("{other:?} must be one of training, agreement, policy"),
+            );
+            None
+        }
+    };
+    if r.title.trim().is_empty() {
+        p.add(key("title"), "must not be empty");
+    }
+    let version = match &r.version {
+        VersionFile::Text(t) => t.parse::<Version>().map_err(|e| e.to_string()),
+        VersionFile::Integer(n) => u32::try_from(*n)
+            .map(|major| Version { major, minor: 0 })
+            .map_err(|_| format!("{n} is too large")),
+        VersionFile::Float(f) => Err(format!(
+            "{f} is a number with a fraction; write versions as strings, e.g. version = \"{f}\""
+        )),
+    };
+    let version = version.map_err(|m| p.add(key("version"), m)).ok();
+    let version_since = match r.version_since.as_deref() {
+        None => None,
+        Some(raw) => match parse_instant(raw) {
+            Some(t) => Some(t),
+            None => {
+                p.add(
+                    key("version_since"),
+                    format!("{raw:?} must be a date YYYY-MM-DD or an RFC 3339 time"),
+                );
+                None
+            }
+        },
+    };
+    if r.grace_days > 0 && version_since.is_none() {
+        p.add(
+            key("grace_days"),
+            "a grace period needs version_since (when the current version took effect)",
+        );
+    }
+    if r.validity_days == Some(0) {
+        p.add(
+            key("validity_days"),
+            "must be at least 1 (omit it for completions that never expire)",
+        );
+    }
+    if let Some(u) = &r.url {
+        parse_url(p, &key("url"), u, true);
+    }
+    let enforcement = match r.enforcement.as_deref() {
+        None | Some("block") => Some(Enforcement::Block),
+        Some("warn") => Some(Enforcement::Warn),
+        Some("monitor") => Some(Enforcement::Monitor),
+        Some(other) => {
+            p.add(
+                key("enforcement"),
+                format!("{other:?} must be one of block, warn, monitor"),
+            );
+            None
+        }
+    };
+    if p.0.len() != before {
+        return None;
+    }
+    Some(Requirement {
+        id: RequirementId(r.id.clone()),
+        kind: kind?,
+        title: r.title.trim().to_owned(),
+        description: r.description.clone(),
+        version: version?,
+        version_since,
+        validity: r
+            .validity_days
+            .map(|d| chrono::Duration::days(i64::from(d))),
+        grace: chrono::Duration::days(i64::from(r.grace_days)),
+        url: r.url.clone(),
+        applies_to: Selector {
+            groups: r.applies_to.groups.clone(),
+            person_types: r
+                .applies_to
+                .person_types
+                .iter()
+                .map(|t| t.to_lowercase())
+                .collect(),
+            except_groups: r.applies_to.except_groups.clone(),
+        },
+        enforcement: enforcement?,
+    })
+}
+
+fn route(p: &mut Problems, i: usize, r: &RouteFile, policy: &Policy) -> Option<Route> {
+    let key = |field: &str| format!("routes[{i}].{field}");
+    let before = p.0.len();
+    let host = match r.host.as_deref().map(str::trim) {
+        None | Some("*") => None,
+        Some("") => {
+            p.add(
+                key("host"),
+                "must not be empty (omit it or use \"*\" for any host)",
+            );
+            None
+        }
+        Some(h) if h.contains(['/', ':', ' ']) => {
+            p.add(
+                key("host"),
+                format!("{h:?} must be a bare host name without scheme, port or path"),
+            );
+            None
+        }
+        Some(h) => Some(h.to_ascii_lowercase()),
+    };
+    if !r.path_prefix.starts_with('/')
+        || r.path_prefix.contains(['?', '#', '%', '\\'])
+        || r.path_prefix.contains("/../")
+        || r.path_prefix.contains("/./")
+        || r.path_prefix.contains("//")
+    {
+        p.add(
+            key("path_prefix"),
+            format!(
+                "{:?} must be a normalised path starting with '/'",
+                r.path_prefix
+            ),
+        );
+    }
+    let upstream = parse_url(p, &key("upstream"), &r.upstream, true);
+    if let Some(u) = &upstream
+        && (u.query().is_some() || u.fragment().is_some())
+    {
+        p.add(key("upstream"), "must not have a query or fragment");
+    }
+    let requirements = match &r.requirements {
+        None => policy.requirements.iter().map(|r| r.id.clone()).collect(),
+        Some(ids) => {
+            for id in ids {
+                if policy.get_str(id).is_none() {
+                    p.add(key("requirements"), format!("unknown requirement {id:?}"));
+                }
+            }
+            ids.iter().map(|id| RequirementId(id.clone())).collect()
+        }
+    };
+    if p.0.len() != before {
+        return None;
+    }
+    Some(Route {
+        host,
+        path_prefix: r.path_prefix.clone(),
+        upstream: upstream?.as_str().trim_end_matches('/').to_owned(),
+        requirements,
+        preserve_host: r.preserve_host,
+    })
+}
+
+/// Validates the file into settings, reporting every problem with its key.
+pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
+    let mut p = Problems::default();
+
+    let listen = f
+        .server
+        .listen
+        .parse::<SocketAddr>()
+        .map_err(|e| {
+            p.add(
+                "server.listen",
+                format!(
+                    "{:?} is not an address like 127.0.0.1:4180: {e}",
+                    f.server.listen
+                ),
+            )
+        })
+        .ok();
+    let public_url = if f.server.public_url.is_empty() {
+        p.add(
+            "server.public_url",
+            "is required, e.g. \"https://gate.example.com\"",
+        );
+        None
+    } else {
+        parse_url(&mut p, "server.public_url", &f.server.public_url, false)
+    };
+
+    if f.redis.url.is_empty()
+        || !(f.redis.url.starts_with("redis://")
+            || f.redis.url.starts_with("rediss://")
+            || f.redis.url.starts_with("unix://"))
+    {
+        p.add(
+            "redis.url",
+            format!(
+                "{:?} must start with redis://, rediss:// or unix://",
+                f.redis.url
+            ),
+        );
+    }
+    if f.redis.key_prefix.contains(['{', '}', ' ']) {
+        p.add("redis.key_prefix", "must not contain braces or spaces");
+    }
+    if f.redis.response_timeout_ms == 0 {
+        p.add("redis.response_timeout_ms", "must be at least 1");
+    }
+
+    if f.oidc.issuer.is_empty() {
+        p.add(
+            "oidc.issuer",
+            "is required, e.g. \"https://login.example.com\"",
+        );
+    }
+    let issuer = if f.oidc.issuer.is_empty() {
+        None
+    } else {
+        parse_url(
+            &mut p,
+            "oidc.issuer",
+            &f.oidc.issuer,
+            f.oidc.allow_insecure_issuer,
+        )
+    };
+    if f.oidc.client_id.is_empty() {
+        p.add("oidc.client_id", "is required");
+    }
+    if f.oidc.client_secret.is_empty() {
+        p.add(
+            "oidc.client_secret",
+            "is required (or set CLEARANCE_OIDC__CLIENT_SECRET_FILE)",
+        );
+    }
+    if !f.oidc.scopes.iter().any(|s| s == "openid") {
+        p.add("oidc.scopes", "must include \"openid\"");
+    }
+    let join = |base: &Url, path: &str| base.join(path).ok();
+    let redirect_url = match (&f.oidc.redirect_url, &public_url) {
+        (Some(u), _) => parse_url(&mut p, "oidc.redirect_url", u, false),
+        (None, Some(base)) => join(base, "/oauth2/callback"),
+        (None, None) => None,
+    };
+    let post_logout = match (&f.oidc.post_logout_redirect_url, &public_url) {
+        (Some(u), _) => parse_url(&mut p, "oidc.post_logout_redirect_url", u, false),
+        (None, Some(base)) => join(base, "/"),
+        (None, None) => None,
+    };
+
+    let key = if f.session.cookie_secret.is_empty() {
+        p.add("session.cookie_secret", "is required: 32+ random bytes, base64 (e.g. `openssl rand -base64 48`); or set CLEARANCE_SESSION__COOKIE_SECRET_FILE");
+        None
+    } else {
+        let raw = f.session.cookie_secret.trim();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(raw)
+            .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw));
+        match decoded {
+            Ok(bytes) if bytes.len() >= 32 => Some(cookie::Key::derive_from(&bytes)),
+            Ok(bytes) => {
+                p.add(
+                    "session.cookie_secret",
+                    format!("decodes to {} bytes; at least 32 are needed", bytes.len()),
+                );
+                None
+            }
+            Err(_) => {
+                p.add("session.cookie_secret", "is not valid base64");
+                None
+            }
+        }
+    };
+    if f.session.cookie_name.is_empty()
+        || !f
+            .session
+            .cookie_name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        p.add("session.cookie_name", "must be letters, digits, '_' or '-'");
+    }
+    if f.session.lifetime_hours == 0 {
+        p.add("session.lifetime_hours", "must be at least 1");
+    }
+
+    let mut admin_tokens = Vec::new();
+    for (i, t) in f.admin.tokens.iter().enumerate() {
+        let mut digest = [0u8; 32];
+        if hex::decode_to_slice(t.sha256.trim(), &mut digest).is_err() {
+            p.add(format!("admin.tokens[{i}].sha256"), "must be 64 hex characters: the SHA-256 of the token (e.g. `printf %s TOKEN | sha256sum`)");
+        } else if t.name.trim().is_empty() {
+            p.add(format!("admin.tokens[{i}].name"), "must not be empty");
+        } else {
+            admin_tokens.push(AdminToken {
+                name: t.name.trim().to_owned(),
+                sha256: digest,
+            });
+        }
+    }
+
+    if f.denials.max_entries == 0 {
+        p.add("denials.max_entries", "must be at least 1");
+    }
+
+    let log_format = match f.logging.format.as_str() {
+        "pretty" => LogFormat::Pretty,
+        "json" => LogFormat::Json,
+        other => {
+            p.add(
+                "logging.format",
+                format!("{other:?} must be pretty or json"),
+            );
+            LogFormat::Pretty
+        }
+    };
+
+    let mut seen = HashSet::new();
+    let mut requirements = Vec::new();
+    for (i, r) in f.requirements.iter().enumerate() {
+        if !seen.insert(r.id.clone()) {
+            p.add(
+                format!("requirements[{i}].id"),
+                format!("{:?} is declared twice", r.id),
+            );
+        }
+        if let Some(r) = requirement(&mut p, i, r) {
+            requirements.push(r);
+        }
+    }
+    let policy = Policy { requirements };
+
+    if f.routes.is_empty() {
+        p.add("routes", "at least one [[routes]] entry is needed");
+    }
+    let mut routes = Vec::new();
+    let mut redirect_hosts = Vec::new();
+    if let Some(h) = public_url.as_ref().and_then(|u| u.host_str()) {
+        redirect_hosts.push(h.to_owned());
+    }
+    for (i, r) in f.routes.iter().enumerate() {
+        if let Some(r) = route(&mut p, i, r, &policy) {
+            if let Some(h) = &r.host {
+                redirect_hosts.push(h.clone());
+            }
+            routes.push(r);
+        }
+    }
+
+    let (
+        Some(listen),
+        Some(public_url),
+        Some(issuer),
+        Some(redirect_url),
+        Some(post_logout_redirect_url),
+        Some(key),
+        true,
+    ) = (
+        listen,
+        public_url,
+        issuer,
+        redirect_url,
+        post_logout,
+        key,
+        p.0.is_empty(),
+    )
+    else {
+        return Err(ConfigError::Invalid(p.0));
+    };
+    let ms = Duration::from_millis;
+    Ok(Settings {
+        listen,
+        public_url,
+        workers: f.server.workers,
+        upstream_timeout: ms(f.server.upstream_timeout_ms),
+        upstream_connect_timeout: ms(f.server.upstream_connect_timeout_ms),
+        max_request_body: (f.server.max_request_body_bytes > 0)
+            .then_some(f.server.max_request_body_bytes),
+        redis: RedisSettings {
+            url: f.redis.url,
+            key_prefix: f.redis.key_prefix,
+            response_timeout: ms(f.redis.response_timeout_ms),
+            connect_timeout: ms(f.redis.connect_timeout_ms),
+        },
+        oidc: OidcSettings {
+            issuer,
+            client_id: f.oidc.client_id,
+            client_secret: f.oidc.client_secret,
+            scopes: f.oidc.scopes,
+            redirect_url,
+            post_logout_redirect_url,
+            claims: ClaimNames {
+                subject: f.oidc.subject_claim,
+                email: f.oidc.email_claim,
+                name: f.oidc.name_claim,
+                groups: f.oidc.groups_claim,
+                person_type: f.oidc.person_type_claim,
+                manager: f.oidc.manager_claim,
+            },
+            refresh_before: Duration::from_secs(f.oidc.refresh_before_secs),
+            jwks_refetch_cooldown: Duration::from_secs(f.oidc.jwks_refetch_cooldown_secs),
+        },
+        session: SessionSettings {
+            cookie_name: f.session.cookie_name,
+            key,
+            secure: f.session.cookie_secure,
+            domain: f.session.cookie_domain,
+            lifetime: Duration::from_secs(f.session.lifetime_hours * 3600),
+        },
+        admin_tokens,
+        denials: DenialSettings {
+            max_entries: f.denials.max_entries,
+            max_age: (f.denials.max_age_days > 0)
+                .then(|| Duration::from_secs(f.denials.max_age_days * 86_400)),
+        },
+        log_format,
+        log_filter: f.logging.filter,
+        policy: Arc::new(policy),
+        routes: Arc::new(RouteTable::new(routes)),
+        redirect_hosts,
+    })
+}
