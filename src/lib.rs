@@ -2,3 +2,5 @@
 
 pub mod config;
 pub mod domain;
+pub mod store;
+pub mod auth;

@@ -87,7 +87,7 @@ impl std::fmt::Debug for OidcSettings {
 #[derive(Clone)]
 pub struct SessionSettings {
     pub cookie_name: String,
-    pub key: cookie::Key,
+    pub key: actix_web::cookie::Key,
     pub secure: bool,
     pub domain: Option<String>,
     pub lifetime: Duration,
@@ -423,7 +423,7 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
             .decode(raw)
             .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw));
         match decoded {
-            Ok(bytes) if bytes.len() >= 32 => Some(cookie::Key::derive_from(&bytes)),
+            Ok(bytes) if bytes.len() >= 32 => Some(actix_web::cookie::Key::derive_from(&bytes)),
             Ok(bytes) => {
                 p.add(
                     "session.cookie_secret",

@@ -3,11 +3,13 @@
 //! Nothing in here performs I/O or reads the clock: time is always passed in.
 
 pub mod decision;
+pub mod denial;
 pub mod principal;
 pub mod record;
 pub mod requirement;
 pub mod route;
 
+pub use denial::DenialEvent;
 pub use decision::{Decision, Evaluation, Reason, RequirementStatus, Status, Unmet, evaluate};
 pub use principal::{Principal, SubjectKey, SubjectKeyError};
 pub use record::{Record, RecordError, Source};

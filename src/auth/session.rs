@@ -1,0 +1,184 @@
+//! Server-side sessions in the store behind an opaque, encrypted and authenticated cookie, plus the
+//! short-lived login-state cookie that binds a sign-in to the browser that started it.
+
+use crate::config::SessionSettings;
+use crate::domain::Principal;
+use crate::store::{SharedStore, StoreError};
+use actix_web::HttpRequest;
+use actix_web::cookie::{Cookie, CookieJar, SameSite, time};
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+
+/// How long a started sign-in may take.
+pub const LOGIN_TTL: Duration = Duration::from_secs(600);
+
+/// What the store keeps for a signed-in person.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Session {
+    pub principal: Principal,
+    pub id_token: Option<String>,
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    pub access_expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// Token for the forms Clearance serves to this session.
+    pub csrf: String,
+}
+
+/// The result of looking for a session on a request.
+pub enum Lookup {
+    /// No session cookie at all.
+    Missing,
+    /// A cookie that fails decryption (tampered or forged) or names no live session.
+    Invalid,
+    Found { id: String, session: Session },
+}
+
+/// A cookie value that may be present, absent, or not ours.
+pub enum CookieValue {
+    Missing,
+    Invalid,
+    Value(String),
+}
+
+/// Creates, finds and ends sessions.
+#[derive(Clone)]
+pub struct Sessions {
+    store: SharedStore,
+    settings: SessionSettings,
+}
+
+/// 256 random bits, base64url.
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Store key material for a session id, so that a store dump does not hold usable ids.
+fn storage_id(id: &str) -> String {
+    hex::encode(Sha256::digest(id.as_bytes()))
+}
+
+impl Sessions {
+    pub fn new(store: SharedStore, settings: SessionSettings) -> Self {
+        Self { store, settings }
+    }
+
+    pub fn cookie_name(&self) -> &str {
+        &self.settings.cookie_name
+    }
+
+    pub fn login_cookie_name(&self) -> String {
+        format!("{}_login", self.settings.cookie_name)
+    }
+
+    pub fn lifetime(&self) -> Duration {
+        self.settings.lifetime
+    }
+
+    /// A short, non-reversible handle for logs.
+    pub fn log_id(id: &str) -> String {
+        storage_id(id)[..12].to_owned()
+    }
+
+    fn seal(&self, name: String, value: String, max_age: Option<Duration>) -> Cookie<'static> {
+        let mut cookie = Cookie::new(name.clone(), value);
+        cookie.set_http_only(true);
+        cookie.set_secure(self.settings.secure);
+        cookie.set_same_site(SameSite::Lax);
+        cookie.set_path("/");
+        if let Some(d) = &self.settings.domain {
+            cookie.set_domain(d.clone());
+        }
+        if let Some(age) = max_age {
+            cookie.set_max_age(time::Duration::seconds(i64::try_from(age.as_secs()).unwrap_or(i64::MAX)));
+        }
+        let mut jar = CookieJar::new();
+        jar.private_mut(&self.settings.key).add(cookie.clone());
+        jar.get(&name).cloned().unwrap_or(cookie)
+    }
+
+    fn open(&self, req: &HttpRequest, name: &str) -> CookieValue {
+        let Some(cookie) = req.cookie(name) else {
+            return CookieValue::Missing;
+        };
+        let jar = CookieJar::new();
+        match jar.private(&self.settings.key).decrypt(cookie) {
+            Some(c) => CookieValue::Value(c.value().to_owned()),
+            None => CookieValue::Invalid,
+        }
+    }
+
+    /// A cookie that removes `name` from the browser.
+    pub fn removal(&self, name: String) -> Cookie<'static> {
+        let mut cookie = Cookie::new(name, "");
+        cookie.set_path("/");
+        cookie.set_http_only(true);
+        cookie.set_secure(self.settings.secure);
+        cookie.set_same_site(SameSite::Lax);
+        if let Some(d) = &self.settings.domain {
+            cookie.set_domain(d.clone());
+        }
+        cookie.make_removal();
+        cookie
+    }
+
+    /// Finds the request's session. Store failures are errors (the caller fails closed).
+    pub async fn lookup(&self, req: &HttpRequest) -> Result<Lookup, StoreError> {
+        let id = match self.open(req, &self.settings.cookie_name) {
+            CookieValue::Missing => return Ok(Lookup::Missing),
+            CookieValue::Invalid => return Ok(Lookup::Invalid),
+            CookieValue::Value(id) => id,
+        };
+        let Some(json) = self.store.get_session(&storage_id(&id)).await? else {
+            return Ok(Lookup::Invalid);
+        };
+        let session: Session = serde_json::from_str(&json)
+            .map_err(|e| StoreError::Corrupt(format!("session: {e}")))?;
+        if session.expires_at <= Utc::now() {
+            return Ok(Lookup::Invalid);
+        }
+        Ok(Lookup::Found { id, session })
+    }
+
+    /// Stores a new session under a fresh id and returns the cookie that carries it.
+    pub async fn create(&self, session: &Session) -> Result<(String, Cookie<'static>), StoreError> {
+        let id = random_token();
+        self.save(&id, session).await?;
+        let cookie = self.seal(
+            self.settings.cookie_name.clone(),
+            id.clone(),
+            Some(self.settings.lifetime),
+        );
+        Ok((id, cookie))
+    }
+
+    /// Writes a session back, keeping its absolute expiry.
+    pub async fn save(&self, id: &str, session: &Session) -> Result<(), StoreError> {
+        let ttl = (session.expires_at - Utc::now())
+            .to_std()
+            .unwrap_or(Duration::from_secs(1));
+        let json = serde_json::to_string(session).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.store.put_session(&storage_id(id), &json, ttl).await
+    }
+
+    pub async fn destroy(&self, id: &str) -> Result<(), StoreError> {
+        self.store.delete_session(&storage_id(id)).await
+    }
+
+    /// The cookie that binds a login in progress to this browser.
+    pub fn login_cookie(&self, state: &str) -> Cookie<'static> {
+        self.seal(self.login_cookie_name(), state.to_owned(), Some(LOGIN_TTL))
+    }
+
+    /// The login state this browser started, if any.
+    pub fn login_state(&self, req: &HttpRequest) -> CookieValue {
+        self.open(req, &self.login_cookie_name())
+    }
+}

@@ -1,0 +1,158 @@
+//! An in-process store for `clearance demo` and unit tests; same contract as the Redis store.
+
+use super::{DenialLog, Health, RecordStore, SessionStore, StoreError};
+use crate::domain::{DenialEvent, Record, SubjectKey};
+use async_trait::async_trait;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+#[derive(Default)]
+struct Inner {
+    current: HashMap<SubjectKey, BTreeMap<String, Record>>,
+    history: HashMap<SubjectKey, Vec<Record>>,
+    sessions: HashMap<String, (String, Instant)>,
+    logins: HashMap<String, (String, Instant)>,
+    denials: VecDeque<(String, DenialEvent)>,
+    next_denial: u64,
+}
+
+/// Keeps everything in memory; nothing survives a restart.
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+    max_denials: usize,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new(10_000)
+    }
+}
+
+impl MemoryStore {
+    pub fn new(max_denials: usize) -> Self {
+        Self {
+            inner: Mutex::new(Inner::default()),
+            max_denials: max_denials.max(1),
+        }
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Inner>, StoreError> {
+        self.inner
+            .lock()
+            .map_err(|_| StoreError::Unavailable("memory store lock poisoned".into()))
+    }
+}
+
+fn live(entry: Option<&(String, Instant)>) -> Option<String> {
+    entry.filter(|(_, until)| *until > Instant::now()).map(|(v, _)| v.clone())
+}
+
+#[async_trait]
+impl RecordStore for MemoryStore {
+    async fn records(&self, subject: &SubjectKey) -> Result<Vec<Record>, StoreError> {
+        Ok(self
+            .lock()?
+            .current
+            .get(subject)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn put_record(&self, record: &Record) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        inner
+            .current
+            .entry(record.subject.clone())
+            .or_default()
+            .insert(record.requirement.0.clone(), record.clone());
+        inner
+            .history
+            .entry(record.subject.clone())
+            .or_default()
+            .push(record.clone());
+        Ok(())
+    }
+
+    async fn history(&self, subject: &SubjectKey) -> Result<Vec<Record>, StoreError> {
+        Ok(self.lock()?.history.get(subject).cloned().unwrap_or_default())
+    }
+}
+
+#[async_trait]
+impl SessionStore for MemoryStore {
+    async fn put_session(&self, id: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        let now = Instant::now();
+        inner.sessions.retain(|_, (_, until)| *until > now);
+        inner.sessions.insert(id.to_owned(), (value.to_owned(), now + ttl));
+        Ok(())
+    }
+
+    async fn get_session(&self, id: &str) -> Result<Option<String>, StoreError> {
+        Ok(live(self.lock()?.sessions.get(id)))
+    }
+
+    async fn delete_session(&self, id: &str) -> Result<(), StoreError> {
+        self.lock()?.sessions.remove(id);
+        Ok(())
+    }
+
+    async fn put_login(&self, state: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        let now = Instant::now();
+        inner.logins.retain(|_, (_, until)| *until > now);
+        inner.logins.insert(state.to_owned(), (value.to_owned(), now + ttl));
+        Ok(())
+    }
+
+    async fn take_login(&self, state: &str) -> Result<Option<String>, StoreError> {
+        Ok(live(self.lock()?.logins.remove(state).as_ref()))
+    }
+}
+
+#[async_trait]
+impl DenialLog for MemoryStore {
+    async fn append_denial(&self, event: &DenialEvent) -> Result<String, StoreError> {
+        let mut inner = self.lock()?;
+        inner.next_denial += 1;
+        let id = format!("{}-{}", event.time.timestamp_millis(), inner.next_denial);
+        inner.denials.push_back((id.clone(), event.clone()));
+        while inner.denials.len() > self.max_denials {
+            inner.denials.pop_front();
+        }
+        Ok(id)
+    }
+
+    async fn recent_denials(&self, count: usize) -> Result<Vec<(String, DenialEvent)>, StoreError> {
+        Ok(self.lock()?.denials.iter().rev().take(count).cloned().collect())
+    }
+}
+
+#[async_trait]
+impl Health for MemoryStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.lock().map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn login_state_works_once() {
+        let s = MemoryStore::default();
+        s.put_login("st", "v", Duration::from_secs(60)).await.unwrap();
+        assert_eq!(s.take_login("st").await.unwrap().as_deref(), Some("v"));
+        assert_eq!(s.take_login("st").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn expired_sessions_are_gone() {
+        let s = MemoryStore::default();
+        s.put_session("id", "v", Duration::from_millis(1)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(s.get_session("id").await.unwrap(), None);
+    }
+}

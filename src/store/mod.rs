@@ -1,0 +1,65 @@
+//! Storage behind traits: records, sessions and login state, and the denial log.
+//!
+//! [`redis::RedisStore`] is the production implementation; [`memory::MemoryStore`] serves the demo and
+//! unit tests. Every method either completes fully or fails with [`StoreError`]; callers fail closed.
+
+pub mod memory;
+pub mod redis;
+
+use crate::domain::{DenialEvent, Record, SubjectKey};
+use async_trait::async_trait;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// State could not be read or written. The gate turns this into a 503 and never an admit.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the state store is unavailable: {0}")]
+    Unavailable(String),
+    #[error("the state store returned data that cannot be read: {0}")]
+    Corrupt(String),
+}
+
+/// Completion records per subject.
+#[async_trait]
+pub trait RecordStore: Send + Sync {
+    /// The current record of every requirement for a subject (one round trip).
+    async fn records(&self, subject: &SubjectKey) -> Result<Vec<Record>, StoreError>;
+    /// Makes `record` the current one for its requirement and appends it to the subject's history,
+    /// atomically.
+    async fn put_record(&self, record: &Record) -> Result<(), StoreError>;
+    /// Every record ever written for a subject, oldest first.
+    async fn history(&self, subject: &SubjectKey) -> Result<Vec<Record>, StoreError>;
+}
+
+/// Server-side sessions and one-time login states, as opaque JSON text with a time to live.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    async fn put_session(&self, id: &str, value: &str, ttl: Duration) -> Result<(), StoreError>;
+    async fn get_session(&self, id: &str) -> Result<Option<String>, StoreError>;
+    async fn delete_session(&self, id: &str) -> Result<(), StoreError>;
+    async fn put_login(&self, state: &str, value: &str, ttl: Duration) -> Result<(), StoreError>;
+    /// Returns the login state and deletes it in the same step, so that it works only once.
+    async fn take_login(&self, state: &str) -> Result<Option<String>, StoreError>;
+}
+
+/// The append-only denial log.
+#[async_trait]
+pub trait DenialLog: Send + Sync {
+    /// Appends an event and returns its id.
+    async fn append_denial(&self, event: &DenialEvent) -> Result<String, StoreError>;
+    /// The newest `count` events, newest first.
+    async fn recent_denials(&self, count: usize) -> Result<Vec<(String, DenialEvent)>, StoreError>;
+}
+
+/// Liveness of the store, for `/readyz`.
+#[async_trait]
+pub trait Health: Send + Sync {
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// One store that does everything.
+pub trait Store: RecordStore + SessionStore + DenialLog + Health {}
+impl<T: RecordStore + SessionStore + DenialLog + Health> Store for T {}
+
+pub type SharedStore = Arc<dyn Store>;

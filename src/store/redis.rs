@@ -1,0 +1,236 @@
+//! The Redis implementation of the stores: per-subject hashes with `{subject}` hash tags, sessions
+//! with TTLs, and the denial log as a trimmed Stream.
+//!
+//! Keys (with the configured prefix `P`):
+//! - `P{subject}:records`: hash, requirement id -> current record (JSON)
+//! - `P{subject}:history`: list of every record written (JSON), oldest first
+//! - `Psess:<id>`: session (JSON) with TTL; `Plogin:<state>`: one-time login state with TTL
+//! - `Pdenials`: stream of denial events
+
+use super::{DenialLog, Health, RecordStore, SessionStore, StoreError};
+use crate::config::{DenialSettings, RedisSettings};
+use crate::domain::{DenialEvent, Record, SubjectKey};
+use async_trait::async_trait;
+use redis::AsyncCommands;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Fields of a denial entry that hold JSON rather than plain text.
+const JSON_FIELDS: [&str; 2] = ["missing", "would_deny_only"];
+
+/// Stores backed by one Redis (or a Redis behind a proxy / Sentinel-aware URL).
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    prefix: String,
+    denials: DenialSettings,
+}
+
+fn unavailable(e: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl RedisStore {
+    /// Creates the store without connecting: the process starts (and serves 503s) while Redis is
+    /// down, and the connection manager reconnects by itself.
+    pub fn new(settings: &RedisSettings, denials: DenialSettings) -> Result<Self, StoreError> {
+        let client = redis::Client::open(settings.url.as_str())
+            .map_err(|e| StoreError::Unavailable(format!("invalid redis.url: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(settings.response_timeout))
+            .set_connection_timeout(Some(settings.connect_timeout))
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?;
+        Ok(Self {
+            conn,
+            prefix: settings.key_prefix.clone(),
+            denials,
+        })
+    }
+
+    fn records_key(&self, subject: &SubjectKey) -> String {
+        format!("{}{{{}}}:records", self.prefix, subject)
+    }
+
+    fn history_key(&self, subject: &SubjectKey) -> String {
+        format!("{}{{{}}}:history", self.prefix, subject)
+    }
+
+    fn session_key(&self, id: &str) -> String {
+        format!("{}sess:{id}", self.prefix)
+    }
+
+    fn login_key(&self, state: &str) -> String {
+        format!("{}login:{state}", self.prefix)
+    }
+
+    fn denials_key(&self) -> String {
+        format!("{}denials", self.prefix)
+    }
+}
+
+fn ttl_ms(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+fn parse_records(values: impl IntoIterator<Item = String>) -> Result<Vec<Record>, StoreError> {
+    values
+        .into_iter()
+        .map(|v| serde_json::from_str(&v).map_err(|e| StoreError::Corrupt(format!("record: {e}"))))
+        .collect()
+}
+
+fn denial_fields(event: &DenialEvent) -> Result<Vec<(String, String)>, StoreError> {
+    let value = serde_json::to_value(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let serde_json::Value::Object(map) = value else {
+        return Err(StoreError::Corrupt("denial event is not an object".into()));
+    };
+    Ok(map
+        .into_iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => (k, s),
+            other => (k, other.to_string()),
+        })
+        .collect())
+}
+
+fn denial_from_fields(fields: HashMap<String, redis::Value>) -> Result<DenialEvent, StoreError> {
+    let mut map = serde_json::Map::new();
+    for (k, v) in fields {
+        let text: String = redis::from_redis_value(v).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let value = if JSON_FIELDS.contains(&k.as_str()) {
+            serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("denial {k}: {e}")))?
+        } else {
+            serde_json::Value::String(text)
+        };
+        map.insert(k, value);
+    }
+    serde_json::from_value(serde_json::Value::Object(map))
+        .map_err(|e| StoreError::Corrupt(format!("denial: {e}")))
+}
+
+#[async_trait]
+impl RecordStore for RedisStore {
+    async fn records(&self, subject: &SubjectKey) -> Result<Vec<Record>, StoreError> {
+        let mut conn = self.conn.clone();
+        let values: Vec<String> = conn.hvals(self.records_key(subject)).await.map_err(unavailable)?;
+        parse_records(values)
+    }
+
+    async fn put_record(&self, record: &Record) -> Result<(), StoreError> {
+        let json = serde_json::to_string(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut conn = self.conn.clone();
+        // MULTI/EXEC: the current record and the history entry are written together or not at all.
+        redis::pipe()
+            .atomic()
+            .hset(self.records_key(&record.subject), record.requirement.as_str(), &json)
+            .ignore()
+            .rpush(self.history_key(&record.subject), &json)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn history(&self, subject: &SubjectKey) -> Result<Vec<Record>, StoreError> {
+        let mut conn = self.conn.clone();
+        let values: Vec<String> = conn
+            .lrange(self.history_key(subject), 0, -1)
+            .await
+            .map_err(unavailable)?;
+        parse_records(values)
+    }
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn put_session(&self, id: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        conn.pset_ex::<_, _, ()>(self.session_key(id), value, ttl_ms(ttl))
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn get_session(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        conn.get(self.session_key(id)).await.map_err(unavailable)
+    }
+
+    async fn delete_session(&self, id: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        conn.del::<_, ()>(self.session_key(id)).await.map_err(unavailable)
+    }
+
+    async fn put_login(&self, state: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        conn.pset_ex::<_, _, ()>(self.login_key(state), value, ttl_ms(ttl))
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn take_login(&self, state: &str) -> Result<Option<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        conn.get_del(self.login_key(state)).await.map_err(unavailable)
+    }
+}
+
+#[async_trait]
+impl DenialLog for RedisStore {
+    async fn append_denial(&self, event: &DenialEvent) -> Result<String, StoreError> {
+        let fields = denial_fields(event)?;
+        let key = self.denials_key();
+        let mut xadd = redis::cmd("XADD");
+        xadd.arg(&key)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(self.denials.max_entries)
+            .arg("*");
+        for (k, v) in &fields {
+            xadd.arg(k).arg(v);
+        }
+        let mut pipe = redis::pipe();
+        pipe.add_command(xadd);
+        if let Some(age) = self.denials.max_age {
+            let cutoff = chrono::Utc::now().timestamp_millis()
+                - i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
+            pipe.cmd("XTRIM")
+                .arg(&key)
+                .arg("MINID")
+                .arg("~")
+                .arg(format!("{}-0", cutoff.max(0)))
+                .ignore();
+        }
+        let mut conn = self.conn.clone();
+        let (id,): (String,) = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        Ok(id)
+    }
+
+    async fn recent_denials(&self, count: usize) -> Result<Vec<(String, DenialEvent)>, StoreError> {
+        let mut conn = self.conn.clone();
+        let reply: redis::streams::StreamRangeReply = conn
+            .xrevrange_count(self.denials_key(), "+", "-", count)
+            .await
+            .map_err(unavailable)?;
+        reply
+            .ids
+            .into_iter()
+            .map(|entry| Ok((entry.id, denial_from_fields(entry.map)?)))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Health for RedisStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+}
