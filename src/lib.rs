@@ -1,6 +1,73 @@
 //! Clearance: an OIDC-aware gatekeeper that admits people only while their security induction is current.
+//!
+//! This file wires validated [`config::Settings`] into a running server.
 
-pub mod config;
-pub mod domain;
-pub mod store;
 pub mod auth;
+pub mod config;
+pub mod demo;
+pub mod domain;
+pub mod http;
+pub mod store;
+pub mod telemetry;
+
+use crate::auth::oidc::Oidc;
+use crate::auth::session::Sessions;
+use crate::config::Settings;
+use crate::http::{AppState, SystemClock};
+use crate::store::SharedStore;
+use crate::store::redis::RedisStore;
+use std::net::TcpListener;
+use std::sync::Arc;
+
+/// Builds the shared state from settings and a store, and starts loading provider metadata in
+/// the background (the gate answers 503 for sign-ins until it is loaded).
+pub fn build_state(settings: Settings, store: SharedStore) -> anyhow::Result<AppState> {
+    let oidc = Arc::new(Oidc::new(settings.oidc.clone())?);
+    oidc.spawn_discovery();
+    Ok(AppState {
+        sessions: Sessions::new(store.clone(), settings.session.clone()),
+        settings: Arc::new(settings),
+        store,
+        oidc,
+        clock: Arc::new(SystemClock),
+    })
+}
+
+/// The Redis-backed store for `serve`.
+pub fn redis_store(settings: &Settings) -> anyhow::Result<SharedStore> {
+    Ok(Arc::new(RedisStore::new(
+        &settings.redis,
+        settings.denials.clone(),
+    )?))
+}
+
+/// Starts the HTTP server on a bound listener. Must run inside a tokio runtime.
+pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<actix_web::dev::Server> {
+    let workers = match state.settings.workers {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    let server = actix_web::HttpServer::new(move || http::app(state.clone()))
+        .workers(workers)
+        .listen(listener)?
+        .run();
+    Ok(server)
+}
+
+/// `clearance serve`: Redis store, provider discovery, HTTP server until a signal stops it.
+pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(settings.listen).map_err(|e| {
+        anyhow::anyhow!("cannot listen on {} (server.listen): {e}", settings.listen)
+    })?;
+    let store = redis_store(&settings)?;
+    let state = build_state(settings, store)?;
+    tracing::info!(
+        listen = %state.settings.listen,
+        public_url = %state.settings.public_url,
+        requirements = state.settings.policy.requirements.len(),
+        routes = state.settings.routes.routes().len(),
+        "clearance is serving"
+    );
+    server(state, listener)?.await?;
+    Ok(())
+}

@@ -26,7 +26,12 @@ fn groups(claims: &Map<String, Value>, name: &str) -> Vec<String> {
     match claims.get(name) {
         Some(Value::Array(items)) => items
             .iter()
-            .filter_map(|v| v.as_str().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned))
+            .filter_map(|v| {
+                v.as_str()
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+            })
             .collect(),
         Some(Value::String(s)) => s
             .split(',')
@@ -39,8 +44,12 @@ fn groups(claims: &Map<String, Value>, name: &str) -> Vec<String> {
 }
 
 /// Builds the principal from merged ID-token and userinfo claims.
-pub fn principal_from_claims(claims: &Map<String, Value>, names: &ClaimNames) -> Result<Principal, ClaimsError> {
-    let raw = text(claims, &names.subject).ok_or_else(|| ClaimsError::MissingSubject(names.subject.clone()))?;
+pub fn principal_from_claims(
+    claims: &Map<String, Value>,
+    names: &ClaimNames,
+) -> Result<Principal, ClaimsError> {
+    let raw = text(claims, &names.subject)
+        .ok_or_else(|| ClaimsError::MissingSubject(names.subject.clone()))?;
     let subject = SubjectKey::parse(&raw).map_err(|e| ClaimsError::BadSubject {
         claim: names.subject.clone(),
         reason: e.to_string(),
@@ -97,7 +106,8 @@ mod tests {
         n.subject = "preferred_username".into();
         let e = principal_from_claims(&map(json!({"sub": "x", "email": "a@b"})), &n).unwrap_err();
         assert_eq!(e, ClaimsError::MissingSubject("preferred_username".into()));
-        let p = principal_from_claims(&map(json!({"sub": "x", "preferred_username": "JDoe"})), &n).unwrap();
+        let p = principal_from_claims(&map(json!({"sub": "x", "preferred_username": "JDoe"})), &n)
+            .unwrap();
         assert_eq!(p.subject.as_str(), "jdoe");
     }
 
@@ -105,7 +115,8 @@ mod tests {
     fn bad_subjects_and_string_groups() {
         let e = principal_from_claims(&map(json!({"email": "a {b}"})), &names()).unwrap_err();
         assert!(matches!(e, ClaimsError::BadSubject { .. }));
-        let p = principal_from_claims(&map(json!({"email": "a@b", "groups": "x, y"})), &names()).unwrap();
+        let p = principal_from_claims(&map(json!({"email": "a@b", "groups": "x, y"})), &names())
+            .unwrap();
         assert_eq!(p.groups, vec!["x", "y"]);
     }
 }

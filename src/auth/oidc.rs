@@ -113,8 +113,14 @@ impl Oidc {
 
     /// Loads (or reloads) the provider's metadata and keys.
     pub async fn discover(&self) -> Result<(), AuthError> {
-        let issuer = IssuerUrl::new(self.settings.issuer.as_str().trim_end_matches('/').to_owned())
-            .map_err(|e| AuthError::ProviderUnavailable(e.to_string()))?;
+        let issuer = IssuerUrl::new(
+            self.settings
+                .issuer
+                .as_str()
+                .trim_end_matches('/')
+                .to_owned(),
+        )
+        .map_err(|e| AuthError::ProviderUnavailable(e.to_string()))?;
         let metadata = ProviderMetadataWithLogout::discover_async(issuer, &self.http)
             .await
             .map_err(|e| AuthError::ProviderUnavailable(format!("discovery failed: {e}")))?;
@@ -130,14 +136,15 @@ impl Oidc {
             Some(ClientSecret::new(self.settings.client_secret.clone())),
         )
         .set_redirect_uri(RedirectUrl::from_url(self.settings.redirect_url.clone()));
-        self.provider.store(Some(Arc::new(Provider { metadata, client })));
+        self.provider
+            .store(Some(Arc::new(Provider { metadata, client })));
     }
 
     /// Keeps trying discovery in the background until it succeeds, so that the gate starts (and
     /// answers 503) while the provider is down.
     pub fn spawn_discovery(self: &Arc<Self>) {
         let this = Arc::clone(self);
-        actix_web::rt::spawn(async move {
+        tokio::spawn(async move {
             let mut delay = Duration::from_millis(250);
             while !this.is_ready() {
                 if let Err(e) = this.discover().await {
@@ -186,7 +193,11 @@ impl Oidc {
 
     /// Finishes a login: exchanges the code (with the PKCE verifier), verifies the ID token
     /// (signature, issuer, audience, expiry, nonce, at_hash) and reads userinfo.
-    pub async fn complete(&self, code: String, pending: &PendingLogin) -> Result<SignedIn, AuthError> {
+    pub async fn complete(
+        &self,
+        code: String,
+        pending: &PendingLogin,
+    ) -> Result<SignedIn, AuthError> {
         let provider = self.provider().await?;
         let response: CoreTokenResponse = provider
             .client
@@ -201,12 +212,17 @@ impl Oidc {
         let mut claims = self
             .verify_id_token(id_token, response.access_token(), Some(&nonce))
             .await?;
-        self.merge_userinfo(&mut claims, response.access_token()).await?;
+        self.merge_userinfo(&mut claims, response.access_token())
+            .await?;
         Ok(signed_in(&response, claims, Some(id_token.to_string())))
     }
 
     /// Refreshes tokens. The subject must not change.
-    pub async fn refresh(&self, refresh_token: &str, expected_sub: &str) -> Result<SignedIn, AuthError> {
+    pub async fn refresh(
+        &self,
+        refresh_token: &str,
+        expected_sub: &str,
+    ) -> Result<SignedIn, AuthError> {
         let provider = self.provider().await?;
         let token = RefreshToken::new(refresh_token.to_owned());
         let response: CoreTokenResponse = provider
@@ -222,7 +238,10 @@ impl Oidc {
                 other => AuthError::ProviderUnavailable(format!("refresh failed: {other}")),
             })?;
         let mut claims = match response.id_token() {
-            Some(id_token) => self.verify_id_token(id_token, response.access_token(), None).await?,
+            Some(id_token) => {
+                self.verify_id_token(id_token, response.access_token(), None)
+                    .await?
+            }
             None => {
                 let mut m = Map::new();
                 m.insert("sub".into(), Value::String(expected_sub.to_owned()));
@@ -230,10 +249,17 @@ impl Oidc {
             }
         };
         if claims.get("sub").and_then(Value::as_str) != Some(expected_sub) {
-            return Err(AuthError::InvalidIdToken("subject changed on refresh".into()));
+            return Err(AuthError::InvalidIdToken(
+                "subject changed on refresh".into(),
+            ));
         }
-        self.merge_userinfo(&mut claims, response.access_token()).await?;
-        let mut out = signed_in(&response, claims, response.id_token().map(|t| t.to_string()));
+        self.merge_userinfo(&mut claims, response.access_token())
+            .await?;
+        let mut out = signed_in(
+            &response,
+            claims,
+            response.id_token().map(|t| t.to_string()),
+        );
         if out.refresh_token.is_none() {
             out.refresh_token = Some(refresh_token.to_owned());
         }
@@ -251,7 +277,8 @@ impl Oidc {
             Err(VerifyError::UnknownKey) => {
                 // The provider may have rotated its keys: refetch once (rate-limited) and retry.
                 let provider = self.refetch_jwks(&provider).await?;
-                verify_with(&provider.client, id_token, access_token, nonce).map_err(VerifyError::into_auth)
+                verify_with(&provider.client, id_token, access_token, nonce)
+                    .map_err(VerifyError::into_auth)
             }
             other => other.map_err(VerifyError::into_auth),
         }?;
@@ -274,7 +301,10 @@ impl Oidc {
         let jwks = CoreJsonWebKeySet::fetch_async(current.metadata.jwks_uri(), &self.http)
             .await
             .map_err(|e| AuthError::ProviderUnavailable(format!("JWKS fetch failed: {e}")))?;
-        tracing::info!(keys = jwks.keys().len(), "refetched the provider's signing keys");
+        tracing::info!(
+            keys = jwks.keys().len(),
+            "refetched the provider's signing keys"
+        );
         let metadata = current.metadata.clone().set_jwks(jwks);
         self.install(metadata);
         self.provider
@@ -282,7 +312,11 @@ impl Oidc {
             .ok_or_else(|| AuthError::ProviderUnavailable("no metadata".into()))
     }
 
-    async fn merge_userinfo(&self, claims: &mut Map<String, Value>, access_token: &AccessToken) -> Result<(), AuthError> {
+    async fn merge_userinfo(
+        &self,
+        claims: &mut Map<String, Value>,
+        access_token: &AccessToken,
+    ) -> Result<(), AuthError> {
         let provider = self.provider().await?;
         let Some(endpoint) = provider.metadata.userinfo_endpoint() else {
             return Ok(());
@@ -296,7 +330,10 @@ impl Oidc {
             .await
             .map_err(|e| AuthError::ProviderUnavailable(format!("userinfo failed: {e}")))?;
         if !response.status().is_success() {
-            return Err(AuthError::Rejected(format!("userinfo answered {}", response.status())));
+            return Err(AuthError::Rejected(format!(
+                "userinfo answered {}",
+                response.status()
+            )));
         }
         let info: Map<String, Value> = response
             .json()
@@ -304,7 +341,9 @@ impl Oidc {
             .map_err(|e| AuthError::Rejected(format!("userinfo is not JSON: {e}")))?;
         // The userinfo subject must be the ID token's (OIDC Core 5.3.2).
         if info.get("sub") != claims.get("sub") {
-            return Err(AuthError::InvalidIdToken("userinfo subject differs from the ID token".into()));
+            return Err(AuthError::InvalidIdToken(
+                "userinfo subject differs from the ID token".into(),
+            ));
         }
         for (k, v) in info {
             claims.entry(k).or_insert(v);
@@ -316,7 +355,11 @@ impl Oidc {
     /// if the provider supports RP-initiated logout.
     pub fn end_session_url(&self, id_token: Option<&str>, state: &str) -> Option<url::Url> {
         let provider = self.provider.load_full()?;
-        let endpoint = provider.metadata.additional_metadata().end_session_endpoint.as_ref()?;
+        let endpoint = provider
+            .metadata
+            .additional_metadata()
+            .end_session_endpoint
+            .as_ref()?;
         let mut url = endpoint.url().clone();
         {
             let mut q = url.query_pairs_mut();
@@ -334,7 +377,11 @@ impl Oidc {
     }
 }
 
-fn signed_in(response: &CoreTokenResponse, claims: Map<String, Value>, id_token: Option<String>) -> SignedIn {
+fn signed_in(
+    response: &CoreTokenResponse,
+    claims: Map<String, Value>,
+    id_token: Option<String>,
+) -> SignedIn {
     SignedIn {
         claims,
         id_token,
@@ -373,20 +420,24 @@ fn verify_with(
         None => id_token.claims(&verifier, |_: Option<&Nonce>| Ok(())),
     };
     let claims = result.map_err(|e| match e {
-        ClaimsVerificationError::SignatureVerification(SignatureVerificationError::NoMatchingKey) => {
-            VerifyError::UnknownKey
-        }
+        ClaimsVerificationError::SignatureVerification(
+            SignatureVerificationError::NoMatchingKey,
+        ) => VerifyError::UnknownKey,
         other => VerifyError::Other(other.to_string()),
     })?;
     if let Some(expected) = claims.access_token_hash() {
-        let alg = id_token.signing_alg().map_err(|e| VerifyError::Other(e.to_string()))?;
+        let alg = id_token
+            .signing_alg()
+            .map_err(|e| VerifyError::Other(e.to_string()))?;
         let key = id_token
             .signing_key(&verifier)
             .map_err(|e| VerifyError::Other(e.to_string()))?;
         let actual = AccessTokenHash::from_token(access_token, alg, key)
             .map_err(|e| VerifyError::Other(e.to_string()))?;
         if actual != *expected {
-            return Err(VerifyError::Other("at_hash does not match the access token".into()));
+            return Err(VerifyError::Other(
+                "at_hash does not match the access token".into(),
+            ));
         }
     }
     Ok(())

@@ -36,7 +36,10 @@ pub enum Lookup {
     Missing,
     /// A cookie that fails decryption (tampered or forged) or names no live session.
     Invalid,
-    Found { id: String, session: Session },
+    Found {
+        id: String,
+        session: Box<Session>,
+    },
 }
 
 /// A cookie value that may be present, absent, or not ours.
@@ -97,7 +100,9 @@ impl Sessions {
             cookie.set_domain(d.clone());
         }
         if let Some(age) = max_age {
-            cookie.set_max_age(time::Duration::seconds(i64::try_from(age.as_secs()).unwrap_or(i64::MAX)));
+            cookie.set_max_age(time::Duration::seconds(
+                i64::try_from(age.as_secs()).unwrap_or(i64::MAX),
+            ));
         }
         let mut jar = CookieJar::new();
         jar.private_mut(&self.settings.key).add(cookie.clone());
@@ -144,7 +149,10 @@ impl Sessions {
         if session.expires_at <= Utc::now() {
             return Ok(Lookup::Invalid);
         }
-        Ok(Lookup::Found { id, session })
+        Ok(Lookup::Found {
+            id,
+            session: Box::new(session),
+        })
     }
 
     /// Stores a new session under a fresh id and returns the cookie that carries it.
@@ -164,7 +172,8 @@ impl Sessions {
         let ttl = (session.expires_at - Utc::now())
             .to_std()
             .unwrap_or(Duration::from_secs(1));
-        let json = serde_json::to_string(session).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let json =
+            serde_json::to_string(session).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.store.put_session(&storage_id(id), &json, ttl).await
     }
 

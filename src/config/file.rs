@@ -168,7 +168,7 @@ pub struct OidcFile {
     /// Defaults to `<server.public_url>/oauth2/callback`.
     #[serde(default)]
     pub redirect_url: Option<String>,
-    /// Where the provider sends people after signing out; defaults to `<server.public_url>/`.
+    /// Where the provider sends people after signing out; defaults to `<server.public_url>/oauth2/signed_out`.
     #[serde(default)]
     pub post_logout_redirect_url: Option<String>,
     #[serde(default = "default_subject_claim")]

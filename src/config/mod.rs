@@ -4,6 +4,11 @@
 pub mod file;
 mod settings;
 
+/// Types of validated settings that other modules name directly.
+pub mod settings_types {
+    pub use super::settings::LogFormat;
+}
+
 pub use settings::{
     AdminToken, ClaimNames, DenialSettings, OidcSettings, RedisSettings, SessionSettings, Settings,
 };

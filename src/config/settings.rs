@@ -410,7 +410,7 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
     };
     let post_logout = match (&f.oidc.post_logout_redirect_url, &public_url) {
         (Some(u), _) => parse_url(&mut p, "oidc.post_logout_redirect_url", u, false),
-        (None, Some(base)) => join(base, "/"),
+        (None, Some(base)) => join(base, "/oauth2/signed_out"),
         (None, None) => None,
     };
 

@@ -9,8 +9,8 @@ pub mod record;
 pub mod requirement;
 pub mod route;
 
-pub use denial::DenialEvent;
 pub use decision::{Decision, Evaluation, Reason, RequirementStatus, Status, Unmet, evaluate};
+pub use denial::DenialEvent;
 pub use principal::{Principal, SubjectKey, SubjectKeyError};
 pub use record::{Record, RecordError, Source};
 pub use requirement::{

@@ -1,7 +1,7 @@
 //! An in-process store for `clearance demo` and unit tests; same contract as the Redis store.
 
 use super::{DenialLog, Health, RecordStore, SessionStore, StoreError};
-use crate::domain::{DenialEvent, Record, SubjectKey};
+use crate::domain::{DenialEvent, Principal, Record, SubjectKey};
 use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 struct Inner {
     current: HashMap<SubjectKey, BTreeMap<String, Record>>,
     history: HashMap<SubjectKey, Vec<Record>>,
+    profiles: HashMap<SubjectKey, Principal>,
     sessions: HashMap<String, (String, Instant)>,
     logins: HashMap<String, (String, Instant)>,
     denials: VecDeque<(String, DenialEvent)>,
@@ -45,7 +46,9 @@ impl MemoryStore {
 }
 
 fn live(entry: Option<&(String, Instant)>) -> Option<String> {
-    entry.filter(|(_, until)| *until > Instant::now()).map(|(v, _)| v.clone())
+    entry
+        .filter(|(_, until)| *until > Instant::now())
+        .map(|(v, _)| v.clone())
 }
 
 #[async_trait]
@@ -75,7 +78,23 @@ impl RecordStore for MemoryStore {
     }
 
     async fn history(&self, subject: &SubjectKey) -> Result<Vec<Record>, StoreError> {
-        Ok(self.lock()?.history.get(subject).cloned().unwrap_or_default())
+        Ok(self
+            .lock()?
+            .history
+            .get(subject)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn put_profile(&self, principal: &Principal) -> Result<(), StoreError> {
+        self.lock()?
+            .profiles
+            .insert(principal.subject.clone(), principal.clone());
+        Ok(())
+    }
+
+    async fn profile(&self, subject: &SubjectKey) -> Result<Option<Principal>, StoreError> {
+        Ok(self.lock()?.profiles.get(subject).cloned())
     }
 }
 
@@ -85,7 +104,9 @@ impl SessionStore for MemoryStore {
         let mut inner = self.lock()?;
         let now = Instant::now();
         inner.sessions.retain(|_, (_, until)| *until > now);
-        inner.sessions.insert(id.to_owned(), (value.to_owned(), now + ttl));
+        inner
+            .sessions
+            .insert(id.to_owned(), (value.to_owned(), now + ttl));
         Ok(())
     }
 
@@ -102,7 +123,9 @@ impl SessionStore for MemoryStore {
         let mut inner = self.lock()?;
         let now = Instant::now();
         inner.logins.retain(|_, (_, until)| *until > now);
-        inner.logins.insert(state.to_owned(), (value.to_owned(), now + ttl));
+        inner
+            .logins
+            .insert(state.to_owned(), (value.to_owned(), now + ttl));
         Ok(())
     }
 
@@ -125,7 +148,14 @@ impl DenialLog for MemoryStore {
     }
 
     async fn recent_denials(&self, count: usize) -> Result<Vec<(String, DenialEvent)>, StoreError> {
-        Ok(self.lock()?.denials.iter().rev().take(count).cloned().collect())
+        Ok(self
+            .lock()?
+            .denials
+            .iter()
+            .rev()
+            .take(count)
+            .cloned()
+            .collect())
     }
 }
 
@@ -143,7 +173,9 @@ mod tests {
     #[tokio::test]
     async fn login_state_works_once() {
         let s = MemoryStore::default();
-        s.put_login("st", "v", Duration::from_secs(60)).await.unwrap();
+        s.put_login("st", "v", Duration::from_secs(60))
+            .await
+            .unwrap();
         assert_eq!(s.take_login("st").await.unwrap().as_deref(), Some("v"));
         assert_eq!(s.take_login("st").await.unwrap(), None);
     }
@@ -151,7 +183,9 @@ mod tests {
     #[tokio::test]
     async fn expired_sessions_are_gone() {
         let s = MemoryStore::default();
-        s.put_session("id", "v", Duration::from_millis(1)).await.unwrap();
+        s.put_session("id", "v", Duration::from_millis(1))
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(5)).await;
         assert_eq!(s.get_session("id").await.unwrap(), None);
     }

@@ -6,7 +6,7 @@
 pub mod memory;
 pub mod redis;
 
-use crate::domain::{DenialEvent, Record, SubjectKey};
+use crate::domain::{DenialEvent, Principal, Record, SubjectKey};
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +30,10 @@ pub trait RecordStore: Send + Sync {
     async fn put_record(&self, record: &Record) -> Result<(), StoreError>;
     /// Every record ever written for a subject, oldest first.
     async fn history(&self, subject: &SubjectKey) -> Result<Vec<Record>, StoreError>;
+    /// Remembers what the provider last said about a person (written at sign-in), so that the API
+    /// and reports can evaluate selectors for people who are not signed in right now.
+    async fn put_profile(&self, principal: &Principal) -> Result<(), StoreError>;
+    async fn profile(&self, subject: &SubjectKey) -> Result<Option<Principal>, StoreError>;
 }
 
 /// Server-side sessions and one-time login states, as opaque JSON text with a time to live.

@@ -9,7 +9,7 @@
 
 use super::{DenialLog, Health, RecordStore, SessionStore, StoreError};
 use crate::config::{DenialSettings, RedisSettings};
-use crate::domain::{DenialEvent, Record, SubjectKey};
+use crate::domain::{DenialEvent, Principal, Record, SubjectKey};
 use async_trait::async_trait;
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -59,6 +59,10 @@ impl RedisStore {
         format!("{}{{{}}}:history", self.prefix, subject)
     }
 
+    fn profile_key(&self, subject: &SubjectKey) -> String {
+        format!("{}{{{}}}:profile", self.prefix, subject)
+    }
+
     fn session_key(&self, id: &str) -> String {
         format!("{}sess:{id}", self.prefix)
     }
@@ -101,9 +105,11 @@ fn denial_fields(event: &DenialEvent) -> Result<Vec<(String, String)>, StoreErro
 fn denial_from_fields(fields: HashMap<String, redis::Value>) -> Result<DenialEvent, StoreError> {
     let mut map = serde_json::Map::new();
     for (k, v) in fields {
-        let text: String = redis::from_redis_value(v).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let text: String =
+            redis::from_redis_value(v).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let value = if JSON_FIELDS.contains(&k.as_str()) {
-            serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("denial {k}: {e}")))?
+            serde_json::from_str(&text)
+                .map_err(|e| StoreError::Corrupt(format!("denial {k}: {e}")))?
         } else {
             serde_json::Value::String(text)
         };
@@ -117,7 +123,10 @@ fn denial_from_fields(fields: HashMap<String, redis::Value>) -> Result<DenialEve
 impl RecordStore for RedisStore {
     async fn records(&self, subject: &SubjectKey) -> Result<Vec<Record>, StoreError> {
         let mut conn = self.conn.clone();
-        let values: Vec<String> = conn.hvals(self.records_key(subject)).await.map_err(unavailable)?;
+        let values: Vec<String> = conn
+            .hvals(self.records_key(subject))
+            .await
+            .map_err(unavailable)?;
         parse_records(values)
     }
 
@@ -127,7 +136,11 @@ impl RecordStore for RedisStore {
         // MULTI/EXEC: the current record and the history entry are written together or not at all.
         redis::pipe()
             .atomic()
-            .hset(self.records_key(&record.subject), record.requirement.as_str(), &json)
+            .hset(
+                self.records_key(&record.subject),
+                record.requirement.as_str(),
+                &json,
+            )
             .ignore()
             .rpush(self.history_key(&record.subject), &json)
             .ignore()
@@ -143,6 +156,28 @@ impl RecordStore for RedisStore {
             .await
             .map_err(unavailable)?;
         parse_records(values)
+    }
+
+    async fn put_profile(&self, principal: &Principal) -> Result<(), StoreError> {
+        let json =
+            serde_json::to_string(principal).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut conn = self.conn.clone();
+        conn.set::<_, _, ()>(self.profile_key(&principal.subject), json)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn profile(&self, subject: &SubjectKey) -> Result<Option<Principal>, StoreError> {
+        let mut conn = self.conn.clone();
+        let value: Option<String> = conn
+            .get(self.profile_key(subject))
+            .await
+            .map_err(unavailable)?;
+        value
+            .map(|v| {
+                serde_json::from_str(&v).map_err(|e| StoreError::Corrupt(format!("profile: {e}")))
+            })
+            .transpose()
     }
 }
 
@@ -162,7 +197,9 @@ impl SessionStore for RedisStore {
 
     async fn delete_session(&self, id: &str) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        conn.del::<_, ()>(self.session_key(id)).await.map_err(unavailable)
+        conn.del::<_, ()>(self.session_key(id))
+            .await
+            .map_err(unavailable)
     }
 
     async fn put_login(&self, state: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
@@ -174,7 +211,9 @@ impl SessionStore for RedisStore {
 
     async fn take_login(&self, state: &str) -> Result<Option<String>, StoreError> {
         let mut conn = self.conn.clone();
-        conn.get_del(self.login_key(state)).await.map_err(unavailable)
+        conn.get_del(self.login_key(state))
+            .await
+            .map_err(unavailable)
     }
 }
 

@@ -143,7 +143,8 @@ for (const event of ['grant.error', 'userinfo.error', 'end_session.error', 'auth
     if (!(err instanceof errors.OIDCProviderError) || err.statusCode >= 500) {
       process.stderr.write(`oidc fixture: ${event} ${err.stack ?? err}\n`);
     } else {
-      process.stderr.write(`oidc fixture: ${event} ${err.name}: ${err.error_description ?? err.message}\n`);
+      const detail = err.error_detail ? ` (${err.error_detail})` : '';
+      process.stderr.write(`oidc fixture: ${event} ${err.name}: ${err.error_description ?? err.message}${detail}\n`);
     }
   });
 }

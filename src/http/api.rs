@@ -1,0 +1,190 @@
+//! The admin API under `/.clearance/api/v1`: record completions, read a subject's state, read denials.
+
+use super::AppState;
+use super::error::{AppError, HttpError, IntoHttp};
+use crate::domain::{Principal, Record, RequirementId, Source, SubjectKey, Version, evaluate};
+use actix_web::error::JsonPayloadError;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// Checks `Authorization: Bearer <token>` against the configured token hashes; returns the
+/// token's name.
+fn admin(req: &HttpRequest, state: &AppState) -> Result<String, AppError> {
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| AppError::Unauthorized("An admin bearer token is required.".into()))?;
+    let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    // Compare against every token without stopping early.
+    let mut found = None;
+    for t in &state.settings.admin_tokens {
+        if bool::from(t.sha256.ct_eq(&digest)) {
+            found = Some(t.name.clone());
+        }
+    }
+    found.ok_or_else(|| AppError::Unauthorized("The admin token is not valid.".into()))
+}
+
+/// A completion as posted to the API.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordInput {
+    subject: String,
+    requirement: String,
+    version: Version,
+    completed_at: DateTime<Utc>,
+    #[serde(default)]
+    expires_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    source: Option<Source>,
+    #[serde(default)]
+    evidence: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Maps JSON body errors to a 400 that says what is wrong.
+pub fn json_error(err: JsonPayloadError, req: &HttpRequest) -> actix_web::Error {
+    let message = match &err {
+        JsonPayloadError::Deserialize(e) => format!("The JSON body is not valid: {e}"),
+        JsonPayloadError::ContentType => {
+            "Send the body as Content-Type: application/json.".to_owned()
+        }
+        JsonPayloadError::Overflow { limit }
+        | JsonPayloadError::OverflowKnownLength { limit, .. } => {
+            format!("The JSON body is larger than {limit} bytes.")
+        }
+        other => format!("The JSON body could not be read: {other}"),
+    };
+    HttpError::new(AppError::bad_request("invalid_json", message), req).into()
+}
+
+/// `POST /.clearance/api/v1/records`
+pub async fn post_record(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<RecordInput>,
+) -> Result<HttpResponse, HttpError> {
+    let recorded_by = admin(&req, &state).http(&req)?;
+    let input = body.into_inner();
+    let bad =
+        |field: &str, m: String| AppError::bad_request("invalid_record", format!("{field}: {m}"));
+    let subject = SubjectKey::parse(&input.subject)
+        .map_err(|e| bad("subject", e.to_string()))
+        .http(&req)?;
+    let requirement = state
+        .settings
+        .policy
+        .get_str(&input.requirement)
+        .ok_or_else(|| {
+            bad(
+                "requirement",
+                format!("unknown requirement {:?}", input.requirement),
+            )
+        })
+        .http(&req)?;
+    let now = state.clock.now();
+    let source = input.source.unwrap_or(Source::Api);
+    if source == Source::SelfService {
+        return Err(bad(
+            "source",
+            "self-service records are written by Clearance itself".into(),
+        ))
+        .http(&req);
+    }
+    let record = Record {
+        subject,
+        requirement: RequirementId(requirement.id.0.clone()),
+        version: input.version,
+        completed_at: input.completed_at,
+        expires_at: input.expires_at,
+        source,
+        evidence: input.evidence,
+        recorded_by: format!("admin-token:{recorded_by}"),
+        recorded_at: now,
+        revoked_at: None,
+    };
+    record
+        .validate(requirement.version, now)
+        .map_err(|e| bad("record", e.to_string()))
+        .http(&req)?;
+    state.store.put_record(&record).await.http(&req)?;
+    tracing::info!(
+        user.subject = %record.subject,
+        requirement = %record.requirement,
+        version = %record.version,
+        recorded_by = %record.recorded_by,
+        "completion recorded"
+    );
+    Ok(HttpResponse::Created().json(&record))
+}
+
+/// `GET /.clearance/api/v1/subjects/{subject}`: current records and the decision for all
+/// requirements, using the profile remembered from the person's last sign-in.
+pub async fn get_subject(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    subject: web::Path<String>,
+) -> Result<HttpResponse, HttpError> {
+    admin(&req, &state).http(&req)?;
+    let subject = SubjectKey::parse(&subject)
+        .map_err(|e| AppError::bad_request("invalid_subject", e.to_string()))
+        .http(&req)?;
+    let records = state.store.records(&subject).await.http(&req)?;
+    let profile = state.store.profile(&subject).await.http(&req)?;
+    let known = profile.is_some();
+    let principal = profile.unwrap_or_else(|| Principal::bare(subject.clone()));
+    let evaluation = evaluate(
+        &state.settings.policy.requirements,
+        &principal,
+        &records,
+        state.clock.now(),
+    );
+    Ok(HttpResponse::Ok().json(json!({
+        "subject": subject,
+        "profile_known": known,
+        "profile": if known { json!(principal) } else { json!(null) },
+        "records": records,
+        "requirements": evaluation.statuses,
+        "decision": evaluation.decision(),
+    })))
+}
+
+#[derive(Deserialize)]
+pub struct DenialsQuery {
+    count: Option<usize>,
+}
+
+/// `GET /.clearance/api/v1/denials?count=N`: the newest denials, newest first.
+pub async fn get_denials(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    query: web::Query<DenialsQuery>,
+) -> Result<HttpResponse, HttpError> {
+    admin(&req, &state).http(&req)?;
+    let count = query.count.unwrap_or(100).clamp(1, 1000);
+    let denials = state.store.recent_denials(count).await.http(&req)?;
+    let items: Vec<_> = denials
+        .into_iter()
+        .map(|(id, event)| json!({ "id": id, "event": event }))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "denials": items })))
+}
+
+/// Anything else under `/.clearance/`: never proxied.
+pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, HttpError> {
+    Err(AppError::NotFound(
+        "There is no Clearance page at this address.".into(),
+    ))
+    .http(&req)
+}

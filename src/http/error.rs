@@ -1,0 +1,302 @@
+//! The one place where errors become HTTP responses: status, HTML or JSON body, and headers.
+
+use super::pages::{self, BlockedView, Message};
+use crate::auth::oidc::AuthError;
+use crate::store::StoreError;
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, ResponseError};
+use serde_json::json;
+use std::fmt;
+
+/// Everything that can stop a request, in the words of the people who see it.
+#[derive(Debug)]
+pub enum AppError {
+    /// Malformed input: 400 with a message.
+    BadRequest {
+        code: &'static str,
+        message: String,
+    },
+    /// Not signed in: browsers go to sign-in, other clients get 401.
+    SignInRequired {
+        start_url: String,
+    },
+    /// A session cookie that is tampered, forged or names no live session: 401, cookie cleared.
+    InvalidSession {
+        start_url: String,
+        clear: Vec<actix_web::cookie::Cookie<'static>>,
+    },
+    /// Signed in but a precondition is missing: 403 with the blocked page.
+    Blocked(Box<BlockedView>),
+    /// Admin API without valid credentials.
+    Unauthorized(String),
+    /// No route serves this host and path.
+    NoRoute,
+    NotFound(String),
+    /// State (Redis) could not be read or written: fail closed.
+    StateUnavailable(String),
+    /// The OpenID provider could not be reached or its metadata is not loaded.
+    ProviderUnavailable(String),
+    /// The sign-in failed at or after the provider (bad code, invalid token ...).
+    SignInFailed(String),
+    UpstreamUnreachable(String),
+    UpstreamTimeout,
+    Internal(String),
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        Self::StateUnavailable(e.to_string())
+    }
+}
+
+impl From<AuthError> for AppError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::ProviderUnavailable(m) => Self::ProviderUnavailable(m),
+            other => Self::SignInFailed(other.to_string()),
+        }
+    }
+}
+
+impl AppError {
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::BadRequest {
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::SignInRequired { .. } | Self::InvalidSession { .. } | Self::Unauthorized(_) => {
+                StatusCode::UNAUTHORIZED
+            }
+            Self::Blocked(_) => StatusCode::FORBIDDEN,
+            Self::NoRoute | Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::SignInFailed(_) => StatusCode::BAD_REQUEST,
+            Self::StateUnavailable(_) | Self::ProviderUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
+            Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A stable, machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest { code, .. } => code,
+            Self::SignInRequired { .. } => "sign_in_required",
+            Self::InvalidSession { .. } => "invalid_session",
+            Self::Blocked(_) => "induction_incomplete",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::NoRoute => "no_route",
+            Self::NotFound(_) => "not_found",
+            Self::StateUnavailable(_) => "state_unavailable",
+            Self::ProviderUnavailable(_) => "provider_unavailable",
+            Self::SignInFailed(_) => "sign_in_failed",
+            Self::UpstreamUnreachable(_) => "upstream_unreachable",
+            Self::UpstreamTimeout => "upstream_timeout",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+
+    /// (title, message shown to people). Internal details stay in the logs.
+    fn words(&self) -> (&'static str, String) {
+        match self {
+            Self::BadRequest { message, .. } => ("Bad request", message.clone()),
+            Self::SignInRequired { .. } => ("Sign-in required", "Please sign in to continue.".into()),
+            Self::InvalidSession { .. } => (
+                "Your session is not valid",
+                "Your session cookie could not be verified or your session has ended. Please sign in again.".into(),
+            ),
+            Self::Blocked(_) => ("Access blocked", "Your security induction is not complete.".into()),
+            Self::Unauthorized(m) => ("Unauthorized", m.clone()),
+            Self::NoRoute => (
+                "Nothing here",
+                "Clearance has no application configured for this address.".into(),
+            ),
+            Self::NotFound(m) => ("Not found", m.clone()),
+            Self::StateUnavailable(_) => (
+                "The gate is temporarily unavailable",
+                "Clearance cannot read compliance state right now, so it admits nobody. This is an outage, not a problem with your induction. Please try again in a minute.".into(),
+            ),
+            Self::ProviderUnavailable(_) => (
+                "Sign-in is temporarily unavailable",
+                "Clearance cannot reach the sign-in provider right now. This is an outage, not a problem with your account. Please try again in a minute.".into(),
+            ),
+            Self::SignInFailed(m) => ("Sign-in failed", format!("{m}. Please start again.")),
+            Self::UpstreamUnreachable(_) => (
+                "The application is not responding",
+                "Clearance admitted you, but the application behind it could not be reached. This is an outage of the application.".into(),
+            ),
+            Self::UpstreamTimeout => (
+                "The application took too long",
+                "Clearance admitted you, but the application behind it did not answer in time.".into(),
+            ),
+            Self::Internal(_) => ("Something went wrong", "Clearance hit an internal error.".into()),
+        }
+    }
+}
+
+impl fmt::Display for AppError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code(), self.words().1)
+    }
+}
+
+/// Does the client want JSON rather than a page?
+pub fn wants_json(req: &HttpRequest) -> bool {
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    accept.contains("application/json") && !accept.contains("text/html")
+}
+
+/// Is the client a browser that can follow a redirect to sign in?
+pub fn is_browser(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"))
+}
+
+/// An [`AppError`] with what is needed to render it for this request.
+#[derive(Debug)]
+pub struct HttpError {
+    pub error: AppError,
+    json: bool,
+    browser: bool,
+    request_id: Option<String>,
+}
+
+impl HttpError {
+    pub fn new(error: AppError, req: &HttpRequest) -> Self {
+        Self {
+            error,
+            // The API always answers JSON, whatever the client accepts.
+            json: wants_json(req) || req.path().starts_with("/.clearance/api/"),
+            browser: is_browser(req),
+            request_id: req
+                .extensions()
+                .get::<super::RequestId>()
+                .map(|r| r.0.clone()),
+        }
+    }
+}
+
+impl fmt::Display for HttpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+/// Lets handlers write `result.http(&req)?`.
+pub trait IntoHttp<T> {
+    fn http(self, req: &HttpRequest) -> Result<T, HttpError>;
+}
+
+impl<T, E: Into<AppError>> IntoHttp<T> for Result<T, E> {
+    fn http(self, req: &HttpRequest) -> Result<T, HttpError> {
+        self.map_err(|e| HttpError::new(e.into(), req))
+    }
+}
+
+impl ResponseError for HttpError {
+    fn status_code(&self) -> StatusCode {
+        self.error.status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        match &self.error {
+            AppError::StateUnavailable(m)
+            | AppError::ProviderUnavailable(m)
+            | AppError::Internal(m) => {
+                tracing::error!(error.code = self.error.code(), error.detail = %m, "request failed");
+            }
+            AppError::UpstreamUnreachable(m) => {
+                tracing::warn!(error.code = self.error.code(), error.detail = %m, "upstream failed");
+            }
+            AppError::SignInFailed(m) => {
+                tracing::warn!(error.code = self.error.code(), error.detail = %m, "sign-in failed");
+            }
+            _ => {}
+        }
+        let mut builder = HttpResponse::build(status);
+        builder.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
+        if let Some(id) = &self.request_id {
+            builder.insert_header(("x-request-id", id.as_str()));
+        }
+        match &self.error {
+            AppError::SignInRequired { start_url } if self.browser => {
+                return builder
+                    .status(StatusCode::FOUND)
+                    .insert_header((header::LOCATION, start_url.as_str()))
+                    .finish();
+            }
+            AppError::InvalidSession { clear, .. } => {
+                for cookie in clear {
+                    builder.cookie(cookie.clone());
+                }
+            }
+            AppError::Unauthorized(_) => {
+                builder.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"clearance\""));
+            }
+            AppError::StateUnavailable(_) | AppError::ProviderUnavailable(_) => {
+                builder.insert_header((header::RETRY_AFTER, "30"));
+            }
+            _ => {}
+        }
+        let (title, message) = self.error.words();
+        if let AppError::Blocked(view) = &self.error {
+            if self.json {
+                return builder.json(json!({
+                    "error": self.error.code(),
+                    "message": message,
+                    "subject": view.person.subject,
+                    "missing": view.items,
+                    "request_id": view.request_id,
+                }));
+            }
+            return builder
+                .content_type("text/html; charset=utf-8")
+                .body(pages::render("blocked.html", view.as_ref()));
+        }
+        let start_url = match &self.error {
+            AppError::SignInRequired { start_url } | AppError::InvalidSession { start_url, .. } => {
+                Some(start_url.as_str())
+            }
+            AppError::SignInFailed(_) => Some("/oauth2/start"),
+            _ => None,
+        };
+        if self.json {
+            let mut body = json!({ "error": self.error.code(), "message": message });
+            if let Some(url) = start_url {
+                body["sign_in_url"] = json!(url);
+            }
+            if let Some(id) = &self.request_id {
+                body["request_id"] = json!(id);
+            }
+            return builder.json(body);
+        }
+        let page = Message {
+            title,
+            message: &message,
+            detail: None,
+            action_url: start_url,
+            action_label: start_url.map(|_| "Sign in"),
+            code: self.error.code(),
+            status: status.as_u16(),
+            request_id: self.request_id.as_deref(),
+        };
+        builder
+            .content_type("text/html; charset=utf-8")
+            .body(pages::render("message.html", page))
+    }
+}

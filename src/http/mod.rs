@@ -1,0 +1,108 @@
+//! The HTTP surface: application state, the route table of Clearance's own endpoints, and the
+//! catch-all gate that admits or refuses requests to upstreams.
+
+pub mod api;
+pub mod error;
+pub mod gate;
+pub mod headers;
+pub mod health;
+pub mod normalize;
+pub mod oauth;
+pub mod pages;
+pub mod proxy;
+
+use crate::auth::oidc::Oidc;
+use crate::auth::session::Sessions;
+use crate::config::Settings;
+use crate::store::SharedStore;
+use actix_web::dev::Service as _;
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::{HttpMessage, web};
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+
+/// The source of "now"; injected so that evaluation stays testable.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The real clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// Shared by every worker.
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub store: SharedStore,
+    pub sessions: Sessions,
+    pub oidc: Arc<Oidc>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The id of one request, echoed as `X-Request-Id` and written into denial records.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+/// Registers Clearance's endpoints and the gate. `proxy::Upstreams` must be added as app data by
+/// the caller, once per worker.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz))
+        .route("/oauth2/start", web::get().to(oauth::start))
+        .route("/oauth2/callback", web::get().to(oauth::callback))
+        .route("/oauth2/sign_out", web::get().to(oauth::sign_out))
+        .route("/oauth2/sign_out", web::post().to(oauth::sign_out))
+        .route("/oauth2/signed_out", web::get().to(oauth::signed_out))
+        .route("/oauth2/userinfo", web::get().to(oauth::userinfo))
+        .service(
+            web::scope("/.clearance/api/v1")
+                .route("/records", web::post().to(api::post_record))
+                .route("/subjects/{subject}", web::get().to(api::get_subject))
+                .route("/denials", web::get().to(api::get_denials)),
+        )
+        .service(web::scope("/.clearance").default_service(web::to(api::not_found)))
+        .default_service(web::to(gate::gate));
+}
+
+/// Builds the actix `App` for one worker.
+pub fn app(
+    state: AppState,
+) -> actix_web::App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let upstreams = proxy::Upstreams::new(&state.settings);
+    actix_web::App::new()
+        .app_data(web::Data::new(state))
+        .app_data(web::Data::new(upstreams))
+        .app_data(
+            web::JsonConfig::default()
+                .limit(64 * 1024)
+                .error_handler(api::json_error),
+        )
+        .configure(configure)
+        .wrap_fn(|req, srv| {
+            let id = uuid::Uuid::new_v4().to_string();
+            req.extensions_mut().insert(RequestId(id.clone()));
+            let fut = srv.call(req);
+            async move {
+                let mut res = fut.await?;
+                if let Ok(v) = HeaderValue::from_str(&id) {
+                    res.headers_mut()
+                        .insert(HeaderName::from_static("x-request-id"), v);
+                }
+                Ok(res)
+            }
+        })
+}

@@ -1,0 +1,174 @@
+//! The reverse proxy: streams an admitted request to its upstream and the answer back, with
+//! hop-by-hop and client identity headers removed and Clearance's identity headers added.
+//!
+//! Phases: request filter (sanitise headers, add identity) -> upstream request (streamed body) ->
+//! response filter (drop hop-by-hop) -> streamed response. Upstream faults map to 502 / 504.
+
+use super::error::AppError;
+use super::headers::{sanitize_request_headers, sanitize_response_headers, strip_cookies};
+use super::normalize::NormalizedPath;
+use crate::config::Settings;
+use crate::domain::{Principal, Route};
+use actix_web::body::SizedStream;
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+use awc::error::SendRequestError;
+
+/// The upstream HTTP client of one worker.
+pub struct Upstreams {
+    client: awc::Client,
+    max_body: Option<u64>,
+    own_cookies: Vec<String>,
+}
+
+impl Upstreams {
+    pub fn new(settings: &Settings) -> Self {
+        let connector = awc::Connector::new().timeout(settings.upstream_connect_timeout);
+        let client = awc::Client::builder()
+            .connector(connector)
+            .disable_redirects()
+            .no_default_headers()
+            .timeout(settings.upstream_timeout)
+            .finish();
+        Self {
+            client,
+            max_body: settings.max_request_body,
+            own_cookies: vec![
+                settings.session.cookie_name.clone(),
+                format!("{}_login", settings.session.cookie_name),
+            ],
+        }
+    }
+}
+
+fn content_length(headers: &header::HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn identity_headers(principal: &Principal) -> Vec<(&'static str, String)> {
+    let mut out = vec![
+        ("x-auth-request-user", principal.subject.to_string()),
+        ("x-forwarded-user", principal.subject.to_string()),
+    ];
+    if let Some(email) = &principal.email {
+        out.push(("x-auth-request-email", email.clone()));
+        out.push(("x-forwarded-email", email.clone()));
+    }
+    if !principal.groups.is_empty() {
+        out.push(("x-auth-request-groups", principal.groups.join(",")));
+    }
+    if let Some(name) = &principal.name {
+        out.push(("x-auth-request-preferred-username", name.clone()));
+    }
+    out
+}
+
+/// Forwards the request to the route's upstream and streams the response back.
+pub async fn forward(
+    req: &HttpRequest,
+    payload: web::Payload,
+    route: &Route,
+    path: &NormalizedPath,
+    principal: &Principal,
+    upstreams: &Upstreams,
+    request_id: &str,
+) -> Result<HttpResponse, AppError> {
+    let declared_length = content_length(req.headers());
+    if let (Some(max), Some(len)) = (upstreams.max_body, declared_length)
+        && len > max
+    {
+        return Err(AppError::bad_request(
+            "body_too_large",
+            format!("The request body is larger than the {max} bytes allowed."),
+        ));
+    }
+    let mut url = format!("{}{}", route.upstream, path.as_str());
+    if let Some(q) = req.uri().query() {
+        url.push('?');
+        url.push_str(q);
+    }
+
+    // Request filter.
+    let mut headers = sanitize_request_headers(req.headers(), &[]);
+    let own: Vec<&str> = upstreams.own_cookies.iter().map(String::as_str).collect();
+    strip_cookies(&mut headers, &own);
+    let host = super::gate::request_host(req);
+    let peer = req
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    let proto = if req.app_config().secure() {
+        "https"
+    } else {
+        "http"
+    };
+    let mut added: Vec<(&'static str, String)> = vec![
+        ("x-forwarded-for", peer),
+        ("x-forwarded-proto", proto.to_owned()),
+        ("x-forwarded-host", host.clone()),
+        ("x-request-id", request_id.to_owned()),
+    ];
+    added.extend(identity_headers(principal));
+    for (name, value) in added {
+        match HeaderValue::from_str(&value) {
+            Ok(v) => {
+                headers.insert(HeaderName::from_static(name), v);
+            }
+            Err(_) => tracing::warn!(
+                header = name,
+                "value not representable as a header; omitted"
+            ),
+        }
+    }
+    if route.preserve_host
+        && let Ok(v) = HeaderValue::from_str(&host)
+    {
+        headers.insert(header::HOST, v);
+    }
+
+    let mut upstream_req = upstreams.client.request(req.method().clone(), url.as_str());
+    for (name, value) in headers.iter() {
+        upstream_req
+            .headers_mut()
+            .append(name.clone(), value.clone());
+    }
+
+    // Upstream request, body streamed as it arrives.
+    let has_body = declared_length.is_some_and(|l| l > 0)
+        || req.headers().contains_key(header::TRANSFER_ENCODING);
+    let sent = if !has_body {
+        upstream_req.send().await
+    } else if let Some(len) = declared_length {
+        upstream_req.send_body(SizedStream::new(len, payload)).await
+    } else {
+        upstream_req.send_stream(payload).await
+    };
+    let response = sent.map_err(|e| match e {
+        SendRequestError::Timeout => AppError::UpstreamTimeout,
+        SendRequestError::Connect(c) => {
+            AppError::UpstreamUnreachable(format!("connect to {}: {c}", route.upstream))
+        }
+        other => AppError::UpstreamUnreachable(format!("{}: {other}", route.upstream)),
+    })?;
+
+    // Response filter.
+    let mut builder = HttpResponse::build(response.status());
+    for (name, value) in sanitize_response_headers(response.headers()).iter() {
+        if name != header::CONTENT_LENGTH {
+            builder.append_header((name.clone(), value.clone()));
+        }
+    }
+    let length = content_length(response.headers());
+    if req.method() == actix_web::http::Method::HEAD {
+        return Ok(builder.finish());
+    }
+    // awc bounds only the wait for the response head; the body (downloads, server-sent events)
+    // streams for as long as the upstream keeps it open.
+    Ok(match length {
+        Some(len) => builder.body(SizedStream::new(len, response)),
+        None => builder.streaming(response),
+    })
+}

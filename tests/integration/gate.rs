@@ -1,0 +1,200 @@
+//! Boots Clearance itself in-process (on its own actix system thread) against the real services.
+
+use crate::support::{OidcProvider, ProviderConfig, RedisServer, Upstream, free_port};
+use sha2::{Digest, Sha256};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// The admin API token every test gate accepts.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// A running gate.
+pub struct Gate {
+    pub port: u16,
+    handle: actix_web::dev::ServerHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Gate {
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn host_port(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Starts a gate with `toml` (a complete configuration).
+    pub fn start_with(port: u16, toml: String) -> Self {
+        let settings =
+            clearance::config::from_toml_str(&toml).expect("test configuration is valid");
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let system = actix_web::rt::System::new();
+            system.block_on(async move {
+                let listener =
+                    std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind gate port");
+                let store = clearance::redis_store(&settings).expect("redis store");
+                let state = clearance::build_state(settings, store).expect("state");
+                let server = clearance::server(state, listener).expect("server");
+                tx.send(server.handle()).expect("send handle");
+                let _ = server.await;
+            });
+        });
+        let handle = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("gate started");
+        Self {
+            port,
+            handle,
+            thread: Some(thread),
+        }
+    }
+
+    /// Waits until `/readyz` says the provider metadata is loaded and Redis answers.
+    pub async fn wait_ready(&self) {
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(r) = client.get(format!("{}/readyz", self.url())).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the gate did not become ready");
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        // The stop command is sent at once; the returned future only waits for completion,
+        // which joining the thread below does too.
+        drop(self.handle.stop(false));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The configuration tests run with. `extra` is appended (more routes, overrides by section).
+pub fn config(port: u16, redis: &str, issuer: &str, upstream: &str, extra: &str) -> String {
+    let admin_sha = hex::encode(Sha256::digest(ADMIN_TOKEN.as_bytes()));
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:{port}"
+public_url = "http://127.0.0.1:{port}"
+upstream_timeout_ms = 2000
+upstream_connect_timeout_ms = 1000
+workers = 2
+
+[redis]
+url = "{redis}"
+key_prefix = "clearance:"
+response_timeout_ms = 500
+connect_timeout_ms = 500
+
+[oidc]
+issuer = "{issuer}"
+client_id = "clearance"
+client_secret = "clearance-secret"
+scopes = ["openid", "email", "profile", "groups", "offline_access"]
+jwks_refetch_cooldown_secs = 1
+refresh_before_secs = 10
+
+[session]
+cookie_secret = "dGVzdC1jb29raWUtc2VjcmV0LXRoYXQtaXMtbG9uZy1lbm91Z2gtZm9yLWNsZWFyYW5jZQ=="
+
+[[admin.tokens]]
+name = "tests"
+sha256 = "{admin_sha}"
+
+[denials]
+max_entries = 1000
+
+[[requirements]]
+id = "security-awareness"
+kind = "training"
+title = "Security awareness training"
+version = "2026.1"
+validity_days = 365
+url = "https://lms.example.com/courses/security"
+applies_to = {{ person_types = ["employee", "contractor", "temp"] }}
+
+[[requirements]]
+id = "confidentiality-agreement"
+kind = "agreement"
+title = "Confidentiality agreement"
+version = "1"
+url = "https://sign.example.com/nda"
+
+[[requirements]]
+id = "acceptable-use-policy"
+kind = "policy"
+title = "Acceptable use policy"
+version = "3.0"
+url = "https://intranet.example.com/aup"
+
+[[routes]]
+path_prefix = "/"
+upstream = "{upstream}"
+
+[[routes]]
+path_prefix = "/echo/open"
+upstream = "{upstream}"
+requirements = []
+
+[[routes]]
+path_prefix = "/dead"
+upstream = "http://127.0.0.1:9"
+requirements = []
+{extra}
+"#
+    )
+}
+
+/// Every real service plus a gate, ready to use.
+pub struct World {
+    pub redis: RedisServer,
+    pub provider: OidcProvider,
+    pub upstream: Upstream,
+    pub gate: Gate,
+}
+
+impl World {
+    pub async fn start() -> Self {
+        Self::start_with(|p| p, "").await
+    }
+
+    pub async fn start_with(
+        provider_config: impl FnOnce(ProviderConfig) -> ProviderConfig,
+        extra: &str,
+    ) -> Self {
+        let port = free_port();
+        let gate_url = format!("http://127.0.0.1:{port}");
+        let redis = RedisServer::start().await;
+        let provider = OidcProvider::start(provider_config(ProviderConfig::standard(
+            &format!("{gate_url}/oauth2/callback"),
+            &format!("{gate_url}/oauth2/signed_out"),
+        )))
+        .await;
+        let upstream = Upstream::start().await;
+        let toml = config(
+            port,
+            &redis.url(),
+            &provider.issuer(),
+            &upstream.url(),
+            extra,
+        );
+        let gate = Gate::start_with(port, toml);
+        gate.wait_ready().await;
+        Self {
+            redis,
+            provider,
+            upstream,
+            gate,
+        }
+    }
+}

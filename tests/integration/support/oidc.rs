@@ -1,0 +1,415 @@
+//! `OidcProvider`: runs the `oidc-provider` fixture (`tests/support/oidc/provider.mjs`) under node.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Client id of the client in [`ProviderConfig::standard`].
+pub const CLIENT_ID: &str = "clearance";
+/// Client secret of the client in [`ProviderConfig::standard`].
+pub const CLIENT_SECRET: &str = "clearance-secret";
+
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The repository root: env `CLEARANCE_REPO_ROOT`, else this crate's manifest dir.
+pub fn repo_root() -> PathBuf {
+    std::env::var_os("CLEARANCE_REPO_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
+/// A registered client (static registration, oidc-provider client metadata).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ClientConfig {
+    pub client_id: String,
+    pub client_secret: String,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub grant_types: Vec<String>,
+    pub response_types: Vec<String>,
+    pub token_endpoint_auth_method: String,
+}
+
+impl ClientConfig {
+    /// A confidential code-flow client with refresh tokens and `client_secret_basic`.
+    pub fn new(
+        client_id: &str,
+        client_secret: &str,
+        redirect_uri: &str,
+        post_logout_uri: &str,
+    ) -> Self {
+        ClientConfig {
+            client_id: client_id.to_owned(),
+            client_secret: client_secret.to_owned(),
+            redirect_uris: vec![redirect_uri.to_owned()],
+            post_logout_redirect_uris: vec![post_logout_uri.to_owned()],
+            grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+            response_types: vec!["code".into()],
+            token_endpoint_auth_method: "client_secret_basic".into(),
+        }
+    }
+}
+
+/// An end-user account. Claims by scope: openid → `sub`; email → `email`, `email_verified`;
+/// profile → `name`, `employee_type`, `manager`; groups → `groups`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Account {
+    pub sub: String,
+    pub email: String,
+    pub email_verified: bool,
+    pub name: String,
+    pub groups: Vec<String>,
+    /// `employee`, `contractor` or `temp`.
+    pub employee_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manager: Option<String>,
+}
+
+impl Account {
+    pub fn new(
+        sub: &str,
+        email: &str,
+        name: &str,
+        employee_type: &str,
+        groups: &[&str],
+        manager: Option<&str>,
+    ) -> Self {
+        Account {
+            sub: sub.to_owned(),
+            email: email.to_owned(),
+            email_verified: true,
+            name: name.to_owned(),
+            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+            employee_type: employee_type.to_owned(),
+            manager: manager.map(str::to_owned),
+        }
+    }
+}
+
+/// What the fixture is started with (serialized as its CONFIG file).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProviderConfig {
+    pub clients: Vec<ClientConfig>,
+    /// Keyed by login name (what is typed into the login form).
+    pub accounts: BTreeMap<String, Account>,
+    /// The signing key's kid is `"k-" + keys_seed`.
+    pub keys_seed: String,
+    /// Seconds.
+    pub access_token_ttl: u64,
+    /// Seconds.
+    pub id_token_ttl: u64,
+}
+
+impl ProviderConfig {
+    /// Client `clearance` / `clearance-secret` and the four standard accounts (login = email):
+    /// alice (employee; staff, engineering), carl (contractor; contractors),
+    /// erin (employee; staff), mona (employee; staff, managers; no manager).
+    /// Token TTLs are 60 s.
+    pub fn standard(redirect_uri: &str, post_logout_uri: &str) -> Self {
+        let mona = "mona@example.com";
+        let accounts = [
+            Account::new(
+                "sub-alice",
+                "alice@example.com",
+                "Alice Admitted",
+                "employee",
+                &["staff", "engineering"],
+                Some(mona),
+            ),
+            Account::new(
+                "sub-carl",
+                "carl@example.com",
+                "Carl Contractor",
+                "contractor",
+                &["contractors"],
+                Some(mona),
+            ),
+            Account::new(
+                "sub-erin",
+                "erin@example.com",
+                "Erin Expired",
+                "employee",
+                &["staff"],
+                Some(mona),
+            ),
+            Account::new(
+                "sub-mona",
+                mona,
+                "Mona Manager",
+                "employee",
+                &["staff", "managers"],
+                None,
+            ),
+        ];
+        ProviderConfig {
+            clients: vec![ClientConfig::new(
+                CLIENT_ID,
+                CLIENT_SECRET,
+                redirect_uri,
+                post_logout_uri,
+            )],
+            accounts: accounts
+                .into_iter()
+                .map(|account| (account.email.clone(), account))
+                .collect(),
+            keys_seed: "initial".into(),
+            access_token_ttl: 60,
+            id_token_ttl: 60,
+        }
+    }
+
+    /// Sets both token TTLs (seconds).
+    pub fn with_ttls(mut self, access_token_ttl: u64, id_token_ttl: u64) -> Self {
+        self.access_token_ttl = access_token_ttl;
+        self.id_token_ttl = id_token_ttl;
+        self
+    }
+
+    /// Adds or replaces an account under `login`.
+    pub fn with_account(mut self, login: &str, account: Account) -> Self {
+        self.accounts.insert(login.to_owned(), account);
+        self
+    }
+
+    /// The kid of the signing key this configuration produces.
+    pub fn kid(&self) -> String {
+        format!("k-{}", self.keys_seed)
+    }
+}
+
+/// The `oidc-provider` fixture running under node on 127.0.0.1; killed on drop.
+///
+/// State (sessions, grants, tokens) lives in the provider process's memory, so
+/// [`OidcProvider::rotate_keys`] (a restart) also forgets all of it.
+pub struct OidcProvider {
+    port: u16,
+    config: ProviderConfig,
+    rotations: u32,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl OidcProvider {
+    /// Starts the provider on a free port and waits for it to be ready. Panics on failure.
+    pub async fn start(config: ProviderConfig) -> Self {
+        match Self::try_start(config).await {
+            Ok(provider) => provider,
+            Err(err) => panic!("starting the OpenID provider fixture failed: {err:#}"),
+        }
+    }
+
+    /// Like [`OidcProvider::start`], but returns the error.
+    pub async fn try_start(config: ProviderConfig) -> anyhow::Result<Self> {
+        Self::try_start_on(super::free_port(), config).await
+    }
+
+    /// Starts the provider on a given port.
+    pub async fn try_start_on(port: u16, config: ProviderConfig) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("clearance-oidc-")
+            .tempdir()
+            .context("creating a temp dir for the provider config")?;
+        let mut provider = OidcProvider {
+            port,
+            config,
+            rotations: 0,
+            child: None,
+            dir,
+            logs: Arc::default(),
+        };
+        provider.spawn_and_wait().await?;
+        Ok(provider)
+    }
+
+    /// `http://127.0.0.1:PORT` (no trailing slash).
+    pub fn issuer(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `127.0.0.1:PORT`, the key of its cookies in a [`super::Browser`].
+    pub fn host_port(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn discovery_url(&self) -> String {
+        format!("{}/.well-known/openid-configuration", self.issuer())
+    }
+
+    pub fn jwks_url(&self) -> String {
+        format!("{}/jwks", self.issuer())
+    }
+
+    pub fn authorization_endpoint(&self) -> String {
+        format!("{}/auth", self.issuer())
+    }
+
+    pub fn token_endpoint(&self) -> String {
+        format!("{}/token", self.issuer())
+    }
+
+    pub fn userinfo_endpoint(&self) -> String {
+        format!("{}/me", self.issuer())
+    }
+
+    pub fn end_session_endpoint(&self) -> String {
+        format!("{}/session/end", self.issuer())
+    }
+
+    pub fn config(&self) -> &ProviderConfig {
+        &self.config
+    }
+
+    /// The kid of the current signing key.
+    pub fn kid(&self) -> String {
+        self.config.kid()
+    }
+
+    /// Lines the provider wrote to stderr so far (all restarts).
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().expect("logs lock").clone()
+    }
+
+    /// Restarts the provider on the same port with a new `keys_seed`: a new signing key with a
+    /// new kid, the old key gone. Returns the new kid. Sessions, grants and tokens are lost.
+    pub async fn rotate_keys(&mut self) -> String {
+        self.rotations += 1;
+        let seed = format!("{}-r{}", self.config.keys_seed, self.rotations);
+        self.restart_with(ProviderConfig {
+            keys_seed: seed,
+            ..self.config.clone()
+        })
+        .await;
+        self.kid()
+    }
+
+    /// Restarts the provider on the same port with another configuration. Panics on failure.
+    pub async fn restart_with(&mut self, config: ProviderConfig) {
+        self.stop().await;
+        self.config = config;
+        if let Err(err) = self.spawn_and_wait().await {
+            panic!(
+                "restarting the OpenID provider on port {} failed: {err:#}",
+                self.port
+            );
+        }
+    }
+
+    /// Kills the provider and waits for it to exit.
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+
+    async fn spawn_and_wait(&mut self) -> anyhow::Result<()> {
+        let fixture = repo_root().join("tests/support/oidc");
+        let script = fixture.join("provider.mjs");
+        if !fixture
+            .join("node_modules/oidc-provider/package.json")
+            .is_file()
+        {
+            bail!(
+                "{} has no node_modules/oidc-provider: run scripts/install-test-deps.sh \
+                 (set CLEARANCE_REPO_ROOT if the repository is elsewhere)",
+                fixture.display()
+            );
+        }
+        let config_path = self
+            .dir
+            .path()
+            .join(format!("config-{}.json", self.rotations));
+        std::fs::write(&config_path, serde_json::to_vec_pretty(&self.config)?)
+            .context("writing the provider config")?;
+
+        let node = std::env::var_os("CLEARANCE_NODE").unwrap_or_else(|| "node".into());
+        let mut child = Command::new(&node)
+            .arg(&script)
+            .current_dir(&fixture)
+            .env("PORT", self.port.to_string())
+            .env("ISSUER", self.issuer())
+            .env("CONFIG", &config_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "spawning {} {} (is node installed? run scripts/install-test-deps.sh)",
+                    node.to_string_lossy(),
+                    script.display()
+                )
+            })?;
+
+        // Keep both pipes drained for the life of the process; forward stderr to the test log.
+        let stderr = child.stderr.take().expect("piped stderr");
+        let logs = Arc::clone(&self.logs);
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                // oidc-provider's fixed development-mode warnings are kept out of test output.
+                if !line.starts_with("oidc-provider WARNING") {
+                    eprintln!("[oidc-provider] {line}");
+                }
+                logs.lock().expect("logs lock").push(line);
+            }
+        });
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<String>();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            let mut ready_tx = Some(ready_tx);
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(issuer) = line.strip_prefix("READY ")
+                    && let Some(tx) = ready_tx.take()
+                {
+                    let _ = tx.send(issuer.to_owned());
+                }
+            }
+        });
+        self.child = Some(child);
+
+        match tokio::time::timeout(READY_TIMEOUT, ready_rx).await {
+            Ok(Ok(issuer)) if issuer == self.issuer() => Ok(()),
+            Ok(Ok(issuer)) => bail!(
+                "provider announced issuer {issuer}, expected {}",
+                self.issuer()
+            ),
+            Ok(Err(_)) => {
+                // stdout closed without READY: the process died.
+                let status = match self.child.as_mut() {
+                    Some(child) => child.wait().await.ok(),
+                    None => None,
+                };
+                self.child = None;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                bail!(
+                    "the OpenID provider exited ({}) before READY; stderr:\n{}\n\
+                     (missing dependencies? run scripts/install-test-deps.sh)",
+                    status.map_or_else(|| "unknown status".to_owned(), |s| s.to_string()),
+                    self.logs().join("\n")
+                )
+            }
+            Err(_) => {
+                self.stop().await;
+                bail!(
+                    "the OpenID provider did not print READY within {READY_TIMEOUT:?}; stderr:\n{}\n\
+                     (missing dependencies? run scripts/install-test-deps.sh)",
+                    self.logs().join("\n")
+                )
+            }
+        }
+    }
+}
