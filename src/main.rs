@@ -70,7 +70,7 @@ fn main() -> ExitCode {
         Command::Demo { port } => {
             clearance::telemetry::init(
                 clearance::config::settings_types::LogFormat::Pretty,
-                Some("info"),
+                Some("warn,clearance=info"),
             );
             run(clearance::demo::run(port))
         }

@@ -200,6 +200,15 @@ async fn portal_complete(
     }
 }
 
+/// A fresh cookie secret for this run: 48 random bytes, base64.
+fn cookie_secret() -> String {
+    use base64::Engine as _;
+    use rand::RngCore as _;
+    let mut bytes = [0u8; 48];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
 /// Runs the demo until Ctrl-C.
 pub async fn run(port: u16) -> anyhow::Result<()> {
     let gate_listener = bind_loopback(port)?;
@@ -271,14 +280,7 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
         .replace("@PORT@", &port.to_string())
         .replace("@ISSUER@", idp.issuer())
         .replace("@CLIENT_SECRET@", &client_secret)
-        .replace(
-            "@COOKIE_SECRET@",
-            &format!(
-                "{}{}",
-                crate::auth::session::random_token(),
-                crate::auth::session::random_token()
-            ),
-        )
+        .replace("@COOKIE_SECRET@", &cookie_secret())
         .replace(
             "@ADMIN_TOKEN_SHA256@",
             &hex::encode(Sha256::digest(admin_token.as_bytes())),
