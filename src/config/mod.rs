@@ -260,6 +260,19 @@ mod tests {
     }
 
     #[test]
+    fn route_prefixes_must_be_normalised() {
+        let text = std::fs::read_to_string(example()).unwrap().replace(
+            "path_prefix = \"/public-handbook\"",
+            "path_prefix = \"/a/../public-handbook\"",
+        );
+        let e = err_text(load_with_env(write(&text).path(), &[]));
+        assert!(
+            e.contains("routes[1].path_prefix") && e.contains("/public-handbook"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn missing_file_is_reported() {
         let e = err_text(load_with_env(Path::new("/nonexistent.toml"), &[]));
         assert!(e.contains("/nonexistent.toml"), "{e}");

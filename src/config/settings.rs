@@ -281,21 +281,23 @@ fn route(p: &mut Problems, i: usize, r: &RouteFile, policy: &Policy) -> Option<R
             );
             None
         }
-        Some(h) => Some(h.to_ascii_lowercase()),
+        Some(h) => Some(h.trim_end_matches('.').to_ascii_lowercase()),
     };
-    if !r.path_prefix.starts_with('/')
-        || r.path_prefix.contains(['?', '#', '%', '\\'])
-        || r.path_prefix.contains("/../")
-        || r.path_prefix.contains("/./")
-        || r.path_prefix.contains("//")
-    {
-        p.add(
+    // A prefix must be spelled exactly as a normalised request path, or it could never match.
+    match crate::http::normalize::normalize_path(&r.path_prefix) {
+        Ok(n) if n.as_str() == r.path_prefix => {}
+        Ok(n) => p.add(
             key("path_prefix"),
             format!(
-                "{:?} must be a normalised path starting with '/'",
-                r.path_prefix
+                "{:?} is not normalised; write it as {:?}",
+                r.path_prefix,
+                n.as_str()
             ),
-        );
+        ),
+        Err(e) => p.add(
+            key("path_prefix"),
+            format!("{:?} is not a valid path: {e}", r.path_prefix),
+        ),
     }
     let upstream = parse_url(p, &key("upstream"), &r.upstream, true);
     if let Some(u) = &upstream

@@ -42,7 +42,10 @@ impl RouteTable {
 
     /// Finds the route for a normalised path on a host (any case, port ignored).
     pub fn find(&self, host: &str, path: &str) -> Option<&Route> {
-        let host = host_without_port(host).to_ascii_lowercase();
+        // `app.example.` and `app.example` are the same host.
+        let host = host_without_port(host)
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
         self.routes.iter().find(|r| {
             r.host.as_deref().is_none_or(|h| h == host) && prefix_matches(path, &r.path_prefix)
         })
@@ -94,6 +97,11 @@ mod tests {
         let up = |h, p| t.find(h, p).map(|r| r.upstream.as_str());
         assert_eq!(up("wiki.example.com", "/admin/x"), Some("wiki-admin"));
         assert_eq!(up("WIKI.example.com:8443", "/page"), Some("wiki-root"));
+        assert_eq!(
+            up("wiki.example.com.", "/page"),
+            Some("wiki-root"),
+            "trailing dot"
+        );
         assert_eq!(
             up("wiki.example.com", "/api/x"),
             Some("wiki-root"),

@@ -53,8 +53,8 @@
 //!     valid absolute path, and normalising it again yields the same string.
 //!
 //! Matching is case-sensitive: `/Admin` and `/admin` are different paths.  Route prefixes
-//! in configuration should themselves be passed through [`normalize_path`] so that they use
-//! the same spelling as request paths, then compared with [`path_has_prefix`].
+//! in configuration are checked with [`normalize_path`] when the configuration loads, so that
+//! they use the same spelling as request paths (see `domain::route::prefix_matches`).
 
 use std::fmt;
 
@@ -221,28 +221,6 @@ pub fn normalize_path(raw_path: &str) -> Result<NormalizedPath, PathError> {
     Ok(NormalizedPath(out))
 }
 
-/// Whether `path` lies under `prefix`, comparing whole segments.
-///
-/// * `/app` matches `/app`, `/app/` and `/app/x`, but not `/application`.
-/// * `/app/` (trailing slash) matches `/app/` and `/app/x`, but not `/app`.
-/// * `/` matches every path.
-/// * An empty prefix matches nothing (configuration should reject it).
-///
-/// Both arguments are compared byte for byte, so `path` should come from
-/// [`NormalizedPath::as_str`] and `prefix` should be normalised the same way.
-pub fn path_has_prefix(path: &str, prefix: &str) -> bool {
-    if prefix.is_empty() {
-        return false;
-    }
-    if prefix.ends_with('/') {
-        return path.starts_with(prefix);
-    }
-    match path.strip_prefix(prefix) {
-        Some(rest) => rest.is_empty() || rest.starts_with('/'),
-        None => false,
-    }
-}
-
 fn check_raw_chars(raw_path: &str) -> Result<(), PathError> {
     for c in raw_path.chars() {
         if c == '\\' {
@@ -370,6 +348,7 @@ fn check_decoded_segment(segment: &str) -> Result<(), PathError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::route::prefix_matches;
 
     fn norm(raw: &str) -> Result<String, PathError> {
         normalize_path(raw).map(NormalizedPath::into_string)
@@ -687,35 +666,6 @@ mod tests {
     }
 
     #[test]
-    fn prefix_matches_whole_segments() {
-        assert!(path_has_prefix("/app", "/app"));
-        assert!(path_has_prefix("/app/", "/app"));
-        assert!(path_has_prefix("/app/x", "/app"));
-        assert!(path_has_prefix("/app/x/y", "/app"));
-        assert!(!path_has_prefix("/application", "/app"));
-        assert!(!path_has_prefix("/ap", "/app"));
-        assert!(!path_has_prefix("/", "/app"));
-        assert!(!path_has_prefix("/other/app", "/app"));
-        assert!(!path_has_prefix("/App", "/app"));
-    }
-
-    #[test]
-    fn prefix_with_trailing_slash() {
-        assert!(path_has_prefix("/app/", "/app/"));
-        assert!(path_has_prefix("/app/x", "/app/"));
-        assert!(!path_has_prefix("/app", "/app/"));
-        assert!(!path_has_prefix("/application", "/app/"));
-    }
-
-    #[test]
-    fn root_prefix_matches_everything_and_empty_matches_nothing() {
-        for path in ["/", "/a", "/a/b/", "/application"] {
-            assert!(path_has_prefix(path, "/"), "{path}");
-            assert!(!path_has_prefix(path, ""), "{path}");
-        }
-    }
-
-    #[test]
     fn prefix_on_normalised_bypass_attempts() {
         let cases = [
             "/public/..;/admin/panel",
@@ -727,19 +677,16 @@ mod tests {
         ];
         for raw in cases {
             let path = normalize_path(raw).expect("valid");
-            assert!(path_has_prefix(path.as_str(), "/admin"), "{raw} -> {path}");
-            assert!(
-                !path_has_prefix(path.as_str(), "/public"),
-                "{raw} -> {path}"
-            );
+            assert!(prefix_matches(path.as_str(), "/admin"), "{raw} -> {path}");
+            assert!(!prefix_matches(path.as_str(), "/public"), "{raw} -> {path}");
         }
     }
 
     #[test]
     fn multi_segment_prefix() {
-        assert!(path_has_prefix("/api/v1/users", "/api/v1"));
-        assert!(!path_has_prefix("/api/v10/users", "/api/v1"));
-        assert!(path_has_prefix("/my%20dir/x", "/my%20dir"));
+        assert!(prefix_matches("/api/v1/users", "/api/v1"));
+        assert!(!prefix_matches("/api/v10/users", "/api/v1"));
+        assert!(prefix_matches("/my%20dir/x", "/my%20dir"));
     }
 
     /// Deterministic xorshift generator so the property test needs no extra crate.

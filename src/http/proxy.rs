@@ -48,6 +48,24 @@ fn content_length(headers: &header::HeaderMap) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// An upstream must not set (and so fix or overwrite) Clearance's own cookies.
+fn sets_own_cookie(value: &HeaderValue, own: &[String]) -> bool {
+    let name = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split('=').next())
+        .map(str::trim)
+        .unwrap_or("");
+    let blocked = own.iter().any(|o| o == name);
+    if blocked {
+        tracing::warn!(
+            cookie = name,
+            "upstream tried to set Clearance's cookie; dropped"
+        );
+    }
+    blocked
+}
+
 fn identity_headers(principal: &Principal) -> Vec<(&'static str, String)> {
     let mut out = vec![
         ("x-auth-request-user", principal.subject.to_string()),
@@ -157,9 +175,12 @@ pub async fn forward(
     // Response filter.
     let mut builder = HttpResponse::build(response.status());
     for (name, value) in sanitize_response_headers(response.headers()).iter() {
-        if name != header::CONTENT_LENGTH {
-            builder.append_header((name.clone(), value.clone()));
+        if name == header::CONTENT_LENGTH
+            || (name == header::SET_COOKIE && sets_own_cookie(value, &upstreams.own_cookies))
+        {
+            continue;
         }
+        builder.append_header((name.clone(), value.clone()));
     }
     let length = content_length(response.headers());
     if req.method() == actix_web::http::Method::HEAD {

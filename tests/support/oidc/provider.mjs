@@ -16,6 +16,7 @@
 //
 // Prints "READY <issuer>" on stdout once listening; errors go to stderr.
 
+import './polyfills.mjs';
 import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import * as querystring from 'node:querystring';
