@@ -34,8 +34,10 @@ pub struct Session {
 pub enum Lookup {
     /// No session cookie at all.
     Missing,
-    /// A cookie that fails decryption (tampered or forged) or names no live session.
+    /// A cookie that fails decryption: tampered or forged.
     Invalid,
+    /// A genuine cookie whose session has ended (expired, signed out, or lost with the store).
+    Ended,
     Found {
         id: String,
         session: Box<Session>,
@@ -142,12 +144,12 @@ impl Sessions {
             CookieValue::Value(id) => id,
         };
         let Some(json) = self.store.get_session(&storage_id(&id)).await? else {
-            return Ok(Lookup::Invalid);
+            return Ok(Lookup::Ended);
         };
         let session: Session = serde_json::from_str(&json)
             .map_err(|e| StoreError::Corrupt(format!("session: {e}")))?;
         if session.expires_at <= Utc::now() {
-            return Ok(Lookup::Invalid);
+            return Ok(Lookup::Ended);
         }
         Ok(Lookup::Found {
             id,

@@ -108,7 +108,8 @@ pub struct ServerFile {
     /// Upstream connect timeout, milliseconds.
     #[serde(default = "default_connect_timeout")]
     pub upstream_connect_timeout_ms: u64,
-    /// Largest request body forwarded, bytes; 0 means unlimited (streamed).
+    /// Largest declared request body (Content-Length) forwarded, bytes; 0 means unlimited.
+    /// Chunked bodies are streamed without a limit.
     #[serde(default = "default_max_body")]
     pub max_request_body_bytes: u64,
     /// Number of worker threads; 0 means one per core.
@@ -265,7 +266,7 @@ pub struct AdminTokenFile {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DenialsFile {
-    /// Keep at most about this many denial entries.
+    /// Keep at most this many denial entries.
     #[serde(default = "default_denial_entries")]
     pub max_entries: u64,
     /// Drop entries older than this many days (0 = keep until max_entries).

@@ -145,9 +145,29 @@ mod tests {
         }
     }
 
+    /// The example leaves secrets to the environment, as a deployment should.
+    fn secrets() -> Vec<(String, String)> {
+        vec![
+            ("CLEARANCE_OIDC__CLIENT_SECRET".into(), "s3cret".into()),
+            (
+                "CLEARANCE_SESSION__COOKIE_SECRET".into(),
+                "dGVzdC1jb29raWUtc2VjcmV0LXRoYXQtaXMtbG9uZy1lbm91Z2gtZm9yLWNsZWFyYW5jZQ==".into(),
+            ),
+        ]
+    }
+
+    #[test]
+    fn example_config_needs_its_secrets() {
+        let e = err_text(load_with_env(&example(), &[]));
+        assert!(
+            e.contains("oidc.client_secret") && e.contains("session.cookie_secret"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn example_config_is_valid() {
-        let s = load_with_env(&example(), &[]).unwrap();
+        let s = load_with_env(&example(), &secrets()).unwrap();
         assert_eq!(s.policy.requirements.len(), 3);
         assert_eq!(s.routes.routes().len(), 2);
         assert_eq!(
@@ -160,7 +180,9 @@ mod tests {
     #[test]
     fn env_overrides_and_file_secrets() {
         let secret = write("from-a-file\n");
-        let vars = vec![
+        let mut vars = secrets();
+        vars.retain(|(k, _)| k != "CLEARANCE_OIDC__CLIENT_SECRET");
+        vars.extend(vec![
             (
                 "CLEARANCE_SERVER__LISTEN".to_string(),
                 "0.0.0.0:9999".to_string(),
@@ -175,7 +197,7 @@ mod tests {
             ),
             // Not configuration: no `__`.
             ("CLEARANCE_CONFIG".to_string(), "whatever".to_string()),
-        ];
+        ]);
         let s = load_with_env(&example(), &vars).unwrap();
         assert_eq!(s.listen.to_string(), "0.0.0.0:9999");
         assert_eq!(s.redis.response_timeout.as_millis(), 250);
@@ -198,9 +220,10 @@ mod tests {
             .unwrap()
             .replace("[redis]\n", "[redis]\nurll = \"redis://x\"\n");
         let f = write(&text);
-        let e = err_text(load_with_env(f.path(), &[]));
+        let e = err_text(load_with_env(f.path(), &secrets()));
         assert!(e.contains("urll") && e.contains("redis"), "{e}");
-        let bad_env = vec![("CLEARANCE_OIDC__CLIENT_SECRTE".to_string(), "x".to_string())];
+        let mut bad_env = secrets();
+        bad_env.push(("CLEARANCE_OIDC__CLIENT_SECRTE".to_string(), "x".to_string()));
         let e = err_text(load_with_env(&example(), &bad_env));
         assert!(e.contains("client_secrte"), "{e}");
     }
@@ -217,7 +240,7 @@ mod tests {
                 "requirements = [\"nope\"]",
             );
         let f = write(&text);
-        let e = err_text(load_with_env(f.path(), &[]));
+        let e = err_text(load_with_env(f.path(), &secrets()));
         for key in [
             "requirements[1].kind",
             "requirements[2].version",
@@ -233,17 +256,15 @@ mod tests {
         let text = std::fs::read_to_string(example())
             .unwrap()
             .replace("lifetime_hours = 12", "lifetime_hours = \"twelve\"");
-        let e = err_text(load_with_env(write(&text).path(), &[]));
+        let e = err_text(load_with_env(write(&text).path(), &secrets()));
         assert!(e.contains("session.lifetime_hours"), "{e}");
     }
 
     #[test]
     fn short_cookie_secret_is_refused() {
-        let text = std::fs::read_to_string(example()).unwrap().replace(
-            "cookie_secret = \"REPLACE-WITH-openssl-rand-base64-48-OUTPUT-REPLACE-WITH-openssl-rand\"",
-            "cookie_secret = \"c2hvcnQ=\"",
-        );
-        let e = err_text(load_with_env(write(&text).path(), &[]));
+        let mut vars = secrets();
+        vars[1].1 = "c2hvcnQ=".into();
+        let e = err_text(load_with_env(&example(), &vars));
         assert!(
             e.contains("session.cookie_secret") && e.contains("32"),
             "{e}"
@@ -255,7 +276,7 @@ mod tests {
         let text = std::fs::read_to_string(example())
             .unwrap()
             .replace("https://login.example.com", "http://login.example.com");
-        let e = err_text(load_with_env(write(&text).path(), &[]));
+        let e = err_text(load_with_env(write(&text).path(), &secrets()));
         assert!(e.contains("oidc.issuer"), "{e}");
     }
 
@@ -265,7 +286,7 @@ mod tests {
             "path_prefix = \"/public-handbook\"",
             "path_prefix = \"/a/../public-handbook\"",
         );
-        let e = err_text(load_with_env(write(&text).path(), &[]));
+        let e = err_text(load_with_env(write(&text).path(), &secrets()));
         assert!(
             e.contains("routes[1].path_prefix") && e.contains("/public-handbook"),
             "{e}"

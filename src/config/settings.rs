@@ -189,7 +189,7 @@ fn requirement(p: &mut Problems, i: usize, r: &RequirementFile) -> Option<Requir
             .map(|major| Version { major, minor: 0 })
             .map_err(|_| format!("{n} is too large")),
         VersionFile::Float(f) => Err(format!(
-            "{f} is a number with a fraction; write versions as strings, e.g. version = \"{f}\""
+            "{f} is a number with a fraction; write versions as strings, e.g. version = \"2.10\""
         )),
     };
     let version = version.map_err(|m| p.add(key("version"), m)).ok();
@@ -274,10 +274,10 @@ fn route(p: &mut Problems, i: usize, r: &RouteFile, policy: &Policy) -> Option<R
             );
             None
         }
-        Some(h) if h.contains(['/', ':', ' ']) => {
+        Some(h) if h.contains(['/', ':', ' ', '*']) || h.trim_end_matches('.').is_empty() => {
             p.add(
                 key("host"),
-                format!("{h:?} must be a bare host name without scheme, port or path"),
+                format!("{h:?} must be a bare host name without scheme, port, path or wildcard"),
             );
             None
         }
@@ -471,6 +471,34 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
         p.add("denials.max_entries", "must be at least 1");
     }
 
+    if let Some(filter) = &f.logging.filter
+        && let Err(e) = tracing_subscriber::EnvFilter::try_new(filter)
+    {
+        p.add(
+            "logging.filter",
+            format!("{filter:?} is not a tracing filter: {e}"),
+        );
+    }
+    for (key, value) in [
+        ("server.upstream_timeout_ms", f.server.upstream_timeout_ms),
+        (
+            "server.upstream_connect_timeout_ms",
+            f.server.upstream_connect_timeout_ms,
+        ),
+        ("redis.connect_timeout_ms", f.redis.connect_timeout_ms),
+    ] {
+        if value == 0 {
+            p.add(key, "must be at least 1");
+        }
+    }
+    if let Some(u) = &public_url
+        && (u.path() != "/" || u.query().is_some())
+    {
+        p.add(
+            "server.public_url",
+            "must be an origin such as https://gate.example.com (no path or query)",
+        );
+    }
     let log_format = match f.logging.format.as_str() {
         "pretty" => LogFormat::Pretty,
         "json" => LogFormat::Json,

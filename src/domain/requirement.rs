@@ -49,7 +49,8 @@ pub enum Enforcement {
     /// Refuse access (the default).
     #[default]
     Block,
-    /// Let the person through but tell them (interstitial; see the self-service issue).
+    /// Let the person through and log a would-deny entry. (The interstitial that shows the due
+    /// date arrives with self-service sign-off; until then `warn` behaves like `monitor`.)
     Warn,
     /// Let the person through and only log that they would have been denied.
     Monitor,

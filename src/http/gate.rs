@@ -51,7 +51,7 @@ pub async fn authenticate(
 ) -> Result<Authenticated, AppError> {
     let (id, mut session) = match state.sessions.lookup(req).await? {
         Lookup::Found { id, session } => (id, session),
-        Lookup::Missing => {
+        Lookup::Missing | Lookup::Ended => {
             return Err(AppError::SignInRequired {
                 start_url: start_url(rd),
             });
@@ -113,13 +113,8 @@ pub async fn authenticate(
             Err(e) => {
                 tracing::info!(session.id = %Sessions::log_id(&id), error = %e, "refresh refused; session ended");
                 state.sessions.destroy(&id).await?;
-                return Err(AppError::InvalidSession {
+                return Err(AppError::SignInRequired {
                     start_url: start_url(rd),
-                    clear: vec![
-                        state
-                            .sessions
-                            .removal(state.sessions.cookie_name().to_owned()),
-                    ],
                 });
             }
         }

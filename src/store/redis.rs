@@ -223,9 +223,11 @@ impl DenialLog for RedisStore {
         let fields = denial_fields(event)?;
         let key = self.denials_key();
         let mut xadd = redis::cmd("XADD");
+        // Exact trimming: it evicts at most a few entries per append, and retention is then
+        // precisely what the configuration says.
         xadd.arg(&key)
             .arg("MAXLEN")
-            .arg("~")
+            .arg("=")
             .arg(self.denials.max_entries)
             .arg("*");
         for (k, v) in &fields {
@@ -239,7 +241,7 @@ impl DenialLog for RedisStore {
             pipe.cmd("XTRIM")
                 .arg(&key)
                 .arg("MINID")
-                .arg("~")
+                .arg("=")
                 .arg(format!("{}-0", cutoff.max(0)))
                 .ignore();
         }

@@ -205,3 +205,34 @@ async fn tokens_refresh_before_expiry_and_sign_out_ends_both_sessions() {
         page.body
     );
 }
+
+#[tokio::test]
+async fn a_refused_refresh_ends_the_session() {
+    let world = World::start().await;
+    let browser = Browser::new();
+    sign_in(&world, &browser, "alice@example.com", "/").await;
+    // The person signs out at the provider directly: their refresh token dies with that session.
+    logout_at_provider(&browser, world.provider.end_session_endpoint())
+        .await
+        .expect("provider logout");
+    let (key, mut session) = stored_session(&world).await;
+    session["access_expires_at"] = Value::String(chrono::Utc::now().to_rfc3339());
+    let mut conn = redis(&world).await;
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg(session.to_string())
+        .arg("KEEPTTL")
+        .query_async(&mut conn)
+        .await
+        .expect("SET");
+    let r = browser
+        .get(format!("{}/echo/x", world.gate.url()))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 302, "sent to sign in again: {}", r.body);
+    assert_eq!(r.location().unwrap().path(), "/oauth2/start");
+    assert!(
+        session_keys(&world).await.is_empty(),
+        "the dead session was deleted"
+    );
+}

@@ -10,6 +10,7 @@ mod failures;
 mod gate;
 mod journey;
 mod proxying;
+mod store;
 
 use chrono::{DateTime, Utc};
 use gate::{ADMIN_TOKEN, World};

@@ -1,0 +1,217 @@
+//! The Redis store against a real `redis-server`: atomic record writes, history, profiles,
+//! sessions with TTLs, one-time login states, and denial-stream retention.
+
+use crate::support::RedisServer;
+use chrono::{Duration, Utc};
+use clearance::config::{DenialSettings, RedisSettings};
+use clearance::domain::{DenialEvent, Principal, Record, RequirementId, Source, SubjectKey};
+use clearance::store::redis::RedisStore;
+use clearance::store::{DenialLog, Health, RecordStore, SessionStore};
+use std::time::Duration as StdDuration;
+
+fn store(redis: &RedisServer, denials: DenialSettings) -> RedisStore {
+    RedisStore::new(
+        &RedisSettings {
+            url: redis.url(),
+            key_prefix: "t:".into(),
+            response_timeout: StdDuration::from_millis(500),
+            connect_timeout: StdDuration::from_millis(500),
+        },
+        denials,
+    )
+    .expect("store")
+}
+
+fn record(subject: &str, requirement: &str, days_ago: i64) -> Record {
+    Record {
+        subject: SubjectKey::parse(subject).unwrap(),
+        requirement: RequirementId(requirement.into()),
+        version: "1".parse().unwrap(),
+        completed_at: Utc::now() - Duration::days(days_ago),
+        expires_at: None,
+        source: Source::Api,
+        evidence: Default::default(),
+        recorded_by: "test".into(),
+        recorded_at: Utc::now(),
+        revoked_at: None,
+    }
+}
+
+#[tokio::test]
+async fn records_history_and_profiles() {
+    let redis = RedisServer::start().await;
+    let s = store(
+        &redis,
+        DenialSettings {
+            max_entries: 10,
+            max_age: None,
+        },
+    );
+    s.ping().await.expect("ping");
+    let alice = SubjectKey::parse("alice@example.com").unwrap();
+    s.put_record(&record("alice@example.com", "a", 10))
+        .await
+        .unwrap();
+    s.put_record(&record("alice@example.com", "a", 1))
+        .await
+        .unwrap();
+    s.put_record(&record("alice@example.com", "b", 2))
+        .await
+        .unwrap();
+    let mut current = s.records(&alice).await.unwrap();
+    current.sort_by(|x, y| x.requirement.cmp(&y.requirement));
+    assert_eq!(current.len(), 2, "one current record per requirement");
+    assert_eq!(
+        current[0].completed_at.date_naive(),
+        (Utc::now() - Duration::days(1)).date_naive()
+    );
+    assert_eq!(
+        s.history(&alice).await.unwrap().len(),
+        3,
+        "history keeps everything"
+    );
+    let bob = SubjectKey::parse("bob@example.com").unwrap();
+    assert!(s.records(&bob).await.unwrap().is_empty());
+
+    assert!(s.profile(&alice).await.unwrap().is_none());
+    let mut p = Principal::bare(alice.clone());
+    p.person_type = Some("employee".into());
+    s.put_profile(&p).await.unwrap();
+    assert_eq!(s.profile(&alice).await.unwrap(), Some(p));
+
+    // Hash-tagged keys, so that one subject's keys share a Redis Cluster slot.
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let mut keys: Vec<String> = redis::AsyncCommands::keys(&mut conn, "t:*").await.unwrap();
+    keys.sort();
+    assert_eq!(
+        keys,
+        vec![
+            "t:{alice@example.com}:history",
+            "t:{alice@example.com}:profile",
+            "t:{alice@example.com}:records"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn sessions_expire_and_login_states_work_once() {
+    let redis = RedisServer::start().await;
+    let s = store(
+        &redis,
+        DenialSettings {
+            max_entries: 10,
+            max_age: None,
+        },
+    );
+    s.put_session("abc", "{}", StdDuration::from_millis(300))
+        .await
+        .unwrap();
+    assert_eq!(s.get_session("abc").await.unwrap().as_deref(), Some("{}"));
+    tokio::time::sleep(StdDuration::from_millis(400)).await;
+    assert_eq!(s.get_session("abc").await.unwrap(), None, "TTL applied");
+    s.put_session("def", "{}", StdDuration::from_secs(60))
+        .await
+        .unwrap();
+    s.delete_session("def").await.unwrap();
+    assert_eq!(s.get_session("def").await.unwrap(), None);
+
+    s.put_login("state", "pending", StdDuration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.take_login("state").await.unwrap().as_deref(),
+        Some("pending")
+    );
+    assert_eq!(s.take_login("state").await.unwrap(), None, "one time only");
+}
+
+fn denial(n: usize, age: Duration) -> DenialEvent {
+    let p = Principal::bare(SubjectKey::parse(&format!("p{n}@example.com")).unwrap());
+    let mut e = DenialEvent::for_principal(&p, Utc::now() - age, vec![]);
+    e.path = format!("/{n}");
+    e
+}
+
+#[tokio::test]
+async fn denial_stream_is_trimmed_by_count_and_age() {
+    let redis = RedisServer::start().await;
+    let by_count = store(
+        &redis,
+        DenialSettings {
+            max_entries: 3,
+            max_age: None,
+        },
+    );
+    for n in 0..5 {
+        by_count
+            .append_denial(&denial(n, Duration::zero()))
+            .await
+            .unwrap();
+    }
+    let recent = by_count.recent_denials(10).await.unwrap();
+    let paths: Vec<_> = recent.iter().map(|(_, e)| e.path.clone()).collect();
+    assert_eq!(
+        paths,
+        vec!["/4", "/3", "/2"],
+        "newest first, only the last 3 kept"
+    );
+    assert_eq!(recent[0].1.subject, "p4@example.com");
+
+    // Age: entries whose stream id is older than max_age are dropped on the next append.
+    let by_age = store(
+        &redis,
+        DenialSettings {
+            max_entries: 100,
+            max_age: Some(StdDuration::from_millis(300)),
+        },
+    );
+    by_age
+        .append_denial(&denial(10, Duration::zero()))
+        .await
+        .unwrap();
+    tokio::time::sleep(StdDuration::from_millis(400)).await;
+    by_age
+        .append_denial(&denial(11, Duration::zero()))
+        .await
+        .unwrap();
+    let paths: Vec<_> = by_age
+        .recent_denials(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, e)| e.path)
+        .collect();
+    assert_eq!(paths, vec!["/11"]);
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_is_an_error_not_a_hang() {
+    let mut redis = RedisServer::start().await;
+    let s = store(
+        &redis,
+        DenialSettings {
+            max_entries: 3,
+            max_age: None,
+        },
+    );
+    s.ping().await.unwrap();
+    redis.stop().await;
+    let started = std::time::Instant::now();
+    assert!(s.records(&SubjectKey::parse("a@b").unwrap()).await.is_err());
+    assert!(s.ping().await.is_err());
+    assert!(started.elapsed() < StdDuration::from_secs(5), "fails fast");
+    redis.restart().await;
+    let mut ok = false;
+    for _ in 0..50 {
+        if s.ping().await.is_ok() {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    }
+    assert!(ok, "reconnects by itself");
+}
