@@ -266,6 +266,26 @@ impl Oidc {
         Ok(out)
     }
 
+    /// Verifies a raw ID token as the callback does (signature with key refetch, issuer,
+    /// audience, expiry, nonce when given, at_hash against `access_token`) and returns its claims.
+    pub async fn verify(
+        &self,
+        id_token: &str,
+        access_token: &str,
+        nonce: Option<&str>,
+    ) -> Result<Map<String, Value>, AuthError> {
+        let parsed: CoreIdToken = id_token
+            .parse()
+            .map_err(|e| AuthError::InvalidIdToken(format!("not an ID token: {e}")))?;
+        let nonce = nonce.map(|n| Nonce::new(n.to_owned()));
+        self.verify_id_token(
+            &parsed,
+            &AccessToken::new(access_token.to_owned()),
+            nonce.as_ref(),
+        )
+        .await
+    }
+
     async fn verify_id_token(
         &self,
         id_token: &CoreIdToken,

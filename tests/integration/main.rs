@@ -11,6 +11,7 @@ mod gate;
 mod journey;
 mod proxying;
 mod store;
+mod tokens;
 
 use chrono::{DateTime, Utc};
 use gate::{ADMIN_TOKEN, World};
