@@ -9,6 +9,8 @@ pub mod domain;
 pub mod http;
 pub mod store;
 pub mod telemetry;
+#[cfg(test)]
+mod testutil;
 
 use crate::auth::oidc::Oidc;
 use crate::auth::session::Sessions;

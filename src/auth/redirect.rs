@@ -271,6 +271,7 @@ fn parse_port(port: &str) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testutil::XorShift;
 
     fn hosts(list: &[&str]) -> Vec<String> {
         list.iter().map(|h| (*h).to_owned()).collect()
@@ -719,19 +720,6 @@ mod tests {
             RedirectError::TooLong { max: 2048 }.to_string(),
             "the redirect target is longer than 2048 bytes"
         );
-    }
-
-    /// Deterministic xorshift generator so the property test needs no extra crate.
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            let len = u64::try_from(items.len()).expect("small");
-            items[usize::try_from(self.0 % len).expect("small")]
-        }
     }
 
     /// Whatever is accepted, resolved by a WHATWG parser against our own origin — as written

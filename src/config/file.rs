@@ -303,17 +303,6 @@ impl Default for LoggingFile {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct SelectorFile {
-    #[serde(default)]
-    pub groups: Vec<String>,
-    #[serde(default)]
-    pub person_types: Vec<String>,
-    #[serde(default)]
-    pub except_groups: Vec<String>,
-}
-
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RequirementFile {
@@ -333,7 +322,7 @@ pub struct RequirementFile {
     #[serde(default)]
     pub url: Option<String>,
     #[serde(default)]
-    pub applies_to: SelectorFile,
+    pub applies_to: crate::domain::Selector,
     #[serde(default)]
     pub enforcement: Option<String>,
 }

@@ -249,14 +249,13 @@ fn requirement(p: &mut Problems, i: usize, r: &RequirementFile) -> Option<Requir
         grace: chrono::Duration::days(i64::from(r.grace_days)),
         url: r.url.clone(),
         applies_to: Selector {
-            groups: r.applies_to.groups.clone(),
             person_types: r
                 .applies_to
                 .person_types
                 .iter()
                 .map(|t| t.to_lowercase())
                 .collect(),
-            except_groups: r.applies_to.except_groups.clone(),
+            ..r.applies_to.clone()
         },
         enforcement: enforcement?,
     })

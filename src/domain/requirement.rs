@@ -120,6 +120,7 @@ impl<'de> Deserialize<'de> for Version {
 
 /// Who a requirement applies to. Empty lists mean "anyone"; both lists must match when both are set.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Selector {
     /// The person must be in at least one of these groups.
     #[serde(default)]

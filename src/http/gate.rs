@@ -41,6 +41,18 @@ fn start_url(rd: &str) -> String {
     )
 }
 
+/// A session cookie that cannot be trusted: refuse it and clear it.
+fn invalid_session(state: &AppState, rd: &str) -> AppError {
+    AppError::InvalidSession {
+        start_url: start_url(rd),
+        clear: vec![
+            state
+                .sessions
+                .removal(state.sessions.cookie_name().to_owned()),
+        ],
+    }
+}
+
 /// Finds the request's session and refreshes its tokens when they are about to expire.
 ///
 /// `rd` is where sign-in should return to if the person is not signed in.
@@ -57,14 +69,7 @@ pub async fn authenticate(
             });
         }
         Lookup::Invalid => {
-            return Err(AppError::InvalidSession {
-                start_url: start_url(rd),
-                clear: vec![
-                    state
-                        .sessions
-                        .removal(state.sessions.cookie_name().to_owned()),
-                ],
-            });
+            return Err(invalid_session(state, rd));
         }
     };
     let now = state.clock.now();
@@ -85,14 +90,7 @@ pub async fn authenticate(
                 {
                     if principal.subject != session.principal.subject {
                         state.sessions.destroy(&id).await?;
-                        return Err(AppError::InvalidSession {
-                            start_url: start_url(rd),
-                            clear: vec![
-                                state
-                                    .sessions
-                                    .removal(state.sessions.cookie_name().to_owned()),
-                            ],
-                        });
+                        return Err(invalid_session(state, rd));
                     }
                     session.principal = principal;
                 }

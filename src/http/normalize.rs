@@ -349,6 +349,7 @@ fn check_decoded_segment(segment: &str) -> Result<(), PathError> {
 mod tests {
     use super::*;
     use crate::domain::route::prefix_matches;
+    use crate::testutil::XorShift;
 
     fn norm(raw: &str) -> Result<String, PathError> {
         normalize_path(raw).map(NormalizedPath::into_string)
@@ -687,19 +688,6 @@ mod tests {
         assert!(prefix_matches("/api/v1/users", "/api/v1"));
         assert!(!prefix_matches("/api/v10/users", "/api/v1"));
         assert!(prefix_matches("/my%20dir/x", "/my%20dir"));
-    }
-
-    /// Deterministic xorshift generator so the property test needs no extra crate.
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            let len = u64::try_from(items.len()).expect("small");
-            items[usize::try_from(self.0 % len).expect("small")]
-        }
     }
 
     #[test]
