@@ -1,5 +1,6 @@
 //! Signing people in: the OIDC relying party, sessions, and post-sign-in redirects.
 
+pub mod bearer;
 pub mod claims;
 pub mod oidc;
 pub mod redirect;

@@ -88,6 +88,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub logging: LoggingFile,
     #[serde(default)]
+    pub forward_auth: ForwardAuthFile,
+    #[serde(default)]
     pub requirements: Vec<RequirementFile>,
     #[serde(default)]
     pub routes: Vec<RouteFile>,
@@ -115,6 +117,14 @@ pub struct ServerFile {
     /// Number of worker threads; 0 means one per core.
     #[serde(default)]
     pub workers: usize,
+    /// Peers (CIDR or single addresses) whose `X-Forwarded-*`, `X-Original-*` and `Forwarded`
+    /// headers are believed. Default: none.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Extra hosts that `rd=` may send people back to after sign-in, besides the public URL's
+    /// host and every route host. `.example.com` allows every subdomain.
+    #[serde(default)]
+    pub allowed_redirect_hosts: Vec<String>,
 }
 
 impl Default for ServerFile {
@@ -126,6 +136,8 @@ impl Default for ServerFile {
             upstream_connect_timeout_ms: default_connect_timeout(),
             max_request_body_bytes: default_max_body(),
             workers: 0,
+            trusted_proxies: Vec::new(),
+            allowed_redirect_hosts: Vec::new(),
         }
     }
 }
@@ -283,6 +295,15 @@ impl Default for DenialsFile {
     }
 }
 
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardAuthFile {
+    /// How `/oauth2/auth` answers: `nginx` (default), `traefik`, `caddy` or `envoy`.
+    /// `/oauth2/auth/<mode>` always answers in that mode.
+    #[serde(default)]
+    pub default_mode: Option<String>,
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoggingFile {
@@ -335,7 +356,14 @@ pub struct RouteFile {
     pub host: Option<String>,
     #[serde(default = "default_path_prefix")]
     pub path_prefix: String,
-    pub upstream: String,
+    /// Where to send admitted requests. Omit it for routes that only carry policy for
+    /// forward-auth (nginx, Traefik, Caddy, Envoy pick the upstream themselves).
+    #[serde(default)]
+    pub upstream: Option<String>,
+    /// `gated` (default): signed in and compliant; `induction`: signed in only, for the places
+    /// where induction is completed; `public`: no sign-in.
+    #[serde(default)]
+    pub access: Option<String>,
     /// Requirement ids this route needs; omitted means all requirements.
     #[serde(default)]
     pub requirements: Option<Vec<String>>,

@@ -10,7 +10,8 @@ pub mod settings_types {
 }
 
 pub use settings::{
-    AdminToken, ClaimNames, DenialSettings, OidcSettings, RedisSettings, SessionSettings, Settings,
+    AdminToken, ClaimNames, DenialSettings, ForwardAuthMode, OidcSettings, RedisSettings,
+    SessionSettings, Settings,
 };
 
 use figment::Figment;

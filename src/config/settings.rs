@@ -3,8 +3,8 @@
 use super::ConfigError;
 use super::file::{FileConfig, RequirementFile, RouteFile, VersionFile};
 use crate::domain::{
-    Enforcement, Policy, Requirement, RequirementId, RequirementKind, Route, RouteTable, Selector,
-    Version,
+    Enforcement, Policy, Requirement, RequirementId, RequirementKind, Route, RouteAccess,
+    RouteTable, Selector, Version,
 };
 use base64::Engine as _;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -32,8 +32,38 @@ pub struct Settings {
     pub log_filter: Option<String>,
     pub policy: Arc<Policy>,
     pub routes: Arc<RouteTable>,
-    /// Hosts that `rd=` may point at after sign-in: the public URL's host and every route host.
+    /// Hosts that `rd=` may point at after sign-in: the public URL's host, every route host and
+    /// `server.allowed_redirect_hosts`.
     pub redirect_hosts: Vec<String>,
+    /// Peers whose forwarded headers are believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// How `/oauth2/auth` answers when the path does not name a mode.
+    pub forward_auth_mode: ForwardAuthMode,
+}
+
+/// Which proxy's forward-auth contract to follow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForwardAuthMode {
+    /// nginx `auth_request`: 200 / 401 / 403 with no body worth showing.
+    Nginx,
+    /// Traefik `ForwardAuth`: non-2xx answers go to the client as they are.
+    Traefik,
+    /// Caddy `forward_auth`: like Traefik.
+    Caddy,
+    /// Envoy `ext_authz` (HTTP service): 200 allows, anything else is returned to the client.
+    Envoy,
+}
+
+impl ForwardAuthMode {
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "nginx" => Some(Self::Nginx),
+            "traefik" => Some(Self::Traefik),
+            "caddy" => Some(Self::Caddy),
+            "envoy" => Some(Self::Envoy),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -298,12 +328,27 @@ fn route(p: &mut Problems, i: usize, r: &RouteFile, policy: &Policy) -> Option<R
             format!("{:?} is not a valid path: {e}", r.path_prefix),
         ),
     }
-    let upstream = parse_url(p, &key("upstream"), &r.upstream, true);
+    let upstream = r
+        .upstream
+        .as_deref()
+        .and_then(|raw| parse_url(p, &key("upstream"), raw, true));
     if let Some(u) = &upstream
         && (u.query().is_some() || u.fragment().is_some())
     {
         p.add(key("upstream"), "must not have a query or fragment");
     }
+    let access = match r.access.as_deref() {
+        None | Some("gated") => RouteAccess::Gated,
+        Some("induction") => RouteAccess::Induction,
+        Some("public") => RouteAccess::Public,
+        Some(other) => {
+            p.add(
+                key("access"),
+                format!("{other:?} must be one of gated, induction, public"),
+            );
+            RouteAccess::Gated
+        }
+    };
     let requirements = match &r.requirements {
         None => policy.requirements.iter().map(|r| r.id.clone()).collect(),
         Some(ids) => {
@@ -321,7 +366,8 @@ fn route(p: &mut Problems, i: usize, r: &RouteFile, policy: &Policy) -> Option<R
     Some(Route {
         host,
         path_prefix: r.path_prefix.clone(),
-        upstream: upstream?.as_str().trim_end_matches('/').to_owned(),
+        upstream: upstream.map(|u| u.as_str().trim_end_matches('/').to_owned()),
+        access,
         requirements,
         preserve_host: r.preserve_host,
     })
@@ -510,6 +556,30 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
         }
     };
 
+    let mut trusted_proxies = Vec::new();
+    for (i, raw) in f.server.trusted_proxies.iter().enumerate() {
+        let parsed = raw
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| raw.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+        match parsed {
+            Ok(net) => trusted_proxies.push(net),
+            Err(_) => p.add(
+                format!("server.trusted_proxies[{i}]"),
+                format!("{raw:?} is not an address or CIDR range like 10.0.0.0/8"),
+            ),
+        }
+    }
+    let forward_auth_mode = match f.forward_auth.default_mode.as_deref() {
+        None => ForwardAuthMode::Nginx,
+        Some(raw) => ForwardAuthMode::parse(raw).unwrap_or_else(|| {
+            p.add(
+                "forward_auth.default_mode",
+                format!("{raw:?} must be one of nginx, traefik, caddy, envoy"),
+            );
+            ForwardAuthMode::Nginx
+        }),
+    };
+
     let mut seen = HashSet::new();
     let mut requirements = Vec::new();
     for (i, r) in f.requirements.iter().enumerate() {
@@ -532,6 +602,18 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
     let mut redirect_hosts = Vec::new();
     if let Some(h) = public_url.as_ref().and_then(|u| u.host_str()) {
         redirect_hosts.push(h.to_owned());
+    }
+    for (i, h) in f.server.allowed_redirect_hosts.iter().enumerate() {
+        if h.is_empty() || h.contains(['/', ' ', '@', '*']) {
+            p.add(
+                format!("server.allowed_redirect_hosts[{i}]"),
+                format!(
+                    "{h:?} must be a host name, optionally with :port, or .domain for subdomains"
+                ),
+            );
+        } else {
+            redirect_hosts.push(h.to_ascii_lowercase());
+        }
     }
     for (i, r) in f.routes.iter().enumerate() {
         if let Some(r) = route(&mut p, i, r, &policy) {
@@ -613,5 +695,7 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
         policy: Arc::new(policy),
         routes: Arc::new(RouteTable::new(routes)),
         redirect_hosts,
+        trusted_proxies,
+        forward_auth_mode,
     })
 }

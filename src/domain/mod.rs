@@ -16,4 +16,4 @@ pub use record::{Record, RecordError, Source};
 pub use requirement::{
     Enforcement, Policy, Requirement, RequirementId, RequirementKind, Selector, Version,
 };
-pub use route::{Route, RouteTable};
+pub use route::{Route, RouteAccess, RouteTable};

@@ -3,6 +3,20 @@
 use super::requirement::RequirementId;
 use serde::Serialize;
 
+/// Who may use a route.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteAccess {
+    /// Signed in and every requirement of the route met (the default).
+    #[default]
+    Gated,
+    /// Signed in; requirements are not checked. For the LMS, the e-signature portal, the HR
+    /// portal: the places where blocked people complete their induction.
+    Induction,
+    /// No sign-in at all (health pages, public assets). Identity headers are still stripped.
+    Public,
+}
+
 /// One configured route.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Route {
@@ -10,8 +24,10 @@ pub struct Route {
     pub host: Option<String>,
     /// Normalised path prefix, matched on segment boundaries.
     pub path_prefix: String,
-    /// Upstream base URL (scheme, host, port, optional base path).
-    pub upstream: String,
+    /// Upstream base URL (scheme, host, port, optional base path). `None` for routes that only
+    /// carry policy for forward-auth (the proxy in front picks the upstream).
+    pub upstream: Option<String>,
+    pub access: RouteAccess,
     /// Requirements this route needs.
     pub requirements: Vec<RequirementId>,
     pub preserve_host: bool,
@@ -80,7 +96,8 @@ mod tests {
         Route {
             host: host.map(str::to_owned),
             path_prefix: prefix.into(),
-            upstream: up.into(),
+            upstream: Some(up.into()),
+            access: RouteAccess::Gated,
             requirements: vec![],
             preserve_host: false,
         }
@@ -94,7 +111,7 @@ mod tests {
             route(Some("wiki.example.com"), "/", "wiki-root"),
             route(Some("wiki.example.com"), "/admin", "wiki-admin"),
         ]);
-        let up = |h, p| t.find(h, p).map(|r| r.upstream.as_str());
+        let up = |h, p| t.find(h, p).and_then(|r| r.upstream.as_deref());
         assert_eq!(up("wiki.example.com", "/admin/x"), Some("wiki-admin"));
         assert_eq!(up("WIKI.example.com:8443", "/page"), Some("wiki-root"));
         assert_eq!(

@@ -30,6 +30,8 @@ pub enum AppError {
     Blocked(Box<BlockedView>),
     /// Admin API without valid credentials.
     Unauthorized(String),
+    /// Forwarded headers from a peer that is not a trusted proxy.
+    UntrustedProxy(String),
     /// No route serves this host and path.
     NoRoute,
     NotFound(String),
@@ -73,7 +75,7 @@ impl AppError {
             Self::SignInRequired { .. } | Self::InvalidSession { .. } | Self::Unauthorized(_) => {
                 StatusCode::UNAUTHORIZED
             }
-            Self::Blocked(_) => StatusCode::FORBIDDEN,
+            Self::Blocked(_) | Self::UntrustedProxy(_) => StatusCode::FORBIDDEN,
             Self::NoRoute | Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::SignInFailed(_) => StatusCode::BAD_REQUEST,
             Self::StateUnavailable(_) | Self::ProviderUnavailable(_) => {
@@ -93,6 +95,7 @@ impl AppError {
             Self::InvalidSession { .. } => "invalid_session",
             Self::Blocked(_) => "induction_incomplete",
             Self::Unauthorized(_) => "unauthorized",
+            Self::UntrustedProxy(_) => "untrusted_proxy",
             Self::NoRoute => "no_route",
             Self::NotFound(_) => "not_found",
             Self::StateUnavailable(_) => "state_unavailable",
@@ -115,6 +118,10 @@ impl AppError {
             ),
             Self::Blocked(_) => ("Access blocked", "Your security induction is not complete.".into()),
             Self::Unauthorized(m) => ("Unauthorized", m.clone()),
+            Self::UntrustedProxy(peer) => (
+                "Not a trusted proxy",
+                format!("Forward-auth requests are accepted only from the proxies listed in server.trusted_proxies; this one came from {peer}."),
+            ),
             Self::NoRoute => (
                 "Nothing here",
                 "Clearance has no application configured for this address.".into(),

@@ -2,14 +2,17 @@
 //! person, evaluate their requirements, record a denial or hand the request to the proxy.
 
 use super::error::{AppError, HttpError, IntoHttp};
-use super::normalize::normalize_path;
+use super::forwarded;
+use super::normalize::{NormalizedPath, normalize_path};
 use super::pages::{BlockedItem, BlockedPerson, BlockedView};
 use super::proxy::{self, Upstreams};
 use super::{AppState, RequestId};
 use crate::auth::claims::principal_from_claims;
 use crate::auth::oidc::AuthError;
 use crate::auth::session::{Lookup, Session, Sessions};
-use crate::domain::{Decision, DenialEvent, Principal, RequirementKind, Route, Unmet, evaluate};
+use crate::domain::{
+    Decision, DenialEvent, Principal, RequirementKind, Route, RouteAccess, Unmet, evaluate,
+};
 use actix_web::http::header;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
@@ -34,7 +37,8 @@ pub fn request_host(req: &HttpRequest) -> String {
         .unwrap_or_default()
 }
 
-fn start_url(rd: &str) -> String {
+/// Where to send someone to sign in so that they come back to `rd`.
+pub fn start_url(rd: &str) -> String {
     format!(
         "/oauth2/start?rd={}",
         percent_encoding::utf8_percent_encode(rd, percent_encoding::NON_ALPHANUMERIC)
@@ -42,9 +46,9 @@ fn start_url(rd: &str) -> String {
 }
 
 /// A session cookie that cannot be trusted: refuse it and clear it.
-fn invalid_session(state: &AppState, rd: &str) -> AppError {
+fn invalid_session(state: &AppState, sign_in_url: &str) -> AppError {
     AppError::InvalidSession {
-        start_url: start_url(rd),
+        start_url: sign_in_url.to_owned(),
         clear: vec![
             state
                 .sessions
@@ -55,21 +59,21 @@ fn invalid_session(state: &AppState, rd: &str) -> AppError {
 
 /// Finds the request's session and refreshes its tokens when they are about to expire.
 ///
-/// `rd` is where sign-in should return to if the person is not signed in.
+/// `sign_in_url` is where to send the person if they are not signed in.
 pub async fn authenticate(
     req: &HttpRequest,
     state: &AppState,
-    rd: &str,
+    sign_in_url: &str,
 ) -> Result<Authenticated, AppError> {
     let (id, mut session) = match state.sessions.lookup(req).await? {
         Lookup::Found { id, session } => (id, session),
         Lookup::Missing | Lookup::Ended => {
             return Err(AppError::SignInRequired {
-                start_url: start_url(rd),
+                start_url: sign_in_url.to_owned(),
             });
         }
         Lookup::Invalid => {
-            return Err(invalid_session(state, rd));
+            return Err(invalid_session(state, sign_in_url));
         }
     };
     let now = state.clock.now();
@@ -90,7 +94,7 @@ pub async fn authenticate(
                 {
                     if principal.subject != session.principal.subject {
                         state.sessions.destroy(&id).await?;
-                        return Err(invalid_session(state, rd));
+                        return Err(invalid_session(state, sign_in_url));
                     }
                     session.principal = principal;
                 }
@@ -112,7 +116,7 @@ pub async fn authenticate(
                 tracing::info!(session.id = %Sessions::log_id(&id), error = %e, "refresh refused; session ended");
                 state.sessions.destroy(&id).await?;
                 return Err(AppError::SignInRequired {
-                    start_url: start_url(rd),
+                    start_url: sign_in_url.to_owned(),
                 });
             }
         }
@@ -138,7 +142,7 @@ fn blocked_view(
             let req = state.settings.policy.get(&m.requirement);
             let kind = req.map_or(RequirementKind::Training, |r| r.kind);
             BlockedItem {
-                id: m.requirement.to_string(),
+                requirement: m.requirement.to_string(),
                 title: req.map_or_else(|| m.requirement.to_string(), |r| r.title.clone()),
                 kind: kind.label(),
                 description: req.and_then(|r| r.description.clone()),
@@ -212,11 +216,115 @@ fn route_label(route: &Route) -> String {
         "{}{} -> {}",
         route.host.as_deref().unwrap_or("*"),
         route.path_prefix,
-        route.upstream
+        route.upstream.as_deref().unwrap_or("(forward-auth)")
     )
 }
 
-/// The catch-all handler.
+/// The request being decided: where it was going, as seen by the client.
+pub struct Target<'a> {
+    pub host: String,
+    pub path: NormalizedPath,
+    /// Path and query, for coming back after sign-in and for "try again".
+    pub original: String,
+    pub route: &'a Route,
+}
+
+/// Whether a refusal is written to the denial log (the block page shown after nginx's
+/// redirect must not record the same refusal twice).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Recording {
+    Record,
+    Skip,
+}
+
+/// What the gate decided for a request that may pass.
+pub enum Admission {
+    /// A public route: nobody is identified.
+    Anonymous,
+    /// A signed-in person who may pass.
+    Person(Box<Session>),
+}
+
+impl Admission {
+    pub fn principal(&self) -> Option<&Principal> {
+        match self {
+            Self::Anonymous => None,
+            Self::Person(s) => Some(&s.principal),
+        }
+    }
+}
+
+/// The decision shared by the reverse proxy and forward-auth: public routes pass, induction
+/// routes need a session, gated routes need a session and every requirement of the route.
+/// A refusal is recorded in the denial log before it is returned.
+pub async fn admit(
+    req: &HttpRequest,
+    state: &AppState,
+    target: &Target<'_>,
+    sign_in_url: &str,
+    recording: Recording,
+) -> Result<Admission, AppError> {
+    let route = target.route;
+    if route.access == RouteAccess::Public {
+        return Ok(Admission::Anonymous);
+    }
+    let Authenticated { session, .. } = authenticate(req, state, sign_in_url).await?;
+    if route.access == RouteAccess::Induction {
+        return Ok(Admission::Person(session));
+    }
+    let principal = &session.principal;
+    let records = state.store.records(&principal.subject).await?;
+    let now = state.clock.now();
+    let requirements = route
+        .requirements
+        .iter()
+        .filter_map(|id| state.settings.policy.get(id));
+    let evaluation = evaluate(requirements, principal, &records, now);
+    let request_id = req
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
+    let denial = |missing: Vec<Unmet>, would_deny_only: bool| {
+        let mut event = DenialEvent::for_principal(principal, now, missing);
+        event.host = target.host.clone();
+        event.path = target.path.as_str().to_owned();
+        event.route = route_label(route);
+        event.request_id = request_id.clone();
+        event.client_addr = forwarded::client_addr(req, &state.settings.trusted_proxies);
+        event.user_agent = req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        event.would_deny_only = would_deny_only;
+        event
+    };
+    match evaluation.decision() {
+        Decision::Deny { missing } => {
+            if recording == Recording::Record {
+                record_denial(state, &denial(missing.clone(), false)).await;
+            }
+            let view = blocked_view(
+                state,
+                principal,
+                &target.host,
+                &target.original,
+                &missing,
+                &request_id,
+            );
+            Err(AppError::Blocked(Box::new(view)))
+        }
+        Decision::Allow { would_deny } => {
+            if !would_deny.is_empty() && recording == Recording::Record {
+                record_denial(state, &denial(would_deny, true)).await;
+            }
+            Ok(Admission::Person(session))
+        }
+    }
+}
+
+/// The catch-all handler: Clearance as the reverse proxy.
 pub async fn gate(
     req: HttpRequest,
     payload: web::Payload,
@@ -233,64 +341,48 @@ pub async fn gate(
         .find(&host, path.as_str())
         .ok_or(AppError::NoRoute)
         .http(&req)?;
+    let upstream = route
+        .upstream
+        .as_deref()
+        .ok_or(AppError::NoRoute)
+        .http(&req)?;
     let original = match req.uri().query() {
         Some(q) => format!("{}?{q}", path.as_str()),
         None => path.as_str().to_owned(),
     };
-    let Authenticated { session, .. } = authenticate(&req, &state, &original).await.http(&req)?;
-    let principal = &session.principal;
-
-    let records = state.store.records(&principal.subject).await.http(&req)?;
-    let now = state.clock.now();
-    let requirements = route
-        .requirements
-        .iter()
-        .filter_map(|id| state.settings.policy.get(id));
-    let evaluation = evaluate(requirements, principal, &records, now);
+    let target = Target {
+        host,
+        path,
+        original,
+        route,
+    };
+    let admission = admit(
+        &req,
+        &state,
+        &target,
+        &start_url(&target.original),
+        Recording::Record,
+    )
+    .await
+    .http(&req)?;
     let request_id = req
         .extensions()
         .get::<RequestId>()
         .map(|r| r.0.clone())
         .unwrap_or_default();
-    let denial = |missing: Vec<Unmet>, would_deny_only: bool| {
-        let mut event = DenialEvent::for_principal(principal, now, missing);
-        event.host = host.clone();
-        event.path = path.as_str().to_owned();
-        event.route = route_label(route);
-        event.request_id = request_id.clone();
-        event.client_addr = req
-            .peer_addr()
-            .map(|a| a.ip().to_string())
-            .unwrap_or_default();
-        event.user_agent = req
-            .headers()
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        event.would_deny_only = would_deny_only;
-        event
-    };
-    match evaluation.decision() {
-        Decision::Deny { missing } => {
-            record_denial(&state, &denial(missing.clone(), false)).await;
-            let view = blocked_view(&state, principal, &host, &original, &missing, &request_id);
-            Err(AppError::Blocked(Box::new(view))).http(&req)
-        }
-        Decision::Allow { would_deny } => {
-            if !would_deny.is_empty() {
-                record_denial(&state, &denial(would_deny, true)).await;
-            }
-            proxy::forward(
-                &req,
-                payload,
-                route,
-                &path,
-                principal,
-                &upstreams,
-                &request_id,
-            )
-            .await
-            .http(&req)
-        }
-    }
+    proxy::forward(
+        &req,
+        payload,
+        proxy::Hop {
+            upstream,
+            preserve_host: route.preserve_host,
+            path: &target.path,
+            principal: admission.principal(),
+            request_id: &request_id,
+            trusted: &state.settings.trusted_proxies,
+        },
+        &upstreams,
+    )
+    .await
+    .http(&req)
 }

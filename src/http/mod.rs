@@ -3,6 +3,8 @@
 
 pub mod api;
 pub mod error;
+pub mod forward_auth;
+pub mod forwarded;
 pub mod gate;
 pub mod headers;
 pub mod health;
@@ -60,6 +62,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/oauth2/sign_out", web::post().to(oauth::sign_out))
         .route("/oauth2/signed_out", web::get().to(oauth::signed_out))
         .route("/oauth2/userinfo", web::get().to(oauth::userinfo))
+        .route("/oauth2/auth", web::route().to(forward_auth::auth))
+        .route(
+            "/oauth2/auth/envoy{tail:(/.*)?}",
+            web::route().to(forward_auth::auth_envoy),
+        )
+        .route(
+            "/oauth2/auth/{mode}",
+            web::route().to(forward_auth::auth_in_mode),
+        )
+        .route("/.clearance/blocked", web::get().to(forward_auth::blocked))
         .service(
             web::scope("/.clearance/api/v1")
                 .route("/records", web::post().to(api::post_record))

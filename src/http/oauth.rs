@@ -212,7 +212,9 @@ pub async fn userinfo(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, HttpError> {
-    let Authenticated { session, .. } = gate::authenticate(&req, &state, "/").await.http(&req)?;
+    let Authenticated { session, .. } = gate::authenticate(&req, &state, &gate::start_url("/"))
+        .await
+        .http(&req)?;
     let p = &session.principal;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))

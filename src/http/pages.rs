@@ -48,7 +48,8 @@ pub struct Message<'a> {
 /// One unmet requirement as shown on the blocked page and in its JSON twin.
 #[derive(Serialize, Clone, Debug)]
 pub struct BlockedItem {
-    pub id: String,
+    /// The requirement id.
+    pub requirement: String,
     pub title: String,
     pub kind: &'static str,
     pub description: Option<String>,

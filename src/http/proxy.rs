@@ -5,10 +5,11 @@
 //! response filter (drop hop-by-hop) -> streamed response. Upstream faults map to 502 / 504.
 
 use super::error::AppError;
+use super::forwarded;
 use super::headers::{sanitize_request_headers, sanitize_response_headers, strip_cookies};
 use super::normalize::NormalizedPath;
 use crate::config::Settings;
-use crate::domain::{Principal, Route};
+use crate::domain::Principal;
 use actix_web::body::SizedStream;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -66,34 +67,51 @@ fn sets_own_cookie(value: &HeaderValue, own: &[String]) -> bool {
     blocked
 }
 
-fn identity_headers(principal: &Principal) -> Vec<(&'static str, String)> {
-    let mut out = vec![
-        ("x-auth-request-user", principal.subject.to_string()),
-        ("x-forwarded-user", principal.subject.to_string()),
-    ];
-    if let Some(email) = &principal.email {
-        out.push(("x-auth-request-email", email.clone()));
-        out.push(("x-forwarded-email", email.clone()));
-    }
-    if !principal.groups.is_empty() {
-        out.push(("x-auth-request-groups", principal.groups.join(",")));
-    }
-    if let Some(name) = &principal.name {
-        out.push(("x-auth-request-preferred-username", name.clone()));
-    }
-    out
+/// Every identity header Clearance sets, with an empty value where the person has none, so
+/// that forward-auth proxies overwrite (never keep) a client's copy.
+pub fn identity_headers(principal: &Principal) -> [(&'static str, String); 6] {
+    let subject = principal.subject.to_string();
+    let email = principal.email.clone().unwrap_or_default();
+    [
+        ("x-auth-request-user", subject.clone()),
+        ("x-auth-request-email", email.clone()),
+        ("x-auth-request-groups", principal.groups.join(",")),
+        (
+            "x-auth-request-preferred-username",
+            principal.name.clone().unwrap_or_default(),
+        ),
+        ("x-forwarded-user", subject),
+        ("x-forwarded-email", email),
+    ]
+}
+
+/// Where and as whom one admitted request goes.
+pub struct Hop<'a> {
+    pub upstream: &'a str,
+    pub preserve_host: bool,
+    /// The normalised path: what was matched is what is forwarded.
+    pub path: &'a NormalizedPath,
+    /// `None` on public routes: no identity headers are added (client ones are still removed).
+    pub principal: Option<&'a Principal>,
+    pub request_id: &'a str,
+    pub trusted: &'a [ipnet::IpNet],
 }
 
 /// Forwards the request to the route's upstream and streams the response back.
 pub async fn forward(
     req: &HttpRequest,
     payload: web::Payload,
-    route: &Route,
-    path: &NormalizedPath,
-    principal: &Principal,
+    hop: Hop<'_>,
     upstreams: &Upstreams,
-    request_id: &str,
 ) -> Result<HttpResponse, AppError> {
+    let Hop {
+        upstream,
+        preserve_host,
+        path,
+        principal,
+        request_id,
+        trusted,
+    } = hop;
     let declared_length = content_length(req.headers());
     if let (Some(max), Some(len)) = (upstreams.max_body, declared_length)
         && len > max
@@ -103,7 +121,7 @@ pub async fn forward(
             format!("The request body is larger than the {max} bytes allowed."),
         ));
     }
-    let mut url = format!("{}{}", route.upstream, path.as_str());
+    let mut url = format!("{upstream}{}", path.as_str());
     if let Some(q) = req.uri().query() {
         url.push('?');
         url.push_str(q);
@@ -114,22 +132,22 @@ pub async fn forward(
     let own: Vec<&str> = upstreams.own_cookies.iter().map(String::as_str).collect();
     strip_cookies(&mut headers, &own);
     let host = super::gate::request_host(req);
-    let peer = req
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default();
-    let proto = if req.app_config().secure() {
-        "https"
-    } else {
-        "http"
-    };
     let mut added: Vec<(&'static str, String)> = vec![
-        ("x-forwarded-for", peer),
-        ("x-forwarded-proto", proto.to_owned()),
+        ("x-forwarded-for", forwarded::forwarded_for(req, trusted)),
+        (
+            "x-forwarded-proto",
+            forwarded::scheme(req, trusted).to_owned(),
+        ),
         ("x-forwarded-host", host.clone()),
         ("x-request-id", request_id.to_owned()),
     ];
-    added.extend(identity_headers(principal));
+    if let Some(principal) = principal {
+        added.extend(
+            identity_headers(principal)
+                .into_iter()
+                .filter(|(_, v)| !v.is_empty()),
+        );
+    }
     for (name, value) in added {
         match HeaderValue::from_str(&value) {
             Ok(v) => {
@@ -141,9 +159,7 @@ pub async fn forward(
             ),
         }
     }
-    if route.preserve_host
-        && let Ok(v) = HeaderValue::from_str(&host)
-    {
+    if preserve_host && let Ok(v) = HeaderValue::from_str(&host) {
         headers.insert(header::HOST, v);
     }
 
@@ -167,9 +183,9 @@ pub async fn forward(
     let response = sent.map_err(|e| match e {
         SendRequestError::Timeout => AppError::UpstreamTimeout,
         SendRequestError::Connect(c) => {
-            AppError::UpstreamUnreachable(format!("connect to {}: {c}", route.upstream))
+            AppError::UpstreamUnreachable(format!("connect to {upstream}: {c}"))
         }
-        other => AppError::UpstreamUnreachable(format!("{}: {other}", route.upstream)),
+        other => AppError::UpstreamUnreachable(format!("{upstream}: {other}")),
     })?;
 
     // Response filter.

@@ -667,7 +667,11 @@ fn routes_and_redis_point_at_compose_services() {
 
     assert!(!s.routes.routes().is_empty());
     for route in s.routes.routes() {
-        let url = Url::parse(&route.upstream).expect("upstream URL");
+        let upstream = route
+            .upstream
+            .as_deref()
+            .expect("compose routes name an upstream");
+        let url = Url::parse(upstream).expect("upstream URL");
         let host = url.host_str().expect("upstream host");
         let port = url.port_or_known_default().expect("upstream port");
         let target = reachable(host);
@@ -678,8 +682,7 @@ fn routes_and_redis_point_at_compose_services() {
             .collect();
         assert!(
             exposed.contains(&port),
-            "{}: {host} exposes {exposed:?}",
-            route.upstream
+            "{upstream}: {host} exposes {exposed:?}"
         );
         // whoami listens where --port says (80 without it).
         let command = strings(&target["command"]);

@@ -128,7 +128,7 @@ async fn stored_session(world: &World) -> (String, Value) {
 #[tokio::test]
 async fn tokens_refresh_before_expiry_and_sign_out_ends_both_sessions() {
     // Access tokens live 60 s; asking to refresh 3600 s early makes every request refresh.
-    let world = World::start_with(|p| p, "").await;
+    let world = World::start().await;
     let browser = Browser::new();
     sign_in(&world, &browser, "alice@example.com", "/").await;
     let (_, before) = stored_session(&world).await;

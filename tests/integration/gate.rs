@@ -79,7 +79,15 @@ impl Drop for Gate {
 }
 
 /// The configuration tests run with. `extra` is appended (more routes, overrides by section).
-pub fn config(port: u16, redis: &str, issuer: &str, upstream: &str, extra: &str) -> String {
+/// `server_extra` goes into `[server]`.
+pub fn config(
+    port: u16,
+    redis: &str,
+    issuer: &str,
+    upstream: &str,
+    server_extra: &str,
+    extra: &str,
+) -> String {
     let admin_sha = hex::encode(Sha256::digest(ADMIN_TOKEN.as_bytes()));
     format!(
         r#"
@@ -89,6 +97,7 @@ public_url = "http://127.0.0.1:{port}"
 upstream_timeout_ms = 2000
 upstream_connect_timeout_ms = 1000
 workers = 2
+{server_extra}
 
 [redis]
 url = "{redis}"
@@ -147,6 +156,16 @@ upstream = "{upstream}"
 requirements = []
 
 [[routes]]
+path_prefix = "/echo/lms"
+upstream = "{upstream}"
+access = "induction"
+
+[[routes]]
+path_prefix = "/echo/public"
+upstream = "{upstream}"
+access = "public"
+
+[[routes]]
 path_prefix = "/dead"
 upstream = "http://127.0.0.1:9"
 requirements = []
@@ -165,11 +184,13 @@ pub struct World {
 
 impl World {
     pub async fn start() -> Self {
-        Self::start_with(|p| p, "").await
+        Self::start_with(|p| p, "", "").await
     }
 
+    /// `server_extra` is added to `[server]`, `extra` to the end of the configuration.
     pub async fn start_with(
         provider_config: impl FnOnce(ProviderConfig) -> ProviderConfig,
+        server_extra: &str,
         extra: &str,
     ) -> Self {
         let port = free_port();
@@ -186,6 +207,7 @@ impl World {
             &redis.url(),
             &provider.issuer(),
             &upstream.url(),
+            server_extra,
             extra,
         );
         let gate = Gate::start_with(port, toml);

@@ -7,6 +7,7 @@ mod bad_input;
 mod demo;
 mod deployment;
 mod failures;
+mod forward_auth;
 mod gate;
 mod journey;
 mod proxying;

@@ -251,3 +251,49 @@ async fn raw_get(port: u16, path: &str, cookie: String) -> (u16, String) {
         .unwrap_or(0);
     (status, text)
 }
+
+#[tokio::test]
+async fn induction_and_public_routes() {
+    let world = World::start().await;
+    // Public: no sign-in, and client identity headers still never reach the app.
+    let anonymous = Browser::new();
+    let r = anonymous
+        .get_with(
+            format!("{}/echo/public/health", world.gate.url()),
+            &[("x-auth-request-user", "mallory@example.com")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let echo: Value = r.json().unwrap();
+    assert!(
+        echo["headers"].get("x-auth-request-user").is_none(),
+        "{echo}"
+    );
+    // Induction: needs sign-in ...
+    let r = anonymous
+        .get(format!("{}/echo/lms/course", world.gate.url()))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 302);
+    // ... but not compliance: blocked Carl reaches the LMS with his identity.
+    let carl = Browser::new();
+    let page = sign_in(&world, &carl, "carl@example.com", "/echo/lms/course").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let echo: Value = page.json().unwrap();
+    assert_eq!(
+        echo["headers"]["x-auth-request-user"][0],
+        "carl@example.com"
+    );
+    // Every other route stays blocked.
+    let r = carl
+        .get(format!("{}/echo/private", world.gate.url()))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 403);
+    let r = carl
+        .get(format!("{}/echo/lmsx", world.gate.url()))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 403, "prefixes match whole segments");
+}
