@@ -170,7 +170,7 @@ mod tests {
     fn example_config_is_valid() {
         let s = load_with_env(&example(), &secrets()).unwrap();
         assert_eq!(s.policy.requirements.len(), 3);
-        assert_eq!(s.routes.routes().len(), 2);
+        assert_eq!(s.routes.routes().len(), 4);
         assert_eq!(
             s.oidc.redirect_url.as_str(),
             "https://gate.example.com/oauth2/callback"
