@@ -12,6 +12,7 @@ pub mod telemetry;
 #[cfg(test)]
 mod testutil;
 
+use crate::auth::bearer::{BearerConfig, BearerVerifier};
 use crate::auth::oidc::Oidc;
 use crate::auth::session::Sessions;
 use crate::config::Settings;
@@ -26,7 +27,20 @@ use std::sync::Arc;
 pub fn build_state(settings: Settings, store: SharedStore) -> anyhow::Result<AppState> {
     let oidc = Arc::new(Oidc::new(settings.oidc.clone())?);
     oidc.spawn_discovery();
+    let bearer = Arc::new(BearerVerifier::new(
+        BearerConfig {
+            issuer: settings.oidc.issuer.as_str().to_owned(),
+            audiences: settings.bearer.audiences.clone(),
+            leeway: settings.bearer.leeway,
+            refetch_cooldown: settings.oidc.jwks_refetch_cooldown,
+        },
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(std::time::Duration::from_secs(10))
+            .build()?,
+    ));
     Ok(AppState {
+        bearer,
         sessions: Sessions::new(store.clone(), settings.session.clone()),
         settings: Arc::new(settings),
         store,

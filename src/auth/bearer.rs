@@ -155,9 +155,9 @@ pub fn bearer_token(header_value: &str) -> Result<&str, BearerError> {
 fn is_token68(value: &str) -> bool {
     let body = value.trim_end_matches('=');
     !body.is_empty()
-        && body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+        && body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
 }
 
 /// A key from the JWKS that can verify signatures, with the one algorithm it may be used with.
@@ -209,6 +209,8 @@ pub struct BearerVerifier {
     config: BearerConfig,
     issuers: Vec<String>,
     http: reqwest::Client,
+    /// [`KEYS_MAX_AGE`], shorter in tests.
+    keys_max_age: Duration,
     keys: ArcSwap<KeySet>,
     fetch: tokio::sync::Mutex<FetchState>,
 }
@@ -239,6 +241,7 @@ impl BearerVerifier {
             config,
             issuers,
             http,
+            keys_max_age: KEYS_MAX_AGE,
             keys: ArcSwap::from_pointee(KeySet {
                 uri: None,
                 keys: Vec::new(),
@@ -308,7 +311,10 @@ impl BearerVerifier {
                     "the token signing keys are not loaded".into(),
                 ));
             }
-        } else if set.fetched_at.is_some_and(|at| at.elapsed() >= KEYS_MAX_AGE) {
+        } else if set
+            .fetched_at
+            .is_some_and(|at| at.elapsed() >= self.keys_max_age)
+        {
             // Errors are logged in refresh; the keys we have stay in use meanwhile.
             let _ = self.refresh(set.generation, Reason::Stale).await;
             set = self.keys.load_full();
@@ -349,7 +355,8 @@ impl BearerVerifier {
             ));
         };
         let now = Instant::now();
-        let cooling = |at: Instant| now.saturating_duration_since(at) < self.config.refetch_cooldown;
+        let cooling =
+            |at: Instant| now.saturating_duration_since(at) < self.config.refetch_cooldown;
         if let Some((generation, at, why)) = &state.last_failure
             && *generation == current.generation
             && cooling(*at)
@@ -417,7 +424,9 @@ impl BearerVerifier {
             .content_length()
             .is_some_and(|len| len > MAX_JWKS_LEN as u64)
         {
-            return Err(format!("GET {uri}: the JWKS is larger than {MAX_JWKS_LEN} bytes"));
+            return Err(format!(
+                "GET {uri}: the JWKS is larger than {MAX_JWKS_LEN} bytes"
+            ));
         }
         let mut body = Vec::new();
         while let Some(chunk) = response
@@ -426,7 +435,9 @@ impl BearerVerifier {
             .map_err(|e| format!("GET {uri}: {e}"))?
         {
             if body.len() + chunk.len() > MAX_JWKS_LEN {
-                return Err(format!("GET {uri}: the JWKS is larger than {MAX_JWKS_LEN} bytes"));
+                return Err(format!(
+                    "GET {uri}: the JWKS is larger than {MAX_JWKS_LEN} bytes"
+                ));
             }
             body.extend_from_slice(&chunk);
         }
@@ -453,7 +464,12 @@ impl BearerVerifier {
 
     #[cfg(test)]
     fn loaded_kids(&self) -> Vec<Option<String>> {
-        self.keys.load().keys.iter().map(|k| k.kid.clone()).collect()
+        self.keys
+            .load()
+            .keys
+            .iter()
+            .map(|k| k.kid.clone())
+            .collect()
     }
 }
 
@@ -507,8 +523,8 @@ fn inspect_header(token: &str) -> Result<TokenHeader, BearerError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(parts[0])
         .map_err(|_| invalid("the token header is not base64url"))?;
-    let header: Map<String, Value> =
-        serde_json::from_slice(&bytes).map_err(|_| invalid("the token header is not a JSON object"))?;
+    let header: Map<String, Value> = serde_json::from_slice(&bytes)
+        .map_err(|_| invalid("the token header is not a JSON object"))?;
     let alg = match header.get("alg") {
         Some(Value::String(alg)) => alg.as_str(),
         _ => return Err(invalid("the token header has no alg")),
@@ -846,7 +862,10 @@ ysMt1Qevvco/TSIp0cLVvUAhXTqhRANCAATxqDFHNeAP/4oF+3Jas60SyBxfBhSt
 
     #[test]
     fn bearer_token_takes_the_token68() {
-        assert_eq!(bearer_token("Bearer abc.DEF-123_~+/==").unwrap(), "abc.DEF-123_~+/==");
+        assert_eq!(
+            bearer_token("Bearer abc.DEF-123_~+/==").unwrap(),
+            "abc.DEF-123_~+/=="
+        );
         assert_eq!(bearer_token("bearer x").unwrap(), "x");
         assert_eq!(bearer_token("BEARER x").unwrap(), "x");
         assert_eq!(bearer_token("bEaReR eyJ.eyJ.sig").unwrap(), "eyJ.eyJ.sig");
@@ -904,7 +923,10 @@ ysMt1Qevvco/TSIp0cLVvUAhXTqhRANCAATxqDFHNeAP/4oF+3Jas60SyBxfBhSt
         let value = unavailable.www_authenticate();
         assert!(value.starts_with("Bearer realm=\"clearance\""), "{value}");
         assert!(!value.contains("error="), "{value}");
-        assert!(!value.contains("internal"), "internal details leak: {value}");
+        assert!(
+            !value.contains("internal"),
+            "internal details leak: {value}"
+        );
         assert_eq!(challenge(), "Bearer realm=\"clearance\"");
     }
 
@@ -925,7 +947,10 @@ ysMt1Qevvco/TSIp0cLVvUAhXTqhRANCAATxqDFHNeAP/4oF+3Jas60SyBxfBhSt
         // One fetch for both.
         assert_eq!(server.hits(), 1);
         // An audience array with one of ours is fine.
-        let token = rs256("k1", &claims(json!({ "aud": ["https://x.test", AUDIENCE] })));
+        let token = rs256(
+            "k1",
+            &claims(json!({ "aud": ["https://x.test", AUDIENCE] })),
+        );
         verifier.verify(&token).await.unwrap();
     }
 
@@ -972,7 +997,10 @@ ysMt1Qevvco/TSIp0cLVvUAhXTqhRANCAATxqDFHNeAP/4oF+3Jas60SyBxfBhSt
         for alg in [Algorithm::RS384, Algorithm::PS256] {
             let token = sign(alg, Some("k1"), &claims(json!({})), &rsa_key());
             let why = invalid(verifier.verify(&token).await);
-            assert!(why.contains("not the algorithm of its signing key"), "{why}");
+            assert!(
+                why.contains("not the algorithm of its signing key"),
+                "{why}"
+            );
         }
         // The EC key derived ES256; ES384 is not it.
         let forged = format!(
@@ -989,7 +1017,10 @@ ysMt1Qevvco/TSIp0cLVvUAhXTqhRANCAATxqDFHNeAP/4oF+3Jas60SyBxfBhSt
     #[tokio::test]
     async fn unknown_kid_refetches_at_most_once_per_cooldown() {
         let (server, verifier) = setup(json!({ "keys": [rsa_jwk("k1")] })).await;
-        verifier.verify(&rs256("k1", &claims(json!({})))).await.unwrap();
+        verifier
+            .verify(&rs256("k1", &claims(json!({}))))
+            .await
+            .unwrap();
         assert_eq!(server.hits(), 1);
 
         let stranger = rs256("k-unknown", &claims(json!({})));
@@ -1004,14 +1035,20 @@ ysMt1Qevvco/TSIp0cLVvUAhXTqhRANCAATxqDFHNeAP/4oF+3Jas60SyBxfBhSt
         assert_eq!(server.hits(), 2, "no refetch within the cooldown");
 
         // Known keys keep working without fetching.
-        verifier.verify(&rs256("k1", &claims(json!({})))).await.unwrap();
+        verifier
+            .verify(&rs256("k1", &claims(json!({}))))
+            .await
+            .unwrap();
         assert_eq!(server.hits(), 2);
     }
 
     #[tokio::test]
     async fn concurrent_unknown_kids_do_not_stampede() {
         let (server, verifier) = setup(json!({ "keys": [rsa_jwk("k1")] })).await;
-        verifier.verify(&rs256("k1", &claims(json!({})))).await.unwrap();
+        verifier
+            .verify(&rs256("k1", &claims(json!({}))))
+            .await
+            .unwrap();
         let verifier = Arc::new(verifier);
         let mut tasks = Vec::new();
         for n in 0..20 {
@@ -1028,7 +1065,10 @@ ysMt1Qevvco/TSIp0cLVvUAhXTqhRANCAATxqDFHNeAP/4oF+3Jas60SyBxfBhSt
     #[tokio::test]
     async fn a_new_key_is_found_by_refetching() {
         let (server, verifier) = setup(json!({ "keys": [rsa_jwk("k1")] })).await;
-        verifier.verify(&rs256("k1", &claims(json!({})))).await.unwrap();
+        verifier
+            .verify(&rs256("k1", &claims(json!({}))))
+            .await
+            .unwrap();
         // The issuer rotates to an EC key.
         server.serve(json!({ "keys": [ec_jwk("k2")] }));
         let token = sign(Algorithm::ES256, Some("k2"), &claims(json!({})), &ec_key());
@@ -1059,6 +1099,32 @@ ysMt1Qevvco/TSIp0cLVvUAhXTqhRANCAATxqDFHNeAP/4oF+3Jas60SyBxfBhSt
         server.serve(json!({ "keys": [rsa_jwk("k1"), rsa_jwk("k-late")] }));
         verifier.verify(&stranger).await.unwrap();
         assert_eq!(server.hits(), 3);
+    }
+
+    #[tokio::test]
+    async fn old_keys_are_reloaded() {
+        let (server, mut verifier) = setup(json!({ "keys": [rsa_jwk("k1")] })).await;
+        verifier.keys_max_age = Duration::from_millis(100);
+        let token = rs256("k1", &claims(json!({})));
+        verifier.verify(&token).await.unwrap();
+        assert_eq!(server.hits(), 1);
+
+        // Stale, and the JWKS endpoint fails: the old keys stay in use.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        server.status.store(503, Ordering::SeqCst);
+        verifier.verify(&token).await.unwrap();
+        assert_eq!(server.hits(), 2);
+        // The failure is not retried within the cooldown.
+        verifier.verify(&token).await.unwrap();
+        assert_eq!(server.hits(), 2);
+
+        // Once the cooldown is over, the issuer has withdrawn k1: it is no longer trusted.
+        verifier.config.refetch_cooldown = Duration::ZERO;
+        server.status.store(200, Ordering::SeqCst);
+        server.serve(json!({ "keys": [ec_jwk("k2")] }));
+        let why = invalid(verifier.verify(&token).await);
+        assert!(why.contains("kid"), "{why}");
+        assert_eq!(verifier.loaded_kids(), [Some("k2".to_owned())]);
     }
 
     #[tokio::test]
@@ -1194,8 +1260,10 @@ ysMt1Qevvco/TSIp0cLVvUAhXTqhRANCAATxqDFHNeAP/4oF+3Jas60SyBxfBhSt
     #[tokio::test]
     async fn unusable_keys_are_skipped() {
         let enc = json!({ "kty": "RSA", "kid": "enc", "use": "enc", "n": RSA_N, "e": RSA_E });
-        let ops = json!({ "kty": "RSA", "kid": "ops", "key_ops": ["encrypt"], "n": RSA_N, "e": RSA_E });
-        let misfit = json!({ "kty": "RSA", "kid": "misfit", "alg": "ES256", "n": RSA_N, "e": RSA_E });
+        let ops =
+            json!({ "kty": "RSA", "kid": "ops", "key_ops": ["encrypt"], "n": RSA_N, "e": RSA_E });
+        let misfit =
+            json!({ "kty": "RSA", "kid": "misfit", "alg": "ES256", "n": RSA_N, "e": RSA_E });
         let hmac = json!({ "kty": "RSA", "kid": "hmac", "alg": "HS256", "n": RSA_N, "e": RSA_E });
         let oct = json!({ "kty": "oct", "kid": "oct", "k": "c2VjcmV0" });
         let p521 = json!({ "kty": "EC", "kid": "p521", "crv": "P-521", "x": EC_X, "y": EC_Y });
@@ -1206,7 +1274,10 @@ ysMt1Qevvco/TSIp0cLVvUAhXTqhRANCAATxqDFHNeAP/4oF+3Jas60SyBxfBhSt
             enc, ops, misfit, hmac, oct, p521, x25519, garbage, "not a key", no_use, rsa_jwk("k1")
         ] }))
         .await;
-        verifier.verify(&rs256("plain", &claims(json!({})))).await.unwrap();
+        verifier
+            .verify(&rs256("plain", &claims(json!({}))))
+            .await
+            .unwrap();
         assert_eq!(
             verifier.loaded_kids(),
             [Some("plain".to_owned()), Some("k1".to_owned())]
@@ -1250,7 +1321,8 @@ ysMt1Qevvco/TSIp0cLVvUAhXTqhRANCAATxqDFHNeAP/4oF+3Jas60SyBxfBhSt
         assert_eq!(server.hits(), 1);
 
         // A JWKS without usable keys is a failure too.
-        let server = JwksServer::start(json!({ "keys": [{ "kty": "oct", "k": "c2VjcmV0" }] })).await;
+        let server =
+            JwksServer::start(json!({ "keys": [{ "kty": "oct", "k": "c2VjcmV0" }] })).await;
         let verifier = verifier_with(config(), &server);
         assert!(matches!(
             verifier.verify(&token).await,
@@ -1267,9 +1339,15 @@ ysMt1Qevvco/TSIp0cLVvUAhXTqhRANCAATxqDFHNeAP/4oF+3Jas60SyBxfBhSt
     #[tokio::test]
     async fn a_new_jwks_uri_replaces_the_keys() {
         let (first, verifier) = setup(json!({ "keys": [rsa_jwk("k1")] })).await;
-        verifier.verify(&rs256("k1", &claims(json!({})))).await.unwrap();
+        verifier
+            .verify(&rs256("k1", &claims(json!({}))))
+            .await
+            .unwrap();
         verifier.set_jwks_uri(first.url.clone());
-        verifier.verify(&rs256("k1", &claims(json!({})))).await.unwrap();
+        verifier
+            .verify(&rs256("k1", &claims(json!({}))))
+            .await
+            .unwrap();
         assert_eq!(first.hits(), 1, "the same URI again changes nothing");
 
         let second = JwksServer::start(json!({ "keys": [ec_jwk("k2")] })).await;
@@ -1294,10 +1372,19 @@ ysMt1Qevvco/TSIp0cLVvUAhXTqhRANCAATxqDFHNeAP/4oF+3Jas60SyBxfBhSt
             "a.b.c.d.e".to_owned(),
             format!("{header}.{payload}"),
             format!("!!.{payload}.sig"),
-            format!("{}.{payload}.sig", b64(&json!({ "alg": "RS256", "kid": "k1", "crit": ["exp"] }))),
-            format!("{}.{payload}.sig", b64(&json!({ "alg": "RS256", "kid": 7 }))),
+            format!(
+                "{}.{payload}.sig",
+                b64(&json!({ "alg": "RS256", "kid": "k1", "crit": ["exp"] }))
+            ),
+            format!(
+                "{}.{payload}.sig",
+                b64(&json!({ "alg": "RS256", "kid": 7 }))
+            ),
             format!("{}.{payload}.sig", b64(&json!({ "kid": "k1" }))),
-            format!("{}.{payload}.sig", b64(&json!({ "alg": "XX999", "kid": "k1" }))),
+            format!(
+                "{}.{payload}.sig",
+                b64(&json!({ "alg": "XX999", "kid": "k1" }))
+            ),
             format!("{}.{payload}.sig", b64(&json!("not an object"))),
             "x".repeat(MAX_TOKEN_LEN + 1),
         ] {

@@ -166,6 +166,12 @@ impl Oidc {
             .ok_or_else(|| AuthError::ProviderUnavailable("no metadata".into()))
     }
 
+    /// The provider's JWKS URL (loading the metadata first if needed).
+    pub async fn jwks_uri(&self) -> Result<url::Url, AuthError> {
+        let provider = self.provider().await?;
+        Ok(provider.metadata.jwks_uri().url().clone())
+    }
+
     /// Starts a login: returns the provider URL to redirect to and the state to keep.
     pub async fn begin(&self, rd: String) -> Result<(url::Url, PendingLogin), AuthError> {
         let provider = self.provider().await?;

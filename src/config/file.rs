@@ -90,6 +90,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub forward_auth: ForwardAuthFile,
     #[serde(default)]
+    pub bearer: BearerFile,
+    #[serde(default)]
     pub requirements: Vec<RequirementFile>,
     #[serde(default)]
     pub routes: Vec<RouteFile>,
@@ -293,6 +295,53 @@ impl Default for DenialsFile {
             max_age_days: 0,
         }
     }
+}
+
+fn default_leeway() -> u64 {
+    60
+}
+
+/// `Authorization: Bearer` JWT access tokens from API clients.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BearerFile {
+    /// Accept bearer tokens at all. When false, an `Authorization: Bearer` header is ignored by
+    /// the gate (and passed to the upstream), and people must use the browser sign-in.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Accepted `aud` values; default: the OIDC client id.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Clock leeway for `exp` and `nbf`, seconds.
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
+    /// Client-credentials (machine) clients, identified by the token's `client_id` or `azp`.
+    #[serde(default)]
+    pub machine_clients: Vec<MachineClientFile>,
+}
+
+impl Default for BearerFile {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            audiences: Vec::new(),
+            leeway_secs: default_leeway(),
+            machine_clients: Vec::new(),
+        }
+    }
+}
+
+/// A machine client: either exempt, or acting for a responsible person whose compliance it inherits.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MachineClientFile {
+    pub client_id: String,
+    /// Admitted without any requirement (name it here only after a risk decision).
+    #[serde(default)]
+    pub exempt: bool,
+    /// The person (subject) whose compliance this client inherits.
+    #[serde(default)]
+    pub acts_for: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

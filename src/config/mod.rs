@@ -10,8 +10,8 @@ pub mod settings_types {
 }
 
 pub use settings::{
-    AdminToken, ClaimNames, DenialSettings, ForwardAuthMode, OidcSettings, RedisSettings,
-    SessionSettings, Settings,
+    AdminToken, BearerSettings, ClaimNames, DenialSettings, ForwardAuthMode, MachineAccess,
+    MachineClient, OidcSettings, RedisSettings, SessionSettings, Settings,
 };
 
 use figment::Figment;

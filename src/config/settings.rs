@@ -39,6 +39,29 @@ pub struct Settings {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// How `/oauth2/auth` answers when the path does not name a mode.
     pub forward_auth_mode: ForwardAuthMode,
+    pub bearer: BearerSettings,
+}
+
+/// Bearer-token settings, validated.
+#[derive(Clone, Debug)]
+pub struct BearerSettings {
+    pub enabled: bool,
+    pub audiences: Vec<String>,
+    pub leeway: Duration,
+    pub machine_clients: Vec<MachineClient>,
+}
+
+/// What a machine client's token stands for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MachineAccess {
+    Exempt,
+    ActsFor(crate::domain::SubjectKey),
+}
+
+#[derive(Clone, Debug)]
+pub struct MachineClient {
+    pub client_id: String,
+    pub access: MachineAccess,
 }
 
 /// Which proxy's forward-auth contract to follow.
@@ -525,6 +548,7 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
         );
     }
     for (key, value) in [
+        ("oidc.jwks_refetch_cooldown_secs", f.oidc.jwks_refetch_cooldown_secs),
         ("server.upstream_timeout_ms", f.server.upstream_timeout_ms),
         (
             "server.upstream_connect_timeout_ms",
@@ -579,6 +603,39 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
             ForwardAuthMode::Nginx
         }),
     };
+
+    let mut machine_clients = Vec::new();
+    for (i, m) in f.bearer.machine_clients.iter().enumerate() {
+        let key = |field: &str| format!("bearer.machine_clients[{i}].{field}");
+        if m.client_id.trim().is_empty() {
+            p.add(key("client_id"), "must not be empty");
+            continue;
+        }
+        let access = match (m.exempt, &m.acts_for) {
+            (true, None) => MachineAccess::Exempt,
+            (false, Some(who)) => match crate::domain::SubjectKey::parse(who) {
+                Ok(s) => MachineAccess::ActsFor(s),
+                Err(e) => {
+                    p.add(key("acts_for"), e.to_string());
+                    continue;
+                }
+            },
+            _ => {
+                p.add(
+                    key("client_id"),
+                    format!(
+                        "{:?} needs exactly one of `exempt = true` or `acts_for = \"person\"`",
+                        m.client_id
+                    ),
+                );
+                continue;
+            }
+        };
+        machine_clients.push(MachineClient {
+            client_id: m.client_id.clone(),
+            access,
+        });
+    }
 
     let mut seen = HashSet::new();
     let mut requirements = Vec::new();
@@ -645,6 +702,7 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
         return Err(ConfigError::Invalid(p.0));
     };
     let ms = Duration::from_millis;
+    let client_id_for_audience = f.oidc.client_id.clone();
     Ok(Settings {
         listen,
         public_url,
@@ -697,5 +755,15 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
         redirect_hosts,
         trusted_proxies,
         forward_auth_mode,
+        bearer: BearerSettings {
+            enabled: f.bearer.enabled,
+            audiences: if f.bearer.audiences.is_empty() {
+                vec![client_id_for_audience]
+            } else {
+                f.bearer.audiences
+            },
+            leeway: Duration::from_secs(f.bearer.leeway_secs),
+            machine_clients,
+        },
     })
 }

@@ -30,6 +30,11 @@ pub enum AppError {
     Blocked(Box<BlockedView>),
     /// Admin API without valid credentials.
     Unauthorized(String),
+    /// A bearer token that is malformed or not acceptable: 401 with its `WWW-Authenticate`.
+    BearerRejected {
+        challenge: String,
+        message: String,
+    },
     /// Forwarded headers from a peer that is not a trusted proxy.
     UntrustedProxy(String),
     /// No route serves this host and path.
@@ -49,6 +54,21 @@ pub enum AppError {
 impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
         Self::StateUnavailable(e.to_string())
+    }
+}
+
+impl From<crate::auth::bearer::BearerError> for AppError {
+    fn from(e: crate::auth::bearer::BearerError) -> Self {
+        use crate::auth::bearer::BearerError;
+        match &e {
+            // Every refused bearer credential is a 401, malformed spellings included, so that
+            // clients re-authenticate rather than retry.
+            BearerError::Malformed(m) | BearerError::InvalidToken(m) => Self::BearerRejected {
+                challenge: e.www_authenticate(),
+                message: m.clone(),
+            },
+            BearerError::KeysUnavailable(m) => Self::ProviderUnavailable(m.clone()),
+        }
     }
 }
 
@@ -72,9 +92,10 @@ impl AppError {
     fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            Self::SignInRequired { .. } | Self::InvalidSession { .. } | Self::Unauthorized(_) => {
-                StatusCode::UNAUTHORIZED
-            }
+            Self::SignInRequired { .. }
+            | Self::InvalidSession { .. }
+            | Self::Unauthorized(_)
+            | Self::BearerRejected { .. } => StatusCode::UNAUTHORIZED,
             Self::Blocked(_) | Self::UntrustedProxy(_) => StatusCode::FORBIDDEN,
             Self::NoRoute | Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::SignInFailed(_) => StatusCode::BAD_REQUEST,
@@ -95,6 +116,7 @@ impl AppError {
             Self::InvalidSession { .. } => "invalid_session",
             Self::Blocked(_) => "induction_incomplete",
             Self::Unauthorized(_) => "unauthorized",
+            Self::BearerRejected { .. } => "invalid_token",
             Self::UntrustedProxy(_) => "untrusted_proxy",
             Self::NoRoute => "no_route",
             Self::NotFound(_) => "not_found",
@@ -118,6 +140,10 @@ impl AppError {
             ),
             Self::Blocked(_) => ("Access blocked", "Your security induction is not complete.".into()),
             Self::Unauthorized(m) => ("Unauthorized", m.clone()),
+            Self::BearerRejected { message, .. } => (
+                "The access token was refused",
+                format!("The bearer token was refused: {message}."),
+            ),
             Self::UntrustedProxy(peer) => (
                 "Not a trusted proxy",
                 format!("Forward-auth requests are accepted only from the proxies listed in server.trusted_proxies; this one came from {peer}."),
@@ -254,6 +280,12 @@ impl ResponseError for HttpError {
             }
             AppError::Unauthorized(_) => {
                 builder.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"clearance\""));
+            }
+            AppError::BearerRejected { challenge, .. } => {
+                builder.insert_header((header::WWW_AUTHENTICATE, challenge.as_str()));
+            }
+            AppError::SignInRequired { .. } => {
+                builder.insert_header((header::WWW_AUTHENTICATE, crate::auth::bearer::challenge()));
             }
             AppError::StateUnavailable(_) | AppError::ProviderUnavailable(_) => {
                 builder.insert_header((header::RETRY_AFTER, "30"));

@@ -10,17 +10,20 @@ use super::{AppState, RequestId};
 use crate::auth::claims::principal_from_claims;
 use crate::auth::oidc::AuthError;
 use crate::auth::session::{Lookup, Session, Sessions};
+use crate::config::MachineAccess;
 use crate::domain::{
-    Decision, DenialEvent, Principal, RequirementKind, Route, RouteAccess, Unmet, evaluate,
+    Decision, DenialEvent, Principal, RequirementKind, Route, RouteAccess, SubjectKey, Unmet,
+    evaluate,
 };
 use actix_web::http::header;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 
-/// A signed-in request.
+/// Who is making a request: a person (browser session or bearer token), or an exempt machine.
 pub struct Authenticated {
-    pub id: String,
-    pub session: Box<Session>,
+    pub principal: Box<Principal>,
+    /// A machine client named exempt in `[[bearer.machine_clients]]`: no requirement applies.
+    pub exempt: bool,
 }
 
 /// The host the client asked for (never taken from forwarded headers here).
@@ -57,14 +60,100 @@ fn invalid_session(state: &AppState, sign_in_url: &str) -> AppError {
     }
 }
 
-/// Finds the request's session and refreshes its tokens when they are about to expire.
+/// Identifies the caller: a bearer token when the request carries `Authorization: Bearer`
+/// (and bearer tokens are enabled), otherwise the browser session.
 ///
-/// `sign_in_url` is where to send the person if they are not signed in.
+/// `sign_in_url` is where to send a person who is not signed in.
 pub async fn authenticate(
     req: &HttpRequest,
     state: &AppState,
     sign_in_url: &str,
 ) -> Result<Authenticated, AppError> {
+    if state.settings.bearer.enabled
+        && let Some(value) = req.headers().get(header::AUTHORIZATION)
+    {
+        let value = value.to_str().unwrap_or("");
+        // Anything that looks like a bearer attempt is judged as one, strictly.
+        if value
+            .get(..6)
+            .is_some_and(|p| p.eq_ignore_ascii_case("bearer"))
+        {
+            return bearer_identity(state, value).await;
+        }
+    }
+    let (_, session) = session_identity(req, state, sign_in_url).await?;
+    Ok(Authenticated {
+        principal: Box::new(session.principal),
+        exempt: false,
+    })
+}
+
+/// Verifies a bearer token and maps it to a person or a configured machine client.
+async fn bearer_identity(state: &AppState, header_value: &str) -> Result<Authenticated, AppError> {
+    let token = crate::auth::bearer::bearer_token(header_value)?;
+    if state.bearer.jwks_uri().is_none() {
+        state.bearer.set_jwks_uri(state.oidc.jwks_uri().await?);
+    }
+    let claims = state.bearer.verify(token).await?;
+    if let Ok(principal) = principal_from_claims(&claims, &state.settings.oidc.claims) {
+        return Ok(Authenticated {
+            principal: Box::new(principal),
+            exempt: false,
+        });
+    }
+    // No person in the token: a client-credentials token, admitted only if configured.
+    let client_id = ["client_id", "azp"]
+        .iter()
+        .find_map(|k| claims.get(*k).and_then(|v| v.as_str()))
+        .unwrap_or("");
+    let machine = state
+        .settings
+        .bearer
+        .machine_clients
+        .iter()
+        .find(|m| m.client_id == client_id)
+        .ok_or_else(|| AppError::BearerRejected {
+            challenge: crate::auth::bearer::BearerError::InvalidToken(
+                "the token names no person and its client is not a configured machine client"
+                    .into(),
+            )
+            .www_authenticate(),
+            message: format!(
+                "The token names no person, and client {client_id:?} is not configured in bearer.machine_clients."
+            ),
+        })?;
+    match &machine.access {
+        MachineAccess::Exempt => {
+            let subject = SubjectKey::parse(&format!("client:{client_id}"))
+                .map_err(|e| AppError::bad_request("invalid_token", e.to_string()))?;
+            let mut principal = Principal::bare(subject);
+            principal.person_type = Some("machine".into());
+            Ok(Authenticated {
+                principal: Box::new(principal),
+                exempt: true,
+            })
+        }
+        MachineAccess::ActsFor(person) => {
+            // The responsible person as last seen at sign-in, so that their selectors apply.
+            let principal = state
+                .store
+                .profile(person)
+                .await?
+                .unwrap_or_else(|| Principal::bare(person.clone()));
+            Ok(Authenticated {
+                principal: Box::new(principal),
+                exempt: false,
+            })
+        }
+    }
+}
+
+/// Finds the request's session and refreshes its tokens when they are about to expire.
+pub async fn session_identity(
+    req: &HttpRequest,
+    state: &AppState,
+    sign_in_url: &str,
+) -> Result<(String, Box<Session>), AppError> {
     let (id, mut session) = match state.sessions.lookup(req).await? {
         Lookup::Found { id, session } => (id, session),
         Lookup::Missing | Lookup::Ended => {
@@ -121,7 +210,7 @@ pub async fn authenticate(
             }
         }
     }
-    Ok(Authenticated { id, session })
+    Ok((id, session))
 }
 
 fn day(t: Option<DateTime<Utc>>) -> Option<String> {
@@ -241,15 +330,15 @@ pub enum Recording {
 pub enum Admission {
     /// A public route: nobody is identified.
     Anonymous,
-    /// A signed-in person who may pass.
-    Person(Box<Session>),
+    /// A person or machine client who may pass.
+    Person(Box<Principal>),
 }
 
 impl Admission {
     pub fn principal(&self) -> Option<&Principal> {
         match self {
             Self::Anonymous => None,
-            Self::Person(s) => Some(&s.principal),
+            Self::Person(p) => Some(p),
         }
     }
 }
@@ -268,25 +357,28 @@ pub async fn admit(
     if route.access == RouteAccess::Public {
         return Ok(Admission::Anonymous);
     }
-    let Authenticated { session, .. } = authenticate(req, state, sign_in_url).await?;
+    let Authenticated { principal, exempt } = authenticate(req, state, sign_in_url).await?;
     if route.access == RouteAccess::Induction {
-        return Ok(Admission::Person(session));
+        return Ok(Admission::Person(principal));
     }
-    let principal = &session.principal;
+    if exempt {
+        tracing::info!(user.subject = %principal.subject, "exempt machine client admitted");
+        return Ok(Admission::Person(principal));
+    }
     let records = state.store.records(&principal.subject).await?;
     let now = state.clock.now();
     let requirements = route
         .requirements
         .iter()
         .filter_map(|id| state.settings.policy.get(id));
-    let evaluation = evaluate(requirements, principal, &records, now);
+    let evaluation = evaluate(requirements, &principal, &records, now);
     let request_id = req
         .extensions()
         .get::<RequestId>()
         .map(|r| r.0.clone())
         .unwrap_or_default();
     let denial = |missing: Vec<Unmet>, would_deny_only: bool| {
-        let mut event = DenialEvent::for_principal(principal, now, missing);
+        let mut event = DenialEvent::for_principal(&principal, now, missing);
         event.host = target.host.clone();
         event.path = target.path.as_str().to_owned();
         event.route = route_label(route);
@@ -307,7 +399,7 @@ pub async fn admit(
             }
             let view = blocked_view(
                 state,
-                principal,
+                &principal,
                 &target.host,
                 &target.original,
                 &missing,
@@ -319,7 +411,7 @@ pub async fn admit(
             if !would_deny.is_empty() && recording == Recording::Record {
                 record_denial(state, &denial(would_deny, true)).await;
             }
-            Ok(Admission::Person(session))
+            Ok(Admission::Person(principal))
         }
     }
 }

@@ -44,6 +44,8 @@ pub struct AppState {
     pub store: SharedStore,
     pub sessions: Sessions,
     pub oidc: Arc<Oidc>,
+    /// Verifies `Authorization: Bearer` access tokens against the provider's keys.
+    pub bearer: Arc<crate::auth::bearer::BearerVerifier>,
     pub clock: Arc<dyn Clock>,
 }
 

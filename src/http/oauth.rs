@@ -212,10 +212,10 @@ pub async fn userinfo(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, HttpError> {
-    let Authenticated { session, .. } = gate::authenticate(&req, &state, &gate::start_url("/"))
+    let Authenticated { principal, .. } = gate::authenticate(&req, &state, &gate::start_url("/"))
         .await
         .http(&req)?;
-    let p = &session.principal;
+    let p = &principal;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(json!({

@@ -4,6 +4,8 @@
 mod support;
 
 mod bad_input;
+mod bearer_gate;
+mod bearer_tokens;
 mod demo;
 mod deployment;
 mod failures;

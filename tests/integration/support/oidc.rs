@@ -1,15 +1,18 @@
 //! `OidcProvider`: runs the `oidc-provider` fixture (`tests/support/oidc/provider.mjs`) under node.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow, bail};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
+
+use super::{Browser, login_at_provider};
 
 /// Client id of the client in [`ProviderConfig::standard`].
 pub const CLIENT_ID: &str = "clearance";
@@ -35,6 +38,10 @@ pub struct ClientConfig {
     pub grant_types: Vec<String>,
     pub response_types: Vec<String>,
     pub token_endpoint_auth_method: String,
+    /// `web` (oidc-provider's default when absent) or `native`: a native client may use any
+    /// port of a loopback `http://127.0.0.1/...` redirect URI (RFC 8252 §7.3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application_type: Option<String>,
 }
 
 impl ClientConfig {
@@ -53,6 +60,36 @@ impl ClientConfig {
             grant_types: vec!["authorization_code".into(), "refresh_token".into()],
             response_types: vec!["code".into()],
             token_endpoint_auth_method: "client_secret_basic".into(),
+            application_type: None,
+        }
+    }
+
+    /// A machine client: only the `client_credentials` grant, `client_secret_basic`, no
+    /// redirects. With [`ProviderConfig::api_audience`] set, its tokens are JWTs for the API.
+    pub fn machine(client_id: &str, client_secret: &str) -> Self {
+        ClientConfig {
+            client_id: client_id.to_owned(),
+            client_secret: client_secret.to_owned(),
+            redirect_uris: Vec::new(),
+            post_logout_redirect_uris: Vec::new(),
+            grant_types: vec!["client_credentials".into()],
+            response_types: Vec::new(),
+            token_endpoint_auth_method: "client_secret_basic".into(),
+            application_type: None,
+        }
+    }
+
+    /// A confidential native code-flow client (think: a command-line tool) whose redirect URI
+    /// is `http://127.0.0.1/callback` on any port.
+    pub fn native(client_id: &str, client_secret: &str) -> Self {
+        ClientConfig {
+            application_type: Some("native".into()),
+            ..ClientConfig::new(
+                client_id,
+                client_secret,
+                "http://127.0.0.1/callback",
+                "http://127.0.0.1/signed-out",
+            )
         }
     }
 }
@@ -105,9 +142,25 @@ pub struct ProviderConfig {
     pub access_token_ttl: u64,
     /// Seconds.
     pub id_token_ttl: u64,
+    /// A resource indicator (RFC 8707) the provider issues JWT access tokens for: a token
+    /// request with `resource=<this>` gets an RS256 JWT (`typ` `at+jwt`) with this `aud`,
+    /// `client_id`, the API scopes and the account's claims; the `client_credentials` grant
+    /// defaults to it. `None`: only opaque access tokens (for userinfo).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_audience: Option<String>,
 }
 
 impl ProviderConfig {
+    /// The API audience [`ProviderConfig::with_api`] configures.
+    pub const API_AUDIENCE: &str = "https://api.clearance.test";
+    /// The machine (`client_credentials`) client [`ProviderConfig::with_api`] adds.
+    pub const MACHINE_CLIENT_ID: &str = "clearance-robot";
+    pub const MACHINE_CLIENT_SECRET: &str = "clearance-robot-secret";
+    /// The native code-flow client [`ProviderConfig::with_api`] adds; people get API tokens
+    /// through it ([`OidcProvider::user_access_token`]).
+    pub const API_CLIENT_ID: &str = "clearance-cli";
+    pub const API_CLIENT_SECRET: &str = "clearance-cli-secret";
+
     /// Client `clearance` / `clearance-secret` and the four standard accounts (login = email):
     /// alice (employee; staff, engineering), carl (contractor; contractors),
     /// erin (employee; staff), mona (employee; staff, managers; no manager).
@@ -162,7 +215,36 @@ impl ProviderConfig {
             keys_seed: "initial".into(),
             access_token_ttl: 60,
             id_token_ttl: 60,
+            api_audience: None,
         }
+    }
+
+    /// Turns on JWT access tokens for [`ProviderConfig::API_AUDIENCE`] and adds the machine
+    /// client ([`ProviderConfig::MACHINE_CLIENT_ID`]) and the native client
+    /// ([`ProviderConfig::API_CLIENT_ID`]) that [`OidcProvider::user_access_token`] uses.
+    pub fn with_api(self) -> Self {
+        self.with_api_audience(Self::API_AUDIENCE)
+            .with_client(ClientConfig::machine(
+                Self::MACHINE_CLIENT_ID,
+                Self::MACHINE_CLIENT_SECRET,
+            ))
+            .with_client(ClientConfig::native(
+                Self::API_CLIENT_ID,
+                Self::API_CLIENT_SECRET,
+            ))
+    }
+
+    /// Sets the API audience (an absolute URI) JWT access tokens are issued for.
+    pub fn with_api_audience(mut self, audience: &str) -> Self {
+        self.api_audience = Some(audience.to_owned());
+        self
+    }
+
+    /// Adds or replaces (by `client_id`) a client.
+    pub fn with_client(mut self, client: ClientConfig) -> Self {
+        self.clients.retain(|c| c.client_id != client.client_id);
+        self.clients.push(client);
+        self
     }
 
     /// Sets both token TTLs (seconds).
@@ -195,6 +277,8 @@ pub struct OidcProvider {
     child: Option<Child>,
     dir: tempfile::TempDir,
     logs: Arc<Mutex<Vec<String>>>,
+    /// Where the running process wrote its private signing keys (env `KEYS_OUT`).
+    keys_path: PathBuf,
 }
 
 impl OidcProvider {
@@ -217,6 +301,7 @@ impl OidcProvider {
             .prefix("clearance-oidc-")
             .tempdir()
             .context("creating a temp dir for the provider config")?;
+        let keys_path = dir.path().join("keys-0.json");
         let mut provider = OidcProvider {
             port,
             config,
@@ -224,6 +309,7 @@ impl OidcProvider {
             child: None,
             dir,
             logs: Arc::default(),
+            keys_path,
         };
         provider.spawn_and_wait().await?;
         Ok(provider)
@@ -281,6 +367,132 @@ impl OidcProvider {
         self.logs.lock().expect("logs lock").clone()
     }
 
+    /// The provider's current signing keys, PRIVATE parts included (`{"keys": [jwk]}`), for
+    /// forging tokens that the real key signs. Panics if they cannot be read.
+    pub fn private_jwks(&self) -> Value {
+        read_jwks(&self.keys_path).unwrap_or_else(|err| panic!("{err:#}"))
+    }
+
+    /// A `client_credentials` access token (`client_secret_basic`). With an API audience
+    /// configured it is a JWT for that audience. Panics unless the provider issues one.
+    pub async fn client_credentials_token(&self, client_id: &str, client_secret: &str) -> String {
+        let (status, body) = self
+            .token_request(
+                client_id,
+                client_secret,
+                &[("grant_type", "client_credentials")],
+            )
+            .await
+            .unwrap_or_else(|err| panic!("client_credentials token request: {err:#}"));
+        match body["access_token"].as_str() {
+            Some(token) if status == 200 => token.to_owned(),
+            _ => panic!("client_credentials for {client_id} refused ({status}): {body}"),
+        }
+    }
+
+    /// A person's JWT access token for the API audience: signs `login` in with a fresh
+    /// browser through the native API client and redeems the code with `resource` = the API
+    /// audience. Needs [`ProviderConfig::with_api`]. Panics on failure.
+    pub async fn user_access_token(&self, login: &str) -> String {
+        let Some(audience) = self.config.api_audience.clone() else {
+            panic!("user_access_token needs ProviderConfig::with_api (no api_audience)");
+        };
+        let tokens = self
+            .try_user_tokens(&Browser::new(), login, Some(&audience))
+            .await
+            .unwrap_or_else(|err| panic!("user access token for {login}: {err:#}"));
+        match tokens["access_token"].as_str() {
+            Some(token) => token.to_owned(),
+            None => panic!("no access_token for {login}: {tokens}"),
+        }
+    }
+
+    /// Runs the authorization code flow for `login` in `browser` through the native API client
+    /// ([`ProviderConfig::API_CLIENT_ID`], scopes `openid email profile groups api`), naming
+    /// `resource` in the authorization and the token request if given. Returns the token
+    /// endpoint's JSON (`access_token`, `id_token`, `refresh_token`, ...). The redirect lands on
+    /// a throwaway loopback listener.
+    pub async fn try_user_tokens(
+        &self,
+        browser: &Browser,
+        login: &str,
+        resource: Option<&str>,
+    ) -> anyhow::Result<Value> {
+        let client_id = ProviderConfig::API_CLIENT_ID;
+        if !self.config.clients.iter().any(|c| c.client_id == client_id) {
+            bail!("the provider has no client {client_id}: use ProviderConfig::with_api");
+        }
+        let catcher = RedirectCatcher::start().await?;
+        let redirect_uri = format!("http://127.0.0.1:{}/callback", catcher.port);
+        let state = format!("api-{}", rand::random::<u64>());
+        let mut auth = url::Url::parse(&self.authorization_endpoint())?;
+        auth.query_pairs_mut()
+            .append_pair("client_id", client_id)
+            .append_pair("response_type", "code")
+            .append_pair("scope", "openid email profile groups api")
+            .append_pair("redirect_uri", &redirect_uri)
+            .append_pair("state", &state)
+            .append_pair("nonce", &format!("nonce-{state}"));
+        if let Some(resource) = resource {
+            auth.query_pairs_mut().append_pair("resource", resource);
+        }
+        let landed = login_at_provider(browser, auth, login).await?;
+        let param = |name: &str| {
+            landed
+                .url
+                .query_pairs()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.into_owned())
+        };
+        if landed.url.port() != Some(catcher.port) {
+            bail!(
+                "the sign-in did not return to {redirect_uri}: {}",
+                landed.url
+            );
+        }
+        if param("state").as_deref() != Some(state.as_str()) {
+            bail!("state mismatch on the redirect: {}", landed.url);
+        }
+        let code = param("code").ok_or_else(|| anyhow!("no code on {}", landed.url))?;
+        let mut form = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", redirect_uri.as_str()),
+        ];
+        if let Some(resource) = resource {
+            form.push(("resource", resource));
+        }
+        let (status, body) = self
+            .token_request(client_id, ProviderConfig::API_CLIENT_SECRET, &form)
+            .await?;
+        if status != 200 {
+            bail!("the token endpoint refused the code ({status}): {body}");
+        }
+        Ok(body)
+    }
+
+    /// POSTs a form to the token endpoint with `client_secret_basic`; returns (status, JSON).
+    pub async fn token_request(
+        &self,
+        client_id: &str,
+        client_secret: &str,
+        form: &[(&str, &str)],
+    ) -> anyhow::Result<(u16, Value)> {
+        let resp = reqwest::Client::new()
+            .post(self.token_endpoint())
+            .basic_auth(client_id, Some(client_secret))
+            .form(form)
+            .send()
+            .await
+            .context("POST to the token endpoint")?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .json()
+            .await
+            .context("the token endpoint's answer is not JSON")?;
+        Ok((status, body))
+    }
+
     /// Restarts the provider on the same port with a new `keys_seed`: a new signing key with a
     /// new kid, the old key gone. Returns the new kid. Sessions, grants and tokens are lost.
     pub async fn rotate_keys(&mut self) -> String {
@@ -332,6 +544,12 @@ impl OidcProvider {
             .join(format!("config-{}.json", self.rotations));
         std::fs::write(&config_path, serde_json::to_vec_pretty(&self.config)?)
             .context("writing the provider config")?;
+        // A new file per start: a key file left by the previous process is never read.
+        self.keys_path = self
+            .dir
+            .path()
+            .join(format!("keys-{}.json", self.rotations));
+        let _ = std::fs::remove_file(&self.keys_path);
 
         let node = std::env::var_os("CLEARANCE_NODE").unwrap_or_else(|| "node".into());
         let mut child = Command::new(&node)
@@ -340,6 +558,7 @@ impl OidcProvider {
             .env("PORT", self.port.to_string())
             .env("ISSUER", self.issuer())
             .env("CONFIG", &config_path)
+            .env("KEYS_OUT", &self.keys_path)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -411,5 +630,61 @@ impl OidcProvider {
                 )
             }
         }
+    }
+}
+
+fn read_jwks(path: &Path) -> anyhow::Result<Value> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the provider's keys from {}", path.display()))?;
+    let jwks: Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    if !jwks["keys"].is_array() {
+        bail!("{} is not a JWK set", path.display());
+    }
+    Ok(jwks)
+}
+
+/// A loopback HTTP listener that answers every request with `200 signed in`: the landing
+/// page of a redirect URI whose only purpose is to carry the authorization code in its URL.
+/// Stops accepting on drop.
+struct RedirectCatcher {
+    port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RedirectCatcher {
+    async fn start() -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .context("binding the redirect catcher")?;
+        let port = listener.local_addr()?.port();
+        let task = tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65536 {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let _ = stream
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\
+                              content-length: 9\r\nconnection: close\r\n\r\nsigned in",
+                        )
+                        .await;
+                    let _ = stream.shutdown().await;
+                });
+            }
+        });
+        Ok(RedirectCatcher { port, task })
+    }
+}
+
+impl Drop for RedirectCatcher {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }

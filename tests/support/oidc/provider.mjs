@@ -2,23 +2,37 @@
 // for Clearance's integration tests. Loopback only, in-memory state.
 //
 // Environment:
-//   PORT    port to listen on (127.0.0.1 only)
-//   ISSUER  issuer identifier, e.g. http://127.0.0.1:PORT
-//   CONFIG  path to a JSON file:
+//   PORT      port to listen on (127.0.0.1 only)
+//   ISSUER    issuer identifier, e.g. http://127.0.0.1:PORT
+//   CONFIG    path to a JSON file:
 //     {
 //       "clients":  [ { client_id, client_secret, redirect_uris, ... } ],
 //       "accounts": { "<login>": { sub, email, email_verified, name, groups,
 //                                  employee_type, manager } },
 //       "keys_seed": "any string",      // kid = "k-" + keys_seed
 //       "access_token_ttl": 60,         // seconds
-//       "id_token_ttl": 60              // seconds
+//       "id_token_ttl": 60,             // seconds
+//       "api_audience": "https://api.clearance.test",   // optional, see below
+//       "api_scope": "api"              // optional, the API's scopes (space-separated)
 //     }
+//   KEYS_OUT  optional path: the provider's PRIVATE signing JWK set ({"keys": [...]}) is
+//             written there (mode 0600) before READY. Test-only: lets tests forge tokens
+//             signed with the real key.
+//
+// JWT access tokens (RFC 9068 style, header typ "at+jwt", RS256 with the signing key): when
+// api_audience is set, it is a resource indicator (RFC 8707) the provider knows. A token
+// request with resource=<api_audience> (after an authorization request that also named it)
+// gets a JWT access token with aud = api_audience, client_id, scope (the API scopes granted)
+// and the account's claims (email, email_verified, name, employee_type, manager, groups).
+// Clients whose grant_types include "client_credentials" get, from the client_credentials
+// grant, a JWT for api_audience (no resource parameter needed) with sub = client_id = the
+// client's id. Without resource, access tokens stay opaque (for userinfo), as before.
 //
 // Prints "READY <issuer>" on stdout once listening; errors go to stderr.
 
 import './polyfills.mjs';
 import { generateKeyPairSync } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import * as querystring from 'node:querystring';
 
 import Provider, { errors } from 'oidc-provider';
@@ -50,6 +64,9 @@ for (const [login, account] of accountsByLogin) {
 const keysSeed = String(config.keys_seed ?? 'default');
 const accessTokenTtl = Number(config.access_token_ttl ?? 60);
 const idTokenTtl = Number(config.id_token_ttl ?? 60);
+const apiAudience = config.api_audience ? String(config.api_audience) : undefined;
+const apiScope = String(config.api_scope ?? 'api');
+if (apiAudience && !URL.canParse(apiAudience)) fail('api_audience must be an absolute URI');
 
 // A fresh RS256 signing key per process; a new keys_seed means a new kid, i.e. a rotation.
 const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -59,6 +76,14 @@ const signingKey = {
   alg: 'RS256',
   use: 'sig',
 };
+
+if (process.env.KEYS_OUT) {
+  try {
+    writeFileSync(process.env.KEYS_OUT, JSON.stringify({ keys: [signingKey] }), { mode: 0o600 });
+  } catch (err) {
+    fail(`cannot write KEYS_OUT ${process.env.KEYS_OUT}: ${err.message}`);
+  }
+}
 
 function claimsFor(account, scope) {
   const scopes = new Set(String(scope ?? '').split(' ').filter(Boolean));
@@ -102,6 +127,40 @@ const provider = new Provider(issuer, {
     userinfo: { enabled: true },
     revocation: { enabled: true },
     introspection: { enabled: true },
+    clientCredentials: { enabled: true },
+    resourceIndicators: {
+      enabled: true,
+      // client_credentials without a resource parameter: the API (when configured).
+      async defaultResource(ctx, _client, oneOf) {
+        if (oneOf) return oneOf;
+        if (apiAudience && ctx.oidc.route === 'token'
+          && ctx.oidc.params?.grant_type === 'client_credentials') {
+          return apiAudience;
+        }
+        return undefined;
+      },
+      async getResourceServerInfo(_ctx, resourceIndicator) {
+        if (!apiAudience || resourceIndicator !== apiAudience) throw new errors.InvalidTarget();
+        return {
+          scope: apiScope,
+          audience: apiAudience,
+          accessTokenTTL: accessTokenTtl,
+          accessTokenFormat: 'jwt',
+          jwt: { sign: { alg: 'RS256' } },
+        };
+      },
+      // Without resource, a token request gets an opaque token for userinfo.
+      useGrantedResource: async () => false,
+    },
+  },
+  // JWT access tokens for the API carry the person's claims (not scope-limited, like a
+  // directory-backed API gateway would see them). Opaque tokens carry nothing extra.
+  async extraTokenClaims(_ctx, token) {
+    if (!token.resourceServer || !token.accountId) return undefined;
+    const account = accountsBySub.get(token.accountId);
+    if (!account) return undefined;
+    const { sub: _sub, ...claims } = claimsFor(account, 'email profile groups');
+    return claims;
   },
   pkce: {
     // Optional for confidential clients, but S256 is accepted (and verified) when sent.
