@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the integration tests need beyond the Rust toolchain on Debian 12:
-# redis-server, Node.js + npm, and the OpenID provider fixture's node modules
-# (tests/support/oidc). Idempotent: installs only what is missing.
+# redis-server, Node.js + npm, the OpenID provider fixture's node modules
+# (tests/support/oidc), and nginx + Caddy for the forward-auth tests against real proxies
+# (tests/integration/real_proxies.rs). Idempotent: installs only what is missing.
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -34,6 +35,22 @@ fi
 if ! command -v npm >/dev/null 2>&1; then
     apt_packages+=(npm)
 fi
+# The real reverse proxies in front of Clearance (config/examples/nginx.conf, Caddyfile).
+# nginx lives in /usr/sbin, which is not on every PATH.
+nginx_installed=false
+if command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; then
+    log "nginx present: $(command -v nginx || echo /usr/sbin/nginx)"
+else
+    apt_packages+=(nginx)
+    nginx_installed=true
+fi
+caddy_installed=false
+if command -v caddy >/dev/null 2>&1; then
+    log "caddy present: $(command -v caddy)"
+else
+    apt_packages+=(caddy)
+    caddy_installed=true
+fi
 
 if [ "${#apt_packages[@]}" -gt 0 ]; then
     log "installing with apt-get: ${apt_packages[*]}"
@@ -43,6 +60,29 @@ fi
 
 # Installing redis-server from Debian's package also starts a system service on 6379;
 # the tests start their own servers on free ports, so that one is harmless.
+# Debian's nginx and caddy packages start a service on port 80 when systemd (or an init
+# script) is there. The tests run their own instances on free loopback ports and never need
+# port 80, so a service that was started by this install is stopped and disabled again, to
+# leave port 80 as it was. A proxy that was already installed is left alone.
+stop_service() {
+    local name="$1"
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        as_root systemctl disable --now "$name" >/dev/null 2>&1 || true
+    elif command -v service >/dev/null 2>&1; then
+        as_root service "$name" stop >/dev/null 2>&1 || true
+    fi
+    if [ "$name" = nginx ] && [ -f /run/nginx.pid ]; then
+        as_root kill "$(cat /run/nginx.pid)" >/dev/null 2>&1 || true
+    fi
+}
+if [ "$nginx_installed" = true ]; then
+    log "stopping the nginx system service the package may have started (tests run their own)"
+    stop_service nginx
+fi
+if [ "$caddy_installed" = true ]; then
+    log "stopping the caddy system service the package may have started (tests run their own)"
+    stop_service caddy
+fi
 
 node_major="$(node -p 'process.versions.node.split(".")[0]')"
 if [ "$node_major" -lt 20 ]; then

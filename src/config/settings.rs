@@ -548,7 +548,10 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
         );
     }
     for (key, value) in [
-        ("oidc.jwks_refetch_cooldown_secs", f.oidc.jwks_refetch_cooldown_secs),
+        (
+            "oidc.jwks_refetch_cooldown_secs",
+            f.oidc.jwks_refetch_cooldown_secs,
+        ),
         ("server.upstream_timeout_ms", f.server.upstream_timeout_ms),
         (
             "server.upstream_connect_timeout_ms",

@@ -188,7 +188,21 @@ async fn decide(
     state: web::Data<AppState>,
     mode: ForwardAuthMode,
 ) -> Result<HttpResponse, HttpError> {
-    let original = original(&req, &state, mode).http(&req)?;
+    let original = match original(&req, &state, mode) {
+        Ok(o) => o,
+        // nginx cannot tell a 403 "untrusted proxy" from "blocked" and would send the person to
+        // the block page, which admits them back: a loop. A 500 makes the misconfiguration visible.
+        Err(AppError::UntrustedProxy(peer)) if mode == ForwardAuthMode::Nginx => {
+            tracing::error!(
+                client.address = %peer,
+                "forward-auth call from a peer that is not in server.trusted_proxies"
+            );
+            return Ok(HttpResponse::InternalServerError()
+                .content_type("text/plain; charset=utf-8")
+                .body("untrusted_proxy: this proxy is not listed in server.trusted_proxies\n"));
+        }
+        Err(e) => return Err(e).http(&req),
+    };
     let path = normalize_path(&original.raw_path)
         .map_err(|e| AppError::bad_request("invalid_path", e.to_string()))
         .http(&req)?;

@@ -219,4 +219,57 @@ impl World {
             gate,
         }
     }
+
+    /// Every real service plus a gate that sits behind a reverse proxy at `public_url` (the
+    /// proxy's URL, with no trailing slash): the provider's client redirects to
+    /// `<public_url>/oauth2/callback`. `settings` builds the gate's settings from its port and the
+    /// running services, e.g. from a configuration file with their addresses put in.
+    pub async fn start_behind_proxy(
+        public_url: &str,
+        settings: impl FnOnce(
+            u16,
+            &RedisServer,
+            &OidcProvider,
+            &Upstream,
+        ) -> clearance::config::Settings,
+    ) -> Self {
+        let port = free_port();
+        let redis = RedisServer::start().await;
+        let provider = OidcProvider::start(ProviderConfig::standard(
+            &format!("{public_url}/oauth2/callback"),
+            &format!("{public_url}/oauth2/signed_out"),
+        ))
+        .await;
+        let upstream = Upstream::start().await;
+        let settings = settings(port, &redis, &provider, &upstream);
+        // As in `Gate::start_with`, from settings rather than TOML text.
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let system = actix_web::rt::System::new();
+            system.block_on(async move {
+                let listener =
+                    std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind gate port");
+                let store = clearance::redis_store(&settings).expect("redis store");
+                let state = clearance::build_state(settings, store).expect("state");
+                let server = clearance::server(state, listener).expect("server");
+                tx.send(server.handle()).expect("send handle");
+                let _ = server.await;
+            });
+        });
+        let handle = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("gate started");
+        let gate = Gate {
+            port,
+            handle,
+            thread: Some(thread),
+        };
+        gate.wait_ready().await;
+        Self {
+            redis,
+            provider,
+            upstream,
+            gate,
+        }
+    }
 }

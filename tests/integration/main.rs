@@ -13,6 +13,7 @@ mod forward_auth;
 mod gate;
 mod journey;
 mod proxying;
+mod real_proxies;
 mod store;
 mod tokens;
 

@@ -12,6 +12,7 @@
 
 mod browser;
 mod oidc;
+mod proxies;
 mod redis;
 mod upstream;
 
@@ -24,6 +25,7 @@ pub use browser::{
 pub use oidc::{
     Account, CLIENT_ID, CLIENT_SECRET, ClientConfig, OidcProvider, ProviderConfig, repo_root,
 };
+pub use proxies::{Caddy, Nginx};
 pub use redis::RedisServer;
 pub use upstream::Upstream;
 
