@@ -9,12 +9,13 @@ use super::error::{AppError, HttpError, IntoHttp};
 use super::forwarded::{peer_is_trusted, trusted_header};
 use super::gate::{Admission, Recording, Target, admit, start_url};
 use super::normalize::normalize_path;
+use super::oauth::checked_rd;
 use super::proxy::identity_headers;
-use crate::auth::redirect::safe_redirect;
 use crate::config::ForwardAuthMode;
 use crate::domain::{Route, RouteAccess};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
+use std::borrow::Cow;
 
 /// Where Envoy's `path_prefix` points; the original path follows it.
 pub const ENVOY_PREFIX: &str = "/oauth2/auth/envoy";
@@ -138,7 +139,15 @@ fn original(
     }
 }
 
-/// A route for requests no configured route matches: every requirement applies.
+/// The route for the original request; where none matches, every requirement applies (a gap in
+/// the route table never makes an app less protected).
+fn route_for<'a>(state: &'a AppState, host: &str, path: &str) -> Cow<'a, Route> {
+    match state.settings.routes.find(host, path) {
+        Some(route) => Cow::Borrowed(route),
+        None => Cow::Owned(strictest(state)),
+    }
+}
+
 fn strictest(state: &AppState) -> Route {
     Route {
         host: None,
@@ -206,14 +215,7 @@ async fn decide(
     let path = normalize_path(&original.raw_path)
         .map_err(|e| AppError::bad_request("invalid_path", e.to_string()))
         .http(&req)?;
-    let fallback;
-    let route = match state.settings.routes.find(&original.host, path.as_str()) {
-        Some(r) => r,
-        None => {
-            fallback = strictest(&state);
-            &fallback
-        }
-    };
+    let route = route_for(&state, &original.host, path.as_str());
     let url = original.url(path.as_str());
     let sign_in_url = format!(
         "{}oauth2/start?rd={}",
@@ -224,7 +226,7 @@ async fn decide(
         host: original.host.clone(),
         path,
         original: url,
-        route,
+        route: &route,
     };
     match admit(&req, &state, &target, &sign_in_url, Recording::Record).await {
         Ok(admission) => Ok(allowed(&admission)),
@@ -282,15 +284,7 @@ pub async fn blocked(
     state: web::Data<AppState>,
     query: web::Query<BlockedQuery>,
 ) -> Result<HttpResponse, HttpError> {
-    let rd = query.rd.as_deref().unwrap_or("/");
-    let rd = safe_redirect(rd, &state.settings.redirect_hosts)
-        .map_err(|e| {
-            AppError::bad_request(
-                "invalid_redirect",
-                format!("The rd parameter is not allowed: {e}"),
-            )
-        })
-        .http(&req)?;
+    let rd = checked_rd(query.rd.as_deref(), &state).http(&req)?;
     let original = if rd.starts_with('/') {
         let (raw_path, query) = split_query(&rd);
         Original {
@@ -309,19 +303,12 @@ pub async fn blocked(
     let path = normalize_path(&original.raw_path)
         .map_err(|e| AppError::bad_request("invalid_path", e.to_string()))
         .http(&req)?;
-    let fallback;
-    let route = match state.settings.routes.find(&original.host, path.as_str()) {
-        Some(r) => r,
-        None => {
-            fallback = strictest(&state);
-            &fallback
-        }
-    };
+    let route = route_for(&state, &original.host, path.as_str());
     let target = Target {
         host: original.host.clone(),
         path,
         original: rd.clone(),
-        route,
+        route: &route,
     };
     admit(&req, &state, &target, &start_url(&rd), Recording::Skip)
         .await

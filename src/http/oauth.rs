@@ -18,21 +18,23 @@ pub struct StartQuery {
     rd: Option<String>,
 }
 
+/// Validates an `rd=` target (default `/`): relative, or on an allowed host.
+pub fn checked_rd(rd: Option<&str>, state: &AppState) -> Result<String, AppError> {
+    safe_redirect(rd.unwrap_or("/"), &state.settings.redirect_hosts).map_err(|e| {
+        AppError::bad_request(
+            "invalid_redirect",
+            format!("The rd parameter is not allowed: {e}"),
+        )
+    })
+}
+
 /// Starts a sign-in: validates `rd`, stores a one-time login state and redirects to the provider.
 pub async fn start(
     req: HttpRequest,
     query: web::Query<StartQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, HttpError> {
-    let rd = query.rd.as_deref().unwrap_or("/");
-    let rd = safe_redirect(rd, &state.settings.redirect_hosts)
-        .map_err(|e| {
-            AppError::bad_request(
-                "invalid_redirect",
-                format!("The rd parameter is not allowed: {e}"),
-            )
-        })
-        .http(&req)?;
+    let rd = checked_rd(query.rd.as_deref(), &state).http(&req)?;
     let (url, pending) = state.oidc.begin(rd).await.http(&req)?;
     let json = serde_json::to_string(&pending)
         .map_err(|e| AppError::Internal(e.to_string()))

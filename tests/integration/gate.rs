@@ -29,6 +29,11 @@ impl Gate {
     pub fn start_with(port: u16, toml: String) -> Self {
         let settings =
             clearance::config::from_toml_str(&toml).expect("test configuration is valid");
+        Self::start_settings(port, settings)
+    }
+
+    /// Starts a gate with validated settings.
+    pub fn start_settings(port: u16, settings: clearance::config::Settings) -> Self {
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::spawn(move || {
             let system = actix_web::rt::System::new();
@@ -242,28 +247,7 @@ impl World {
         .await;
         let upstream = Upstream::start().await;
         let settings = settings(port, &redis, &provider, &upstream);
-        // As in `Gate::start_with`, from settings rather than TOML text.
-        let (tx, rx) = mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let system = actix_web::rt::System::new();
-            system.block_on(async move {
-                let listener =
-                    std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind gate port");
-                let store = clearance::redis_store(&settings).expect("redis store");
-                let state = clearance::build_state(settings, store).expect("state");
-                let server = clearance::server(state, listener).expect("server");
-                tx.send(server.handle()).expect("send handle");
-                let _ = server.await;
-            });
-        });
-        let handle = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("gate started");
-        let gate = Gate {
-            port,
-            handle,
-            thread: Some(thread),
-        };
+        let gate = Gate::start_settings(port, settings);
         gate.wait_ready().await;
         Self {
             redis,
