@@ -12,7 +12,7 @@ pub mod route;
 pub use decision::{Decision, Evaluation, Reason, RequirementStatus, Status, Unmet, evaluate};
 pub use denial::DenialEvent;
 pub use principal::{Principal, SubjectKey, SubjectKeyError};
-pub use record::{Record, RecordError, Source};
+pub use record::{HistoryEntry, Record, RecordError, Revocation, Source, records_as_of};
 pub use requirement::{
     Enforcement, Policy, Requirement, RequirementId, RequirementKind, Selector, Version,
 };

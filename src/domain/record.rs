@@ -72,3 +72,116 @@ impl Record {
         Ok(())
     }
 }
+
+/// The withdrawal of a completion (a voided xAPI statement, an admin's revocation).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Revocation {
+    pub subject: SubjectKey,
+    pub requirement: RequirementId,
+    pub revoked_at: DateTime<Utc>,
+    pub revoked_by: String,
+    pub reason: String,
+    pub source: Source,
+    #[serde(default)]
+    pub evidence: serde_json::Map<String, serde_json::Value>,
+}
+
+/// One change to a subject's records, as kept in their history.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum HistoryEntry {
+    Recorded(Record),
+    Revoked(Revocation),
+}
+
+impl HistoryEntry {
+    /// When the change was made (what was known from then on).
+    pub fn at(&self) -> DateTime<Utc> {
+        match self {
+            Self::Recorded(r) => r.recorded_at,
+            Self::Revoked(r) => r.revoked_at,
+        }
+    }
+}
+
+/// The records as they stood at `at`, replayed from the history: for each requirement the last
+/// record written by then, marked revoked if a later revocation (still by then) withdrew it.
+/// Answers "was this person compliant at time T, and on which records?".
+pub fn records_as_of(history: &[HistoryEntry], at: DateTime<Utc>) -> Vec<Record> {
+    let mut current: std::collections::BTreeMap<(String, String), Record> = Default::default();
+    for entry in history.iter().filter(|e| e.at() <= at) {
+        match entry {
+            HistoryEntry::Recorded(r) => {
+                current.insert((r.subject.to_string(), r.requirement.0.clone()), r.clone());
+            }
+            HistoryEntry::Revoked(v) => {
+                if let Some(r) = current.get_mut(&(v.subject.to_string(), v.requirement.0.clone()))
+                {
+                    r.revoked_at = Some(v.revoked_at);
+                }
+            }
+        }
+    }
+    current.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(day: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, day, 9, 0, 0).unwrap()
+    }
+
+    fn rec(requirement: &str, recorded: u32) -> Record {
+        Record {
+            subject: SubjectKey::parse("a@b").unwrap(),
+            requirement: RequirementId(requirement.into()),
+            version: "1".parse().unwrap(),
+            completed_at: t(recorded),
+            expires_at: None,
+            source: Source::Api,
+            evidence: Default::default(),
+            recorded_by: "t".into(),
+            recorded_at: t(recorded),
+            revoked_at: None,
+        }
+    }
+
+    fn revocation(requirement: &str, day: u32) -> Revocation {
+        Revocation {
+            subject: SubjectKey::parse("a@b").unwrap(),
+            requirement: RequirementId(requirement.into()),
+            revoked_at: t(day),
+            revoked_by: "t".into(),
+            reason: "test".into(),
+            source: Source::Api,
+            evidence: Default::default(),
+        }
+    }
+
+    #[test]
+    fn history_replays_to_any_instant() {
+        let history = vec![
+            HistoryEntry::Recorded(rec("a", 1)),
+            HistoryEntry::Recorded(rec("b", 2)),
+            HistoryEntry::Revoked(revocation("a", 5)),
+            HistoryEntry::Recorded(rec("a", 8)),
+        ];
+        assert!(records_as_of(&history, t(1) - chrono::Duration::seconds(1)).is_empty());
+        let at3 = records_as_of(&history, t(3));
+        assert_eq!(at3.len(), 2);
+        assert!(at3.iter().all(|r| r.revoked_at.is_none()));
+        let at6 = records_as_of(&history, t(6));
+        let a = at6.iter().find(|r| r.requirement.0 == "a").unwrap();
+        assert_eq!(a.revoked_at, Some(t(5)), "revoked by then");
+        let at9 = records_as_of(&history, t(9));
+        let a = at9.iter().find(|r| r.requirement.0 == "a").unwrap();
+        assert_eq!(
+            (a.recorded_at, a.revoked_at),
+            (t(8), None),
+            "a new completion after it"
+        );
+    }
+}

@@ -2,7 +2,10 @@
 
 use super::AppState;
 use super::error::{AppError, HttpError, IntoHttp};
-use crate::domain::{Principal, Record, RequirementId, Source, SubjectKey, Version, evaluate};
+use crate::domain::{
+    Principal, Record, RequirementId, Revocation, Source, SubjectKey, Version, evaluate,
+    records_as_of,
+};
 use actix_web::error::JsonPayloadError;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -129,18 +132,37 @@ pub async fn post_record(
     Ok(HttpResponse::Created().json(&record))
 }
 
-/// `GET /.clearance/api/v1/subjects/{subject}`: current records and the decision for all
-/// requirements, using the profile remembered from the person's last sign-in.
+#[derive(Deserialize)]
+pub struct SubjectQuery {
+    /// Evaluate as of this instant, from the history (RFC 3339).
+    at: Option<DateTime<Utc>>,
+}
+
+fn parse_subject(raw: &str) -> Result<SubjectKey, AppError> {
+    SubjectKey::parse(raw).map_err(|e| AppError::bad_request("invalid_subject", e.to_string()))
+}
+
+/// `GET /.clearance/api/v1/subjects/{subject}[?at=T]`: the records and the decision for all
+/// requirements, now or as they stood at `T` (replayed from the history), using the profile
+/// remembered from the person's last sign-in.
 pub async fn get_subject(
     req: HttpRequest,
     state: web::Data<AppState>,
     subject: web::Path<String>,
+    query: web::Query<SubjectQuery>,
 ) -> Result<HttpResponse, HttpError> {
     admin(&req, &state).http(&req)?;
-    let subject = SubjectKey::parse(&subject)
-        .map_err(|e| AppError::bad_request("invalid_subject", e.to_string()))
-        .http(&req)?;
-    let records = state.store.records(&subject).await.http(&req)?;
+    let subject = parse_subject(&subject).http(&req)?;
+    let (at, records) = match query.at {
+        Some(at) => {
+            let history = state.store.history(&subject).await.http(&req)?;
+            (at, records_as_of(&history, at))
+        }
+        None => (
+            state.clock.now(),
+            state.store.records(&subject).await.http(&req)?,
+        ),
+    };
     let profile = state.store.profile(&subject).await.http(&req)?;
     let known = profile.is_some();
     let principal = profile.unwrap_or_else(|| Principal::bare(subject.clone()));
@@ -148,16 +170,93 @@ pub async fn get_subject(
         &state.settings.policy.requirements,
         &principal,
         &records,
-        state.clock.now(),
+        at,
     );
     Ok(HttpResponse::Ok().json(json!({
         "subject": subject,
+        "at": at,
         "profile_known": known,
         "profile": if known { json!(principal) } else { json!(null) },
         "records": records,
         "requirements": evaluation.statuses,
         "decision": evaluation.decision(),
     })))
+}
+
+/// `GET /.clearance/api/v1/subjects/{subject}/history`: every change, oldest first.
+pub async fn get_history(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    subject: web::Path<String>,
+) -> Result<HttpResponse, HttpError> {
+    admin(&req, &state).http(&req)?;
+    let subject = parse_subject(&subject).http(&req)?;
+    let history = state.store.history(&subject).await.http(&req)?;
+    Ok(HttpResponse::Ok().json(json!({ "subject": subject, "history": history })))
+}
+
+/// A revocation as posted to the API.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationInput {
+    subject: String,
+    requirement: String,
+    reason: String,
+    #[serde(default)]
+    evidence: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `POST /.clearance/api/v1/revocations`: withdraws a subject's current record; the person is
+/// re-evaluated on their next request.
+pub async fn post_revocation(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<RevocationInput>,
+) -> Result<HttpResponse, HttpError> {
+    let revoked_by = admin(&req, &state).http(&req)?;
+    let input = body.into_inner();
+    let subject = parse_subject(&input.subject).http(&req)?;
+    let requirement = state
+        .settings
+        .policy
+        .get_str(&input.requirement)
+        .ok_or_else(|| {
+            AppError::bad_request(
+                "invalid_revocation",
+                format!("requirement: unknown requirement {:?}", input.requirement),
+            )
+        })
+        .http(&req)?;
+    if input.reason.trim().is_empty() {
+        return Err(AppError::bad_request(
+            "invalid_revocation",
+            "reason: say why the record is withdrawn",
+        ))
+        .http(&req);
+    }
+    let revocation = Revocation {
+        subject,
+        requirement: requirement.id.clone(),
+        revoked_at: state.clock.now(),
+        revoked_by: format!("admin-token:{revoked_by}"),
+        reason: input.reason.trim().to_owned(),
+        source: Source::Api,
+        evidence: input.evidence,
+    };
+    if !state.store.revoke(&revocation).await.http(&req)? {
+        return Err(AppError::NotFound(format!(
+            "{} has no record of {} to revoke.",
+            revocation.subject, revocation.requirement
+        )))
+        .http(&req);
+    }
+    tracing::info!(
+        user.subject = %revocation.subject,
+        requirement = %revocation.requirement,
+        revoked_by = %revocation.revoked_by,
+        "completion revoked"
+    );
+    Ok(HttpResponse::Ok().json(&revocation))
 }
 
 #[derive(Deserialize)]

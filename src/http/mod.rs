@@ -78,6 +78,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::scope("/.clearance/api/v1")
                 .route("/records", web::post().to(api::post_record))
                 .route("/subjects/{subject}", web::get().to(api::get_subject))
+                .route(
+                    "/subjects/{subject}/history",
+                    web::get().to(api::get_history),
+                )
+                .route("/revocations", web::post().to(api::post_revocation))
                 .route("/denials", web::get().to(api::get_denials)),
         )
         .service(web::scope("/.clearance").default_service(web::to(api::not_found)))

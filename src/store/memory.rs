@@ -1,8 +1,9 @@
 //! An in-process store for `clearance demo` and unit tests; same contract as the Redis store.
 
 use super::{DenialLog, Health, RecordStore, SessionStore, StoreError};
-use crate::domain::{DenialEvent, Principal, Record, SubjectKey};
+use crate::domain::{DenialEvent, HistoryEntry, Principal, Record, Revocation, SubjectKey};
 use async_trait::async_trait;
+use std::collections::HashSet;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -10,7 +11,8 @@ use std::time::{Duration, Instant};
 #[derive(Default)]
 struct Inner {
     current: HashMap<SubjectKey, BTreeMap<String, Record>>,
-    history: HashMap<SubjectKey, Vec<Record>>,
+    history: HashMap<SubjectKey, Vec<HistoryEntry>>,
+    idempotency: HashSet<(SubjectKey, String)>,
     profiles: HashMap<SubjectKey, Principal>,
     sessions: HashMap<String, (String, Instant)>,
     logins: HashMap<String, (String, Instant)>,
@@ -73,11 +75,44 @@ impl RecordStore for MemoryStore {
             .history
             .entry(record.subject.clone())
             .or_default()
-            .push(record.clone());
+            .push(HistoryEntry::Recorded(record.clone()));
         Ok(())
     }
 
-    async fn history(&self, subject: &SubjectKey) -> Result<Vec<Record>, StoreError> {
+    async fn put_record_once(
+        &self,
+        record: &Record,
+        idempotency_key: &str,
+    ) -> Result<bool, StoreError> {
+        let fresh = self
+            .lock()?
+            .idempotency
+            .insert((record.subject.clone(), idempotency_key.to_owned()));
+        if fresh {
+            self.put_record(record).await?;
+        }
+        Ok(fresh)
+    }
+
+    async fn revoke(&self, revocation: &Revocation) -> Result<bool, StoreError> {
+        let mut inner = self.lock()?;
+        let Some(current) = inner
+            .current
+            .get_mut(&revocation.subject)
+            .and_then(|m| m.get_mut(revocation.requirement.as_str()))
+        else {
+            return Ok(false);
+        };
+        current.revoked_at = Some(revocation.revoked_at);
+        inner
+            .history
+            .entry(revocation.subject.clone())
+            .or_default()
+            .push(HistoryEntry::Revoked(revocation.clone()));
+        Ok(true)
+    }
+
+    async fn history(&self, subject: &SubjectKey) -> Result<Vec<HistoryEntry>, StoreError> {
         Ok(self
             .lock()?
             .history

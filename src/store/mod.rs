@@ -6,7 +6,7 @@
 pub mod memory;
 pub mod redis;
 
-use crate::domain::{DenialEvent, Principal, Record, SubjectKey};
+use crate::domain::{DenialEvent, HistoryEntry, Principal, Record, Revocation, SubjectKey};
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,8 +28,19 @@ pub trait RecordStore: Send + Sync {
     /// Makes `record` the current one for its requirement and appends it to the subject's history,
     /// atomically.
     async fn put_record(&self, record: &Record) -> Result<(), StoreError>;
-    /// Every record ever written for a subject, oldest first.
-    async fn history(&self, subject: &SubjectKey) -> Result<Vec<Record>, StoreError>;
+    /// Like [`RecordStore::put_record`], but only the first time `idempotency_key` is seen for
+    /// this subject (an xAPI statement id, an envelope id, a CSV row's fingerprint). Returns
+    /// whether the record was written.
+    async fn put_record_once(
+        &self,
+        record: &Record,
+        idempotency_key: &str,
+    ) -> Result<bool, StoreError>;
+    /// Withdraws the subject's current record for the requirement (history keeps both).
+    /// Returns false when there is no current record to revoke.
+    async fn revoke(&self, revocation: &Revocation) -> Result<bool, StoreError>;
+    /// Every change to a subject's records, oldest first.
+    async fn history(&self, subject: &SubjectKey) -> Result<Vec<HistoryEntry>, StoreError>;
     /// Remembers what the provider last said about a person (written at sign-in), so that the API
     /// and reports can evaluate selectors for people who are not signed in right now.
     async fn put_profile(&self, principal: &Principal) -> Result<(), StoreError>;

@@ -9,7 +9,7 @@
 
 use super::{DenialLog, Health, RecordStore, SessionStore, StoreError};
 use crate::config::{DenialSettings, RedisSettings};
-use crate::domain::{DenialEvent, Principal, Record, SubjectKey};
+use crate::domain::{DenialEvent, HistoryEntry, Principal, Record, Revocation, SubjectKey};
 use async_trait::async_trait;
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -18,6 +18,14 @@ use std::time::Duration;
 
 /// Fields of a denial entry that hold JSON rather than plain text.
 const JSON_FIELDS: [&str; 2] = ["missing", "would_deny_only"];
+
+static PUT_ONCE: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(include_str!("lua/put_once.lua")));
+static REPLACE_IF: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(include_str!("lua/replace_if.lua")));
+
+/// How often a revocation retries when the record changed under it.
+const REVOKE_ATTEMPTS: usize = 5;
 
 /// Stores backed by one Redis (or a Redis behind a proxy / Sentinel-aware URL).
 #[derive(Clone)]
@@ -59,6 +67,10 @@ impl RedisStore {
         format!("{}{{{}}}:history", self.prefix, subject)
     }
 
+    fn idempotency_key(&self, subject: &SubjectKey) -> String {
+        format!("{}{{{}}}:idem", self.prefix, subject)
+    }
+
     fn profile_key(&self, subject: &SubjectKey) -> String {
         format!("{}{{{}}}:profile", self.prefix, subject)
     }
@@ -78,6 +90,20 @@ impl RedisStore {
 
 fn ttl_ms(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn parse_history(values: Vec<String>) -> Result<Vec<HistoryEntry>, StoreError> {
+    values
+        .into_iter()
+        .map(|v| {
+            serde_json::from_str::<HistoryEntry>(&v)
+                .map_err(|e| StoreError::Corrupt(format!("history: {e}")))
+        })
+        .collect()
 }
 
 fn parse_records(values: impl IntoIterator<Item = String>) -> Result<Vec<Record>, StoreError> {
@@ -131,7 +157,8 @@ impl RecordStore for RedisStore {
     }
 
     async fn put_record(&self, record: &Record) -> Result<(), StoreError> {
-        let json = serde_json::to_string(record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let json = to_json(record)?;
+        let entry = to_json(&HistoryEntry::Recorded(record.clone()))?;
         let mut conn = self.conn.clone();
         // MULTI/EXEC: the current record and the history entry are written together or not at all.
         redis::pipe()
@@ -142,20 +169,76 @@ impl RecordStore for RedisStore {
                 &json,
             )
             .ignore()
-            .rpush(self.history_key(&record.subject), &json)
+            .rpush(self.history_key(&record.subject), &entry)
             .ignore()
             .query_async::<()>(&mut conn)
             .await
             .map_err(unavailable)
     }
 
-    async fn history(&self, subject: &SubjectKey) -> Result<Vec<Record>, StoreError> {
+    async fn put_record_once(
+        &self,
+        record: &Record,
+        idempotency_key: &str,
+    ) -> Result<bool, StoreError> {
+        let json = to_json(record)?;
+        let entry = to_json(&HistoryEntry::Recorded(record.clone()))?;
+        let mut conn = self.conn.clone();
+        let written: i64 = PUT_ONCE
+            .key(self.idempotency_key(&record.subject))
+            .key(self.records_key(&record.subject))
+            .key(self.history_key(&record.subject))
+            .arg(idempotency_key)
+            .arg(record.requirement.as_str())
+            .arg(&json)
+            .arg(&entry)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(written == 1)
+    }
+
+    async fn revoke(&self, revocation: &Revocation) -> Result<bool, StoreError> {
+        let records = self.records_key(&revocation.subject);
+        let entry = to_json(&HistoryEntry::Revoked(revocation.clone()))?;
+        let mut conn = self.conn.clone();
+        for _ in 0..REVOKE_ATTEMPTS {
+            let current: Option<String> = conn
+                .hget(&records, revocation.requirement.as_str())
+                .await
+                .map_err(unavailable)?;
+            let Some(current) = current else {
+                return Ok(false);
+            };
+            let mut record: Record = serde_json::from_str(&current)
+                .map_err(|e| StoreError::Corrupt(format!("record: {e}")))?;
+            record.revoked_at = Some(revocation.revoked_at);
+            let replaced: i64 = REPLACE_IF
+                .key(&records)
+                .key(self.history_key(&revocation.subject))
+                .arg(revocation.requirement.as_str())
+                .arg(&current)
+                .arg(to_json(&record)?)
+                .arg(&entry)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            if replaced == 1 {
+                return Ok(true);
+            }
+        }
+        Err(StoreError::Unavailable(
+            "the record kept changing during revocation; try again".into(),
+        ))
+    }
+
+    async fn history(&self, subject: &SubjectKey) -> Result<Vec<HistoryEntry>, StoreError> {
         let mut conn = self.conn.clone();
         let values: Vec<String> = conn
             .lrange(self.history_key(subject), 0, -1)
             .await
             .map_err(unavailable)?;
-        parse_records(values)
+        parse_history(values)
     }
 
     async fn put_profile(&self, principal: &Principal) -> Result<(), StoreError> {

@@ -216,3 +216,113 @@ async fn subject_api_shows_records_and_decision() {
         Some(2)
     );
 }
+
+async fn admin_post(world: &World, path: &str, body: serde_json::Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{}/.clearance/api/v1/{path}", world.gate.url()))
+        .bearer_auth(crate::gate::ADMIN_TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn admin_get(world: &World, path: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!("{}/.clearance/api/v1/{path}", world.gate.url()))
+        .bearer_auth(crate::gate::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn revocation_takes_effect_and_history_answers_as_of() {
+    let world = World::start().await;
+    let browser = Browser::new();
+    sign_in(&world, &browser, "alice@example.com", "/").await;
+    complete_everything(&world, "alice@example.com").await;
+    let ok = browser
+        .get(format!("{}/echo/a", world.gate.url()))
+        .await
+        .unwrap();
+    assert_eq!(ok.status, 200);
+    let compliant_at = Utc::now();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+
+    let r = admin_post(
+        &world,
+        "revocations",
+        serde_json::json!({"subject": "alice@example.com", "requirement": "security-awareness",
+                           "reason": "completed by someone else", "evidence": {"ticket": "SEC-9"}}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let blocked = browser
+        .get(format!("{}/echo/a", world.gate.url()))
+        .await
+        .unwrap();
+    assert_eq!(blocked.status, 403, "takes effect on the next request");
+    assert_eq!(
+        blocked_items(&blocked),
+        vec![("security-awareness".to_owned(), "revoked".to_owned())]
+    );
+
+    // "Was she compliant at T, and on which records?"
+    let then = admin_get(
+        &world,
+        &format!(
+            "subjects/alice@example.com?at={}",
+            percent_encoding::utf8_percent_encode(
+                &compliant_at.to_rfc3339(),
+                percent_encoding::NON_ALPHANUMERIC
+            )
+        ),
+    )
+    .await;
+    assert_eq!(then["decision"]["decision"], "allow", "{then}");
+    assert_eq!(then["records"].as_array().map(Vec::len), Some(3));
+    let now = admin_get(&world, "subjects/alice@example.com").await;
+    assert_eq!(now["decision"]["decision"], "deny");
+    assert_eq!(now["decision"]["missing"][0]["reason"], "revoked");
+    let history = admin_get(&world, "subjects/alice@example.com/history").await;
+    let events: Vec<&str> = history["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(events, vec!["recorded", "recorded", "recorded", "revoked"]);
+    assert_eq!(history["history"][3]["reason"], "completed by someone else");
+
+    // A new completion supersedes the revocation.
+    record(
+        &world,
+        "alice@example.com",
+        "security-awareness",
+        "2026.1",
+        Utc::now(),
+    )
+    .await;
+    let again = browser
+        .get(format!("{}/echo/a", world.gate.url()))
+        .await
+        .unwrap();
+    assert_eq!(again.status, 200);
+
+    // Nothing to revoke, unknown requirement, no reason.
+    let r = admin_post(&world, "revocations", serde_json::json!({"subject": "bob@example.com", "requirement": "security-awareness", "reason": "x"})).await;
+    assert_eq!(r.status(), 404);
+    let r = admin_post(
+        &world,
+        "revocations",
+        serde_json::json!({"subject": "alice@example.com", "requirement": "karate", "reason": "x"}),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let r = admin_post(&world, "revocations", serde_json::json!({"subject": "alice@example.com", "requirement": "security-awareness", "reason": " "})).await;
+    assert_eq!(r.status(), 400);
+}
