@@ -7,6 +7,8 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod http;
+pub mod import;
+pub mod report;
 pub mod store;
 pub mod telemetry;
 #[cfg(test)]

@@ -1,7 +1,7 @@
-//! The `clearance` command line: serve, check-config, demo.
+//! The `clearance` command line: serve, check-config, demo, records import.
 
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -33,6 +33,31 @@ enum Command {
         /// Port for the gate (the URL you open).
         #[arg(long, default_value_t = 4180)]
         port: u16,
+    },
+    /// Work with completion records.
+    Records {
+        #[command(subcommand)]
+        command: RecordsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RecordsCommand {
+    /// Import past completions from a CSV file (columns: subject, requirement, version,
+    /// completed_at, optional expires_at, source, evidence_<name>). Every row is checked first;
+    /// if any is invalid nothing is written. Importing the same file again changes nothing.
+    Import {
+        /// The CSV file (header line required).
+        file: PathBuf,
+        /// Path of the TOML configuration (for Redis and the requirements).
+        #[arg(long, short, env = "CLEARANCE_CONFIG")]
+        config: PathBuf,
+        /// Write the valid rows even if some are invalid (those are reported and skipped).
+        #[arg(long)]
+        skip_invalid: bool,
+        /// Check the file and report, write nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -73,6 +98,93 @@ fn main() -> ExitCode {
                 Some("warn,clearance=info"),
             );
             run(clearance::demo::run(port))
+        }
+        Command::Records {
+            command:
+                RecordsCommand::Import {
+                    file,
+                    config,
+                    skip_invalid,
+                    dry_run,
+                },
+        } => import_records(&file, &config, skip_invalid, dry_run),
+    }
+}
+
+/// `clearance records import`: exit 0 when done, 1 when rows are invalid (without
+/// `--skip-invalid`) or the store fails, 2 when the file or the configuration cannot be read.
+fn import_records(file: &Path, config: &Path, skip_invalid: bool, dry_run: bool) -> ExitCode {
+    use clearance::import;
+    let settings = match clearance::config::load(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{}: {e}", config.display());
+            return ExitCode::from(2);
+        }
+    };
+    let bytes = match std::fs::read(file) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("cannot read {}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    let shown = file.display().to_string();
+    let name = file
+        .file_name()
+        .map_or_else(|| shown.clone(), |n| n.to_string_lossy().into_owned());
+    let parsed = match import::parse(&bytes, &name, &settings.policy, chrono::Utc::now()) {
+        Ok(p) => p,
+        Err(problems) => {
+            eprintln!("{shown}: cannot be imported, nothing was written:");
+            for p in problems {
+                eprintln!("  {p}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    for note in import::duplicate_notes(&parsed) {
+        println!("{shown}: {note}");
+    }
+    if !parsed.problems.is_empty() {
+        eprint!("{}", import::problem_report(&shown, &parsed));
+        if !skip_invalid {
+            eprintln!(
+                "Nothing was written. Fix these rows, or pass --skip-invalid to import the {} valid ones.",
+                parsed.rows.len()
+            );
+            return ExitCode::FAILURE;
+        }
+        eprintln!(
+            "Skipping {} invalid row(s) (--skip-invalid).",
+            parsed.invalid_lines.len()
+        );
+    }
+    if dry_run {
+        println!("{}", import::dry_run_summary(&shown, &parsed));
+        return ExitCode::SUCCESS;
+    }
+    // The Redis connection manager spawns onto the runtime, so the store is made inside it.
+    let written = actix_web::rt::System::new().block_on(async {
+        let store = clearance::redis_store(&settings)?;
+        anyhow::Ok(import::write(store.as_ref(), &parsed.rows).await)
+    });
+    match written {
+        Err(e) => {
+            eprintln!("{}: {e:#}", config.display());
+            ExitCode::from(2)
+        }
+        Ok(Ok(written)) => {
+            println!("{}", import::summary(&shown, &parsed, &written));
+            ExitCode::SUCCESS
+        }
+        Ok(Err(e)) => {
+            eprintln!(
+                "{shown}: {e}; before that {} new, {} already imported. \
+                 Importing the file again is safe: rows already imported are not written twice.",
+                e.written.new, e.written.already_imported
+            );
+            ExitCode::FAILURE
         }
     }
 }

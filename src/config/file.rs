@@ -92,6 +92,11 @@ pub struct FileConfig {
     #[serde(default)]
     pub bearer: BearerFile,
     #[serde(default)]
+    pub xapi: XapiFile,
+    /// `[webhooks]`: e-signature services reporting signed agreements.
+    #[serde(default)]
+    pub webhooks: super::webhooks::WebhooksFile,
+    #[serde(default)]
     pub requirements: Vec<RequirementFile>,
     #[serde(default)]
     pub routes: Vec<RouteFile>,
@@ -395,6 +400,12 @@ pub struct RequirementFile {
     pub applies_to: crate::domain::Selector,
     #[serde(default)]
     pub enforcement: Option<String>,
+    /// For `enforcement = "warn"`: the due date (YYYY-MM-DD or RFC 3339) from which it blocks.
+    #[serde(default)]
+    pub enforce_from: Option<String>,
+    /// For `warn`: show the interstitial again after this many hours (default 24).
+    #[serde(default)]
+    pub warn_every_hours: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -428,4 +439,40 @@ pub enum VersionFile {
     Text(String),
     Integer(u64),
     Float(f64),
+}
+
+/// `[xapi]`: the LMS posts xAPI statements to `/.clearance/xapi/statements` as to an LRS.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct XapiFile {
+    /// Who may post statements. Without any, the endpoint answers 404.
+    #[serde(default)]
+    pub credentials: Vec<XapiCredentialFile>,
+    /// Which activities count as which requirement.
+    #[serde(default)]
+    pub activities: Vec<XapiActivityFile>,
+    /// When set, `account` actors are mapped to people only with this `homePage`.
+    #[serde(default)]
+    pub account_home_page: Option<String>,
+}
+
+/// An LRS credential: HTTP Basic `username:password` (sha256 of the password), or, without a
+/// username, a bearer token (sha256 of the token).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct XapiCredentialFile {
+    /// Written into records as `recorded_by = "xapi:<name>"`.
+    pub name: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    pub sha256: String,
+}
+
+/// Completing `activity_id` counts as `requirement` at `version`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct XapiActivityFile {
+    pub activity_id: String,
+    pub requirement: String,
+    pub version: VersionFile,
 }

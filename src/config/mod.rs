@@ -3,6 +3,7 @@
 
 pub mod file;
 mod settings;
+pub mod webhooks;
 
 /// Types of validated settings that other modules name directly.
 pub mod settings_types {
@@ -13,6 +14,7 @@ pub use settings::{
     AdminToken, BearerSettings, ClaimNames, DenialSettings, ForwardAuthMode, MachineAccess,
     MachineClient, OidcSettings, RedisSettings, SessionSettings, Settings,
 };
+pub use settings::{XapiCredential, XapiSettings};
 
 use figment::Figment;
 use figment::providers::{Format, Toml};

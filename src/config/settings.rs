@@ -40,6 +40,26 @@ pub struct Settings {
     /// How `/oauth2/auth` answers when the path does not name a mode.
     pub forward_auth_mode: ForwardAuthMode,
     pub bearer: BearerSettings,
+    /// `[xapi]`: LRS credentials and activity mappings.
+    pub xapi: XapiSettings,
+    /// `[webhooks]`: e-signature callbacks (DocuSign Connect, Dropbox Sign).
+    pub webhooks: super::webhooks::WebhookSettings,
+}
+
+/// xAPI statement intake, validated.
+#[derive(Clone, Debug, Default)]
+pub struct XapiSettings {
+    pub credentials: Vec<XapiCredential>,
+    pub mappings: crate::domain::xapi::Mappings,
+}
+
+/// An LRS credential, known only by the SHA-256 of its secret.
+#[derive(Clone, Debug)]
+pub struct XapiCredential {
+    pub name: String,
+    /// `Some`: HTTP Basic with this user name and the password's hash; `None`: a bearer token.
+    pub username: Option<String>,
+    pub sha256: [u8; 32],
 }
 
 /// Bearer-token settings, validated.
@@ -286,6 +306,30 @@ fn requirement(p: &mut Problems, i: usize, r: &RequirementFile) -> Option<Requir
             None
         }
     };
+    let enforce_from = match r.enforce_from.as_deref() {
+        None => None,
+        Some(raw) => match parse_instant(raw) {
+            Some(t) => Some(t),
+            None => {
+                p.add(
+                    key("enforce_from"),
+                    format!("{raw:?} must be a date YYYY-MM-DD or an RFC 3339 time"),
+                );
+                None
+            }
+        },
+    };
+    match (enforcement, enforce_from) {
+        (Some(Enforcement::Warn), None) => p.add(
+            key("enforce_from"),
+            "warn needs the due date from which it blocks (enforce_from = \"YYYY-MM-DD\")",
+        ),
+        (Some(Enforcement::Block | Enforcement::Monitor), Some(_)) => p.add(
+            key("enforce_from"),
+            "only applies to enforcement = \"warn\"",
+        ),
+        _ => {}
+    }
     if p.0.len() != before {
         return None;
     }
@@ -311,6 +355,8 @@ fn requirement(p: &mut Problems, i: usize, r: &RequirementFile) -> Option<Requir
             ..r.applies_to.clone()
         },
         enforcement: enforcement?,
+        enforce_from,
+        warn_every: chrono::Duration::hours(i64::from(r.warn_every_hours.unwrap_or(24).max(1))),
     })
 }
 
@@ -654,6 +700,10 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
         }
     }
     let policy = Policy { requirements };
+    let xapi = xapi(&mut p, &f.xapi, &policy);
+    let webhooks = super::webhooks::validate(&f.webhooks, &policy)
+        .map_err(|problems| p.0.extend(problems))
+        .unwrap_or_default();
 
     if f.routes.is_empty() {
         p.add("routes", "at least one [[routes]] entry is needed");
@@ -768,5 +818,249 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
             leeway: Duration::from_secs(f.bearer.leeway_secs),
             machine_clients,
         },
+        xapi,
+        webhooks,
     })
+}
+
+fn version_of(v: &VersionFile) -> Result<Version, String> {
+    match v {
+        VersionFile::Text(t) => t.parse::<Version>().map_err(|e| e.to_string()),
+        VersionFile::Integer(n) => u32::try_from(*n)
+            .map(|major| Version { major, minor: 0 })
+            .map_err(|_| format!("{n} is too large")),
+        VersionFile::Float(f) => Err(format!(
+            "{f} is a number with a fraction; write versions as strings, e.g. version = \"2.10\""
+        )),
+    }
+}
+
+fn xapi(p: &mut Problems, f: &super::file::XapiFile, policy: &Policy) -> XapiSettings {
+    use crate::domain::xapi::{ActivityMapping, Mappings};
+    let mut credentials = Vec::new();
+    let mut names = HashSet::new();
+    let mut usernames = HashSet::new();
+    for (i, c) in f.credentials.iter().enumerate() {
+        let key = |field: &str| format!("xapi.credentials[{i}].{field}");
+        let name = c.name.trim();
+        if name.is_empty() {
+            p.add(key("name"), "must not be empty");
+        } else if !names.insert(name.to_owned()) {
+            p.add(key("name"), format!("{name:?} is used twice"));
+        }
+        let username = match c.username.as_deref() {
+            None => None,
+            Some(u) if u.is_empty() || u.contains(':') => {
+                p.add(
+                    key("username"),
+                    "must not be empty or contain ':' (omit it for a bearer token)",
+                );
+                None
+            }
+            Some(u) => {
+                if !usernames.insert(u.to_owned()) {
+                    p.add(key("username"), format!("{u:?} is used twice"));
+                }
+                Some(u.to_owned())
+            }
+        };
+        let mut digest = [0u8; 32];
+        if hex::decode_to_slice(c.sha256.trim(), &mut digest).is_err() {
+            p.add(
+                key("sha256"),
+                "must be 64 hex characters: the SHA-256 of the password (or bearer token), e.g. `printf %s SECRET | sha256sum`",
+            );
+            continue;
+        }
+        credentials.push(XapiCredential {
+            name: name.to_owned(),
+            username,
+            sha256: digest,
+        });
+    }
+    let mut activities: Vec<ActivityMapping> = Vec::new();
+    for (i, a) in f.activities.iter().enumerate() {
+        let key = |field: &str| format!("xapi.activities[{i}].{field}");
+        let before = p.0.len();
+        if let Err(e) = Url::parse(&a.activity_id) {
+            p.add(
+                key("activity_id"),
+                format!("{:?} is not an absolute IRI: {e}", a.activity_id),
+            );
+        } else if activities.iter().any(|m| m.activity_id == a.activity_id) {
+            p.add(
+                key("activity_id"),
+                format!("{:?} is mapped twice", a.activity_id),
+            );
+        }
+        let requirement = policy.get_str(&a.requirement);
+        if requirement.is_none() {
+            p.add(
+                key("requirement"),
+                format!("unknown requirement {:?}", a.requirement),
+            );
+        }
+        let version = version_of(&a.version)
+            .map_err(|m| p.add(key("version"), m))
+            .ok();
+        if let (Some(r), Some(v)) = (requirement, version)
+            && v > r.version
+        {
+            p.add(
+                key("version"),
+                format!("{v} is newer than {}'s current version {}", r.id, r.version),
+            );
+        }
+        if let (Some(r), Some(version), true) = (requirement, version, p.0.len() == before) {
+            activities.push(ActivityMapping {
+                activity_id: a.activity_id.clone(),
+                requirement: r.id.clone(),
+                version,
+            });
+        }
+    }
+    if !f.activities.is_empty() && f.credentials.is_empty() {
+        p.add(
+            "xapi.credentials",
+            "at least one credential is needed for the LMS to post the statements of xapi.activities",
+        );
+    }
+    let account_home_page = match f.account_home_page.as_deref() {
+        None => None,
+        Some(raw) => match Url::parse(raw) {
+            Ok(_) => Some(raw.to_owned()),
+            Err(e) => {
+                p.add(
+                    "xapi.account_home_page",
+                    format!("{raw:?} is not a URL: {e}"),
+                );
+                None
+            }
+        },
+    };
+    XapiSettings {
+        credentials,
+        mappings: Mappings {
+            activities,
+            account_home_page,
+        },
+    }
+}
+
+#[cfg(test)]
+mod xapi_tests {
+    const BASE: &str = r#"
+[server]
+public_url = "https://gate.example.com"
+[oidc]
+issuer = "https://login.example.com"
+client_id = "clearance"
+client_secret = "s"
+[session]
+cookie_secret = "dGVzdC1jb29raWUtc2VjcmV0LXRoYXQtaXMtbG9uZy1lbm91Z2gtZm9yLWNsZWFyYW5jZQ=="
+[[requirements]]
+id = "security-awareness"
+kind = "training"
+title = "Security awareness"
+version = "2026.1"
+[[routes]]
+upstream = "http://127.0.0.1:9000"
+"#;
+    const SHA: &str = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8";
+
+    fn problems(extra: &str) -> Vec<(String, String)> {
+        match super::super::from_toml_str(&format!("{BASE}{extra}")) {
+            Ok(_) => Vec::new(),
+            Err(super::ConfigError::Invalid(p)) => p,
+            Err(e) => vec![("parse".into(), e.to_string())],
+        }
+    }
+
+    #[test]
+    fn xapi_section_validates_into_settings() {
+        let s = super::super::from_toml_str(&format!(
+            r#"{BASE}
+[xapi]
+account_home_page = "https://lms.example.com"
+credentials = [
+  {{ name = "lms", username = "lms-client", sha256 = "{SHA}" }},
+  {{ name = "lms-token", sha256 = "{SHA}" }},
+]
+[[xapi.activities]]
+activity_id = "https://lms.example.com/course/security-2026"
+requirement = "security-awareness"
+version = "2026.1"
+"#
+        ))
+        .unwrap();
+        assert_eq!(s.xapi.credentials.len(), 2);
+        assert_eq!(
+            s.xapi.credentials[0].username.as_deref(),
+            Some("lms-client")
+        );
+        assert_eq!(s.xapi.credentials[1].username, None);
+        let m = &s.xapi.mappings;
+        assert_eq!(
+            m.account_home_page.as_deref(),
+            Some("https://lms.example.com")
+        );
+        let a = m
+            .activity("https://lms.example.com/course/security-2026")
+            .unwrap();
+        assert_eq!(
+            (a.requirement.as_str(), a.version.to_string().as_str()),
+            ("security-awareness", "2026.1")
+        );
+        assert!(
+            super::super::from_toml_str(BASE)
+                .unwrap()
+                .xapi
+                .credentials
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn xapi_errors_name_the_key() {
+        let p = problems(&format!(
+            r#"
+[xapi]
+account_home_page = "lms"
+credentials = [
+  {{ name = "", sha256 = "{SHA}" }},
+  {{ name = "a", username = "x:y", sha256 = "nothex" }},
+]
+[[xapi.activities]]
+activity_id = "course-1"
+requirement = "karate"
+version = 2.1
+[[xapi.activities]]
+activity_id = "https://lms.example.com/c"
+requirement = "security-awareness"
+version = "2027"
+"#
+        ));
+        let keys: Vec<&str> = p.iter().map(|(k, _)| k.as_str()).collect();
+        for key in [
+            "xapi.credentials[0].name",
+            "xapi.credentials[1].username",
+            "xapi.credentials[1].sha256",
+            "xapi.activities[0].activity_id",
+            "xapi.activities[0].requirement",
+            "xapi.activities[0].version",
+            "xapi.activities[1].version",
+            "xapi.account_home_page",
+        ] {
+            assert!(keys.contains(&key), "{key} in {p:?}");
+        }
+        let p = problems(
+            r#"
+[[xapi.activities]]
+activity_id = "https://lms.example.com/c"
+requirement = "security-awareness"
+version = "1"
+"#,
+        );
+        assert_eq!(p[0].0, "xapi.credentials", "{p:?}");
+    }
 }

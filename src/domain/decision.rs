@@ -57,7 +57,10 @@ pub enum Status {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequirementStatus {
     pub requirement: RequirementId,
+    /// The enforcement in force at the evaluated instant.
     pub enforcement: Enforcement,
+    /// For `warn`: when it starts to block.
+    pub due: Option<DateTime<Utc>>,
     pub current_version: Version,
     #[serde(flatten)]
     pub status: Status,
@@ -73,6 +76,9 @@ pub struct RequirementStatus {
 pub struct Unmet {
     pub requirement: RequirementId,
     pub reason: Reason,
+    pub enforcement: Enforcement,
+    /// For `warn`: when it starts to block.
+    pub due: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
     pub valid_until: Option<DateTime<Utc>>,
     pub held_version: Option<Version>,
@@ -110,7 +116,11 @@ impl Decision {
 fn status_of(req: &Requirement, record: Option<&Record>, now: DateTime<Utc>) -> RequirementStatus {
     let mut out = RequirementStatus {
         requirement: req.id.clone(),
-        enforcement: req.enforcement,
+        enforcement: req.enforcement_at(now),
+        due: match req.enforcement_at(now) {
+            Enforcement::Warn => req.enforce_from,
+            _ => None,
+        },
         current_version: req.version,
         status: Status::Unmet {
             reason: Reason::NeverCompleted,
@@ -204,6 +214,9 @@ pub fn evaluate<'a>(
         {
             consider(t);
         }
+        if let Some(due) = status.due {
+            consider(due);
+        }
         statuses.push(status);
     }
     Evaluation {
@@ -226,6 +239,8 @@ impl Evaluation {
         let to_unmet = |(s, reason): (&RequirementStatus, Reason)| Unmet {
             requirement: s.requirement.clone(),
             reason,
+            enforcement: s.enforcement,
+            due: s.due,
             completed_at: s.completed_at,
             valid_until: s.valid_until,
             held_version: s.held_version,
@@ -269,6 +284,8 @@ mod tests {
             url: None,
             applies_to: Selector::default(),
             enforcement: Enforcement::Block,
+            enforce_from: None,
+            warn_every: Duration::hours(24),
         }
     }
 
@@ -445,6 +462,30 @@ mod tests {
             panic!("expected allow")
         };
         assert_eq!(would_deny.len(), 2);
+    }
+
+    #[test]
+    fn warn_blocks_from_its_due_date() {
+        let mut w = req("w", "1", None);
+        w.enforcement = Enforcement::Warn;
+        w.enforce_from = Some(t(10));
+        let reqs = [w];
+        let before = evaluate(&reqs, &alice(), &[], t(10) - Duration::seconds(1));
+        let Decision::Allow { would_deny } = before.decision() else {
+            panic!("allowed before the due date")
+        };
+        assert_eq!(would_deny[0].enforcement, Enforcement::Warn);
+        assert_eq!(would_deny[0].due, Some(t(10)));
+        assert_eq!(
+            before.next_change,
+            Some(t(10)),
+            "cache bound is the due date"
+        );
+        let after = evaluate(&reqs, &alice(), &[], t(10));
+        let Decision::Deny { missing } = after.decision() else {
+            panic!("blocked from the due date")
+        };
+        assert_eq!(missing[0].enforcement, Enforcement::Block);
     }
 
     #[test]

@@ -4,10 +4,12 @@
 
 pub mod decision;
 pub mod denial;
+pub mod esign;
 pub mod principal;
 pub mod record;
 pub mod requirement;
 pub mod route;
+pub mod xapi;
 
 pub use decision::{Decision, Evaluation, Reason, RequirementStatus, Status, Unmet, evaluate};
 pub use denial::DenialEvent;

@@ -49,8 +49,8 @@ pub enum Enforcement {
     /// Refuse access (the default).
     #[default]
     Block,
-    /// Let the person through and log a would-deny entry. (The interstitial that shows the due
-    /// date arrives with self-service sign-off; until then `warn` behaves like `monitor`.)
+    /// Until `enforce_from`: let the person through after an interstitial that shows the due
+    /// date (once per period), and log a would-deny entry. From `enforce_from` on: block.
     Warn,
     /// Let the person through and only log that they would have been denied.
     Monitor,
@@ -179,11 +179,24 @@ pub struct Requirement {
     pub url: Option<String>,
     pub applies_to: Selector,
     pub enforcement: Enforcement,
+    /// For `warn`: the due date from which an unmet requirement blocks.
+    pub enforce_from: Option<DateTime<Utc>>,
+    /// For `warn`: how long an acknowledged interstitial stays acknowledged.
+    #[serde(skip)]
+    pub warn_every: Duration,
 }
 
 impl Requirement {
     pub fn applies_to(&self, principal: &Principal) -> bool {
         self.applies_to.matches(principal)
+    }
+
+    /// The enforcement in force at `now`: `warn` turns into `block` at `enforce_from`.
+    pub fn enforcement_at(&self, now: DateTime<Utc>) -> Enforcement {
+        match (self.enforcement, self.enforce_from) {
+            (Enforcement::Warn, Some(due)) if now >= due => Enforcement::Block,
+            (e, _) => e,
+        }
     }
 
     pub fn validity_days(&self) -> Option<i64> {

@@ -1,6 +1,6 @@
 //! The one place where errors become HTTP responses: status, HTML or JSON body, and headers.
 
-use super::pages::{self, BlockedView, Message};
+use super::pages::{self, BlockedView, Message, WarningView};
 use crate::auth::oidc::AuthError;
 use crate::store::StoreError;
 use actix_web::http::StatusCode;
@@ -28,8 +28,14 @@ pub enum AppError {
     },
     /// Signed in but a precondition is missing: 403 with the blocked page.
     Blocked(Box<BlockedView>),
+    /// A `warn` requirement is due: 200 with the interstitial (browsers only).
+    Warning(Box<WarningView>),
     /// Admin API without valid credentials.
     Unauthorized(String),
+    /// xAPI statements without valid LRS credentials: 401 with a Basic challenge.
+    XapiUnauthorized(String),
+    /// An e-signature callback whose signature does not verify: 401, nothing written.
+    WebhookRejected(String),
     /// A bearer token that is malformed or not acceptable: 401 with its `WWW-Authenticate`.
     BearerRejected {
         challenge: String,
@@ -95,8 +101,11 @@ impl AppError {
             Self::SignInRequired { .. }
             | Self::InvalidSession { .. }
             | Self::Unauthorized(_)
+            | Self::XapiUnauthorized(_)
+            | Self::WebhookRejected(_)
             | Self::BearerRejected { .. } => StatusCode::UNAUTHORIZED,
             Self::Blocked(_) | Self::UntrustedProxy(_) => StatusCode::FORBIDDEN,
+            Self::Warning(_) => StatusCode::OK,
             Self::NoRoute | Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::SignInFailed(_) => StatusCode::BAD_REQUEST,
             Self::StateUnavailable(_) | Self::ProviderUnavailable(_) => {
@@ -115,7 +124,9 @@ impl AppError {
             Self::SignInRequired { .. } => "sign_in_required",
             Self::InvalidSession { .. } => "invalid_session",
             Self::Blocked(_) => "induction_incomplete",
-            Self::Unauthorized(_) => "unauthorized",
+            Self::Warning(_) => "induction_due",
+            Self::Unauthorized(_) | Self::XapiUnauthorized(_) => "unauthorized",
+            Self::WebhookRejected(_) => "invalid_signature",
             Self::BearerRejected { .. } => "invalid_token",
             Self::UntrustedProxy(_) => "untrusted_proxy",
             Self::NoRoute => "no_route",
@@ -139,7 +150,9 @@ impl AppError {
                 "Your session cookie could not be verified or your session has ended. Please sign in again.".into(),
             ),
             Self::Blocked(_) => ("Access blocked", "Your security induction is not complete.".into()),
-            Self::Unauthorized(m) => ("Unauthorized", m.clone()),
+            Self::Warning(_) => ("Action needed soon", "Part of your induction is due soon.".into()),
+            Self::Unauthorized(m) | Self::XapiUnauthorized(m) => ("Unauthorized", m.clone()),
+            Self::WebhookRejected(m) => ("Signature not valid", format!("The callback was refused: {m}.")),
             Self::BearerRejected { message, .. } => (
                 "The access token was refused",
                 format!("The bearer token was refused: {message}."),
@@ -213,7 +226,10 @@ impl HttpError {
         Self {
             error,
             // The API always answers JSON, whatever the client accepts.
-            json: wants_json(req) || req.path().starts_with("/.clearance/api/"),
+            json: wants_json(req)
+                || req.path().starts_with("/.clearance/api/")
+                || req.path().starts_with("/.clearance/xapi/")
+                || req.path().starts_with("/.clearance/webhooks/"),
             browser: is_browser(req),
             request_id: req
                 .extensions()
@@ -281,6 +297,9 @@ impl ResponseError for HttpError {
             AppError::Unauthorized(_) => {
                 builder.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"clearance\""));
             }
+            AppError::XapiUnauthorized(_) => {
+                builder.insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"clearance-xapi\""));
+            }
             AppError::BearerRejected { challenge, .. } => {
                 builder.insert_header((header::WWW_AUTHENTICATE, challenge.as_str()));
             }
@@ -293,6 +312,11 @@ impl ResponseError for HttpError {
             _ => {}
         }
         let (title, message) = self.error.words();
+        if let AppError::Warning(view) = &self.error {
+            return builder
+                .content_type("text/html; charset=utf-8")
+                .body(pages::render("warning.html", view.as_ref()));
+        }
         if let AppError::Blocked(view) = &self.error {
             if self.json {
                 return builder.json(json!({

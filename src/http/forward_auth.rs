@@ -227,6 +227,7 @@ async fn decide(
         path,
         original: url,
         route: &route,
+        interruptible: false,
     };
     match admit(&req, &state, &target, &sign_in_url, Recording::Record).await {
         Ok(admission) => Ok(allowed(&admission)),
@@ -309,6 +310,7 @@ pub async fn blocked(
         path,
         original: rd.clone(),
         route: &route,
+        interruptible: false,
     };
     admit(&req, &state, &target, &start_url(&rd), Recording::Skip)
         .await

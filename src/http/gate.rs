@@ -4,7 +4,7 @@
 use super::error::{AppError, HttpError, IntoHttp};
 use super::forwarded;
 use super::normalize::{NormalizedPath, normalize_path};
-use super::pages::{BlockedItem, BlockedPerson, BlockedView};
+use super::pages::{BlockedItem, BlockedPerson, BlockedView, WarningView};
 use super::proxy::{self, Upstreams};
 use super::{AppState, RequestId};
 use crate::auth::claims::principal_from_claims;
@@ -12,8 +12,8 @@ use crate::auth::oidc::AuthError;
 use crate::auth::session::{Lookup, Session, Sessions};
 use crate::config::MachineAccess;
 use crate::domain::{
-    Decision, DenialEvent, Principal, RequirementKind, Route, RouteAccess, SubjectKey, Unmet,
-    evaluate,
+    Decision, DenialEvent, Enforcement, Principal, RequirementKind, Route, RouteAccess, SubjectKey,
+    Unmet, evaluate,
 };
 use actix_web::http::header;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
@@ -22,6 +22,8 @@ use chrono::{DateTime, Utc};
 /// Who is making a request: a person (browser session or bearer token), or an exempt machine.
 pub struct Authenticated {
     pub principal: Box<Principal>,
+    /// The session's form token (browser sessions only).
+    pub csrf: Option<String>,
     /// A machine client named exempt in `[[bearer.machine_clients]]`: no requirement applies.
     pub exempt: bool,
 }
@@ -82,8 +84,10 @@ pub async fn authenticate(
         }
     }
     let (_, session) = session_identity(req, state, sign_in_url).await?;
+    let session = *session;
     Ok(Authenticated {
         principal: Box::new(session.principal),
+        csrf: Some(session.csrf),
         exempt: false,
     })
 }
@@ -98,6 +102,7 @@ async fn bearer_identity(state: &AppState, header_value: &str) -> Result<Authent
     if let Ok(principal) = principal_from_claims(&claims, &state.settings.oidc.claims) {
         return Ok(Authenticated {
             principal: Box::new(principal),
+            csrf: None,
             exempt: false,
         });
     }
@@ -130,6 +135,7 @@ async fn bearer_identity(state: &AppState, header_value: &str) -> Result<Authent
             principal.person_type = Some("machine".into());
             Ok(Authenticated {
                 principal: Box::new(principal),
+                csrf: None,
                 exempt: true,
             })
         }
@@ -142,6 +148,7 @@ async fn bearer_identity(state: &AppState, header_value: &str) -> Result<Authent
                 .unwrap_or_else(|| Principal::bare(person.clone()));
             Ok(Authenticated {
                 principal: Box::new(principal),
+                csrf: None,
                 exempt: false,
             })
         }
@@ -247,6 +254,7 @@ fn blocked_view(
                     RequirementKind::Agreement => "Sign the agreement",
                     RequirementKind::Policy => "Read and accept the policy",
                 },
+                due: day(m.due),
             }
         })
         .collect();
@@ -316,6 +324,8 @@ pub struct Target<'a> {
     /// Path and query, for coming back after sign-in and for "try again".
     pub original: String,
     pub route: &'a Route,
+    /// A browser on Clearance's own reverse proxy, which can be shown the `warn` interstitial.
+    pub interruptible: bool,
 }
 
 /// Whether a refusal is written to the denial log (the block page shown after nginx's
@@ -357,7 +367,11 @@ pub async fn admit(
     if route.access == RouteAccess::Public {
         return Ok(Admission::Anonymous);
     }
-    let Authenticated { principal, exempt } = authenticate(req, state, sign_in_url).await?;
+    let Authenticated {
+        principal,
+        csrf,
+        exempt,
+    } = authenticate(req, state, sign_in_url).await?;
     if route.access == RouteAccess::Induction {
         return Ok(Admission::Person(principal));
     }
@@ -408,8 +422,55 @@ pub async fn admit(
             Err(AppError::Blocked(Box::new(view)))
         }
         Decision::Allow { would_deny } => {
-            if !would_deny.is_empty() && recording == Recording::Record {
-                record_denial(state, &denial(would_deny, true)).await;
+            let due: Vec<Unmet> = would_deny
+                .iter()
+                .filter(|u| u.enforcement == Enforcement::Warn)
+                .cloned()
+                .collect();
+            if let (true, Some(csrf), false) = (target.interruptible, csrf, due.is_empty()) {
+                let ids: Vec<_> = due.iter().map(|u| u.requirement.clone()).collect();
+                let seen = state
+                    .store
+                    .warnings_acknowledged(&principal.subject, &ids)
+                    .await?;
+                let pending: Vec<Unmet> = due
+                    .into_iter()
+                    .zip(seen)
+                    .filter_map(|(u, seen)| (!seen).then_some(u))
+                    .collect();
+                if !pending.is_empty() {
+                    if recording == Recording::Record {
+                        record_denial(state, &denial(pending.clone(), true)).await;
+                    }
+                    let blocked = blocked_view(
+                        state,
+                        &principal,
+                        &target.host,
+                        &target.original,
+                        &pending,
+                        &request_id,
+                    );
+                    return Err(AppError::Warning(Box::new(WarningView {
+                        person: blocked.person,
+                        host: blocked.host,
+                        requirements: pending
+                            .iter()
+                            .map(|u| u.requirement.to_string())
+                            .collect::<Vec<_>>()
+                            .join(","),
+                        items: blocked.items,
+                        csrf,
+                        rd: target.original.clone(),
+                    })));
+                }
+            }
+            // Monitor items are logged on every request; acknowledged warnings are not.
+            let monitored: Vec<Unmet> = would_deny
+                .into_iter()
+                .filter(|u| u.enforcement == Enforcement::Monitor)
+                .collect();
+            if !monitored.is_empty() && recording == Recording::Record {
+                record_denial(state, &denial(monitored, true)).await;
             }
             Ok(Admission::Person(principal))
         }
@@ -447,6 +508,7 @@ pub async fn gate(
         path,
         original,
         route,
+        interruptible: super::error::is_browser(&req),
     };
     let admission = admit(
         &req,

@@ -12,6 +12,9 @@ pub mod normalize;
 pub mod oauth;
 pub mod pages;
 pub mod proxy;
+pub mod warnings;
+pub mod webhooks;
+pub mod xapi;
 
 use crate::auth::oidc::Oidc;
 use crate::auth::session::Sessions;
@@ -74,6 +77,22 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::route().to(forward_auth::auth_in_mode),
         )
         .route("/.clearance/blocked", web::get().to(forward_auth::blocked))
+        .route(
+            "/.clearance/warnings/acknowledge",
+            web::post().to(warnings::acknowledge),
+        )
+        .route(
+            "/.clearance/xapi/statements",
+            web::post().to(xapi::post_statements),
+        )
+        .route(
+            "/.clearance/webhooks/docusign",
+            web::post().to(webhooks::docusign),
+        )
+        .route(
+            "/.clearance/webhooks/dropbox-sign",
+            web::post().to(webhooks::dropbox_sign),
+        )
         .service(
             web::scope("/.clearance/api/v1")
                 .route("/records", web::post().to(api::post_record))

@@ -11,6 +11,7 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("base.html", include_str!("../../templates/base.html")),
         ("blocked.html", include_str!("../../templates/blocked.html")),
         ("message.html", include_str!("../../templates/message.html")),
+        ("warning.html", include_str!("../../templates/warning.html")),
     ];
     for (name, source) in sources {
         if let Err(e) = env.add_template(name, source) {
@@ -61,6 +62,8 @@ pub struct BlockedItem {
     pub current_version: String,
     pub url: Option<String>,
     pub action: &'static str,
+    /// For `warn` items: the day from which it blocks.
+    pub due: Option<String>,
 }
 
 #[derive(Serialize, Clone, Debug)]
@@ -80,13 +83,25 @@ pub struct BlockedView {
     pub request_id: String,
 }
 
+/// The `warn` interstitial: what is due, and a form to continue for now.
+#[derive(Serialize, Clone, Debug)]
+pub struct WarningView {
+    pub person: BlockedPerson,
+    pub host: String,
+    pub items: Vec<BlockedItem>,
+    pub csrf: String,
+    pub rd: String,
+    /// Comma-separated requirement ids being acknowledged.
+    pub requirements: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn templates_compile_and_escape() {
-        for name in ["base.html", "blocked.html", "message.html"] {
+        for name in ["base.html", "blocked.html", "message.html", "warning.html"] {
             assert!(TEMPLATES.get_template(name).is_ok(), "{name}");
         }
         let html = render(

@@ -1,7 +1,9 @@
 //! An in-process store for `clearance demo` and unit tests; same contract as the Redis store.
 
 use super::{DenialLog, Health, RecordStore, SessionStore, StoreError};
-use crate::domain::{DenialEvent, HistoryEntry, Principal, Record, Revocation, SubjectKey};
+use crate::domain::{
+    DenialEvent, HistoryEntry, Principal, Record, RequirementId, Revocation, SubjectKey,
+};
 use async_trait::async_trait;
 use std::collections::HashSet;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -14,6 +16,8 @@ struct Inner {
     history: HashMap<SubjectKey, Vec<HistoryEntry>>,
     idempotency: HashSet<(SubjectKey, String)>,
     profiles: HashMap<SubjectKey, Principal>,
+    warned: HashMap<(SubjectKey, String), Instant>,
+    statements: HashMap<String, (SubjectKey, RequirementId)>,
     sessions: HashMap<String, (String, Instant)>,
     logins: HashMap<String, (String, Instant)>,
     denials: VecDeque<(String, DenialEvent)>,
@@ -121,6 +125,50 @@ impl RecordStore for MemoryStore {
             .unwrap_or_default())
     }
 
+    async fn warnings_acknowledged(
+        &self,
+        subject: &SubjectKey,
+        requirements: &[RequirementId],
+    ) -> Result<Vec<bool>, StoreError> {
+        let inner = self.lock()?;
+        let now = Instant::now();
+        Ok(requirements
+            .iter()
+            .map(|r| {
+                inner
+                    .warned
+                    .get(&(subject.clone(), r.0.clone()))
+                    .is_some_and(|until| *until > now)
+            })
+            .collect())
+    }
+
+    async fn acknowledge_warning(
+        &self,
+        subject: &SubjectKey,
+        requirement: &RequirementId,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.lock()?.warned.insert(
+            (subject.clone(), requirement.0.clone()),
+            Instant::now() + ttl,
+        );
+        Ok(())
+    }
+
+    async fn subjects(&self) -> Result<Vec<SubjectKey>, StoreError> {
+        let inner = self.lock()?;
+        let mut all: Vec<SubjectKey> = inner
+            .current
+            .keys()
+            .chain(inner.profiles.keys())
+            .cloned()
+            .collect();
+        all.sort();
+        all.dedup();
+        Ok(all)
+    }
+
     async fn put_profile(&self, principal: &Principal) -> Result<(), StoreError> {
         self.lock()?
             .profiles
@@ -130,6 +178,26 @@ impl RecordStore for MemoryStore {
 
     async fn profile(&self, subject: &SubjectKey) -> Result<Option<Principal>, StoreError> {
         Ok(self.lock()?.profiles.get(subject).cloned())
+    }
+
+    async fn put_statement_target(
+        &self,
+        statement_id: &str,
+        subject: &SubjectKey,
+        requirement: &RequirementId,
+    ) -> Result<(), StoreError> {
+        self.lock()?
+            .statements
+            .entry(statement_id.to_owned())
+            .or_insert_with(|| (subject.clone(), requirement.clone()));
+        Ok(())
+    }
+
+    async fn statement_target(
+        &self,
+        statement_id: &str,
+    ) -> Result<Option<(SubjectKey, RequirementId)>, StoreError> {
+        Ok(self.lock()?.statements.get(statement_id).cloned())
     }
 }
 
@@ -204,6 +272,21 @@ impl Health for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn xapi_statement_target_first_write_wins() {
+        let s = MemoryStore::default();
+        let alice = SubjectKey::parse("alice@example.com").unwrap();
+        let bob = SubjectKey::parse("bob@example.com").unwrap();
+        let req = RequirementId("security-awareness".into());
+        assert_eq!(s.statement_target("st-1").await.unwrap(), None);
+        s.put_statement_target("st-1", &alice, &req).await.unwrap();
+        s.put_statement_target("st-1", &bob, &req).await.unwrap();
+        assert_eq!(
+            s.statement_target("st-1").await.unwrap(),
+            Some((alice, req))
+        );
+    }
 
     #[tokio::test]
     async fn login_state_works_once() {

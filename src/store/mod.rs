@@ -6,7 +6,9 @@
 pub mod memory;
 pub mod redis;
 
-use crate::domain::{DenialEvent, HistoryEntry, Principal, Record, Revocation, SubjectKey};
+use crate::domain::{
+    DenialEvent, HistoryEntry, Principal, Record, RequirementId, Revocation, SubjectKey,
+};
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,7 +46,36 @@ pub trait RecordStore: Send + Sync {
     /// Remembers what the provider last said about a person (written at sign-in), so that the API
     /// and reports can evaluate selectors for people who are not signed in right now.
     async fn put_profile(&self, principal: &Principal) -> Result<(), StoreError>;
+    /// Every subject with records or a profile (for reports; walks the whole key space).
+    async fn subjects(&self) -> Result<Vec<SubjectKey>, StoreError>;
+    /// Which of these `warn` requirements the subject acknowledged within their reminder period
+    /// (one round trip).
+    async fn warnings_acknowledged(
+        &self,
+        subject: &SubjectKey,
+        requirements: &[RequirementId],
+    ) -> Result<Vec<bool>, StoreError>;
+    /// Remembers that the subject saw the warning for `requirement`, for `ttl`.
+    async fn acknowledge_warning(
+        &self,
+        subject: &SubjectKey,
+        requirement: &RequirementId,
+        ttl: Duration,
+    ) -> Result<(), StoreError>;
     async fn profile(&self, subject: &SubjectKey) -> Result<Option<Principal>, StoreError>;
+    /// Remembers which completion an xAPI statement created, so that a statement voiding it can
+    /// find it. The first write for a statement id wins.
+    async fn put_statement_target(
+        &self,
+        statement_id: &str,
+        subject: &SubjectKey,
+        requirement: &RequirementId,
+    ) -> Result<(), StoreError>;
+    /// The (subject, requirement) an xAPI statement completed, if it completed one.
+    async fn statement_target(
+        &self,
+        statement_id: &str,
+    ) -> Result<Option<(SubjectKey, RequirementId)>, StoreError>;
 }
 
 /// Server-side sessions and one-time login states, as opaque JSON text with a time to live.

@@ -6,10 +6,13 @@
 //! - `P{subject}:history`: list of every record written (JSON), oldest first
 //! - `Psess:<id>`: session (JSON) with TTL; `Plogin:<state>`: one-time login state with TTL
 //! - `Pdenials`: stream of denial events
+//! - `Pxapi:stmt:<statement id>`: the (subject, requirement) an xAPI statement completed (JSON)
 
 use super::{DenialLog, Health, RecordStore, SessionStore, StoreError};
 use crate::config::{DenialSettings, RedisSettings};
-use crate::domain::{DenialEvent, HistoryEntry, Principal, Record, Revocation, SubjectKey};
+use crate::domain::{
+    DenialEvent, HistoryEntry, Principal, Record, RequirementId, Revocation, SubjectKey,
+};
 use async_trait::async_trait;
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -71,6 +74,10 @@ impl RedisStore {
         format!("{}{{{}}}:idem", self.prefix, subject)
     }
 
+    fn warned_key(&self, subject: &SubjectKey, requirement: &RequirementId) -> String {
+        format!("{}{{{}}}:warned:{}", self.prefix, subject, requirement)
+    }
+
     fn profile_key(&self, subject: &SubjectKey) -> String {
         format!("{}{{{}}}:profile", self.prefix, subject)
     }
@@ -85,6 +92,10 @@ impl RedisStore {
 
     fn denials_key(&self) -> String {
         format!("{}denials", self.prefix)
+    }
+
+    fn statement_key(&self, statement_id: &str) -> String {
+        format!("{}xapi:stmt:{statement_id}", self.prefix)
     }
 }
 
@@ -241,6 +252,65 @@ impl RecordStore for RedisStore {
         parse_history(values)
     }
 
+    async fn warnings_acknowledged(
+        &self,
+        subject: &SubjectKey,
+        requirements: &[RequirementId],
+    ) -> Result<Vec<bool>, StoreError> {
+        if requirements.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = requirements
+            .iter()
+            .map(|r| self.warned_key(subject, r))
+            .collect();
+        let mut conn = self.conn.clone();
+        let values: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(values.into_iter().map(|v| v.is_some()).collect())
+    }
+
+    async fn acknowledge_warning(
+        &self,
+        subject: &SubjectKey,
+        requirement: &RequirementId,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        conn.pset_ex::<_, _, ()>(
+            self.warned_key(subject, requirement),
+            chrono::Utc::now().to_rfc3339(),
+            ttl_ms(ttl),
+        )
+        .await
+        .map_err(unavailable)
+    }
+
+    async fn subjects(&self) -> Result<Vec<SubjectKey>, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut found = std::collections::BTreeSet::new();
+        for suffix in ["records", "profile"] {
+            let pattern = format!("{}{{*}}:{suffix}", self.prefix);
+            let mut iter: redis::AsyncIter<String> =
+                conn.scan_match(&pattern).await.map_err(unavailable)?;
+            while let Some(key) = futures_util::StreamExt::next(&mut iter).await {
+                let key = key.map_err(unavailable)?;
+                let subject = key
+                    .strip_prefix(&self.prefix)
+                    .and_then(|k| k.strip_prefix('{'))
+                    .and_then(|k| k.split_once('}'))
+                    .map(|(s, _)| s);
+                if let Some(Ok(subject)) = subject.map(SubjectKey::parse) {
+                    found.insert(subject);
+                }
+            }
+        }
+        Ok(found.into_iter().collect())
+    }
+
     async fn put_profile(&self, principal: &Principal) -> Result<(), StoreError> {
         let json =
             serde_json::to_string(principal).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -259,6 +329,36 @@ impl RecordStore for RedisStore {
         value
             .map(|v| {
                 serde_json::from_str(&v).map_err(|e| StoreError::Corrupt(format!("profile: {e}")))
+            })
+            .transpose()
+    }
+
+    async fn put_statement_target(
+        &self,
+        statement_id: &str,
+        subject: &SubjectKey,
+        requirement: &RequirementId,
+    ) -> Result<(), StoreError> {
+        let json = to_json(&(subject, requirement))?;
+        let mut conn = self.conn.clone();
+        conn.set_nx::<_, _, ()>(self.statement_key(statement_id), json)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn statement_target(
+        &self,
+        statement_id: &str,
+    ) -> Result<Option<(SubjectKey, RequirementId)>, StoreError> {
+        let mut conn = self.conn.clone();
+        let value: Option<String> = conn
+            .get(self.statement_key(statement_id))
+            .await
+            .map_err(unavailable)?;
+        value
+            .map(|v| {
+                serde_json::from_str(&v)
+                    .map_err(|e| StoreError::Corrupt(format!("xapi statement target: {e}")))
             })
             .transpose()
     }

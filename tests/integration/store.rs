@@ -79,6 +79,32 @@ async fn records_history_and_profiles() {
     s.put_profile(&p).await.unwrap();
     assert_eq!(s.profile(&alice).await.unwrap(), Some(p));
 
+    // Subjects are found by scanning (reports).
+    let mut p2 = Principal::bare(SubjectKey::parse("profile-only@example.com").unwrap());
+    p2.name = Some("Never Completed".into());
+    s.put_profile(&p2).await.unwrap();
+    let subjects: Vec<String> = s
+        .subjects()
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(
+        subjects,
+        vec!["alice@example.com", "profile-only@example.com"]
+    );
+    redis::AsyncCommands::del::<_, ()>(
+        &mut redis::Client::open(redis.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap(),
+        "t:{profile-only@example.com}:profile",
+    )
+    .await
+    .unwrap();
+
     // Hash-tagged keys, so that one subject's keys share a Redis Cluster slot.
     let mut conn = redis::Client::open(redis.url())
         .unwrap()
