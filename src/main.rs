@@ -39,13 +39,35 @@ enum Command {
         #[command(subcommand)]
         command: RecordsCommand,
     },
+    /// Reports over everyone Clearance knows.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReportCommand {
+    /// Who would be blocked on a date, and why, from the records on file now.
+    WouldBlock {
+        /// The date (YYYY-MM-DD, meaning 00:00 UTC) or RFC 3339 time to evaluate at.
+        #[arg(long)]
+        at: String,
+        #[arg(long, short, env = "CLEARANCE_CONFIG")]
+        config: PathBuf,
+        /// `text` (default) or `json`.
+        #[arg(long, default_value = "text")]
+        format: String,
+    },
 }
 
 #[derive(Subcommand)]
 enum RecordsCommand {
-    /// Import past completions from a CSV file (columns: subject, requirement, version,
-    /// completed_at, optional expires_at, source, evidence_<name>). Every row is checked first;
-    /// if any is invalid nothing is written. Importing the same file again changes nothing.
+    /// Import past completions from a CSV file.
+    ///
+    /// Columns: subject, requirement, version, completed_at (RFC 3339 or YYYY-MM-DD), and
+    /// optionally expires_at, source (default csv) and evidence_<name>. Every row is checked
+    /// first; if any is invalid nothing is written. Importing the same file again changes nothing.
     Import {
         /// The CSV file (header line required).
         file: PathBuf,
@@ -108,6 +130,61 @@ fn main() -> ExitCode {
                     dry_run,
                 },
         } => import_records(&file, &config, skip_invalid, dry_run),
+        Command::Report {
+            command: ReportCommand::WouldBlock { at, config, format },
+        } => would_block(&at, &config, &format),
+    }
+}
+
+/// `clearance report would-block`: exit 0 with the report, 2 on bad arguments or configuration.
+fn would_block(at: &str, config: &Path, format: &str) -> ExitCode {
+    let when = chrono::NaiveDate::parse_from_str(at, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .or_else(|| {
+            chrono::DateTime::parse_from_rfc3339(at)
+                .ok()
+                .map(|t| t.with_timezone(&chrono::Utc))
+        });
+    let Some(when) = when else {
+        eprintln!("--at {at:?}: use a date like 2026-12-31 or an RFC 3339 time");
+        return ExitCode::from(2);
+    };
+    if format != "text" && format != "json" {
+        eprintln!("--format {format:?}: use text or json");
+        return ExitCode::from(2);
+    }
+    let settings = match clearance::config::load(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{}: {e}", config.display());
+            return ExitCode::from(2);
+        }
+    };
+    let rows = actix_web::rt::System::new().block_on(async {
+        let store = clearance::redis_store(&settings)?;
+        anyhow::Ok(clearance::report::would_block(&settings, store.as_ref(), when).await?)
+    });
+    match rows {
+        Ok(rows) if format == "json" => match serde_json::to_string_pretty(&rows) {
+            Ok(json) => {
+                println!("{json}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("clearance: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Ok(rows) => {
+            print!("{}", clearance::report::render_text(&rows, when));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("clearance: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -149,10 +226,12 @@ fn import_records(file: &Path, config: &Path, skip_invalid: bool, dry_run: bool)
     if !parsed.problems.is_empty() {
         eprint!("{}", import::problem_report(&shown, &parsed));
         if !skip_invalid {
-            eprintln!(
-                "Nothing was written. Fix these rows, or pass --skip-invalid to import the {} valid ones.",
-                parsed.rows.len()
-            );
+            match parsed.rows.len() {
+                0 => eprintln!("Nothing was written: no row is valid."),
+                n => eprintln!(
+                    "Nothing was written. Fix these rows, or pass --skip-invalid to import the {n} valid one(s)."
+                ),
+            }
             return ExitCode::FAILURE;
         }
         eprintln!(

@@ -2,7 +2,7 @@
 //! would be blocked on that date, and why, from the records on file now.
 
 use crate::config::Settings;
-use crate::domain::{Decision, Principal, Unmet, evaluate};
+use crate::domain::{Decision, Principal, Requirement, Selector, Unmet, evaluate};
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -15,8 +15,8 @@ pub struct WouldBlock {
     pub email: Option<String>,
     pub person_type: Option<String>,
     pub manager: Option<String>,
-    /// False when the person never signed in: group and person-type selectors could not be
-    /// applied, so only requirements for everyone were evaluated.
+    /// False when the person never signed in: their groups and person type are unknown, so
+    /// every requirement is assumed to apply (the report errs on the side of listing them).
     pub profile_known: bool,
     pub missing: Vec<Unmet>,
 }
@@ -27,13 +27,27 @@ pub async fn would_block(
     store: &dyn Store,
     at: DateTime<Utc>,
 ) -> Result<Vec<WouldBlock>, StoreError> {
+    let assume_all_apply: Vec<Requirement> = settings
+        .policy
+        .requirements
+        .iter()
+        .cloned()
+        .map(|mut r| {
+            r.applies_to = Selector::default();
+            r
+        })
+        .collect();
     let mut out = Vec::new();
     for subject in store.subjects().await? {
         let records = store.records(&subject).await?;
         let profile = store.profile(&subject).await?;
         let profile_known = profile.is_some();
         let principal = profile.unwrap_or_else(|| Principal::bare(subject.clone()));
-        let evaluation = evaluate(&settings.policy.requirements, &principal, &records, at);
+        let evaluation = if profile_known {
+            evaluate(&settings.policy.requirements, &principal, &records, at)
+        } else {
+            evaluate(&assume_all_apply, &principal, &records, at)
+        };
         if let Decision::Deny { missing } = evaluation.decision() {
             out.push(WouldBlock {
                 subject: subject.to_string(),

@@ -276,3 +276,70 @@ async fn unreadable_inputs_and_outages_are_named() {
         stderr(&out)
     );
 }
+
+#[tokio::test]
+async fn would_block_report_lists_who_and_why() {
+    let redis = RedisServer::start().await;
+    let setup = Setup::new(&redis);
+    // Alice completed everything on 2026-01-10; the training lasts 365 days. Carl has only
+    // the training.
+    let file = setup.csv(
+        "people.csv",
+        "subject,requirement,version,completed_at\n\
+         alice@example.com,security-awareness,2026.1,2026-01-10\n\
+         alice@example.com,confidentiality-agreement,1,2026-01-10\n\
+         alice@example.com,acceptable-use-policy,3.0,2026-01-10\n\
+         carl@example.com,security-awareness,2026.1,2026-06-01\n",
+    );
+    let imported = setup.import(&file, &[]).await;
+    assert!(imported.status.success(), "{}", stderr(&imported));
+    let report = |at: &'static str, format: &'static str| {
+        let config = setup.config.clone();
+        async move {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_clearance"))
+                .args([
+                    "report",
+                    "would-block",
+                    "--at",
+                    at,
+                    "--format",
+                    format,
+                    "--config",
+                ])
+                .arg(config)
+                .output()
+                .await
+                .expect("run the report")
+        }
+    };
+    let soon = report("2026-12-01", "json").await;
+    assert!(soon.status.success(), "{}", stderr(&soon));
+    let rows: Value = serde_json::from_str(&stdout(&soon)).expect("JSON report");
+    let subjects: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["subject"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        subjects,
+        vec!["carl@example.com"],
+        "only Carl is missing things on 2026-12-01"
+    );
+    assert_eq!(rows[0]["missing"].as_array().map(Vec::len), Some(2));
+
+    let later = report("2027-02-01", "text").await;
+    let text = stdout(&later);
+    assert!(
+        text.starts_with("2 people would be blocked on 2027-02-01"),
+        "{text}"
+    );
+    assert!(
+        text.contains("alice@example.com") && text.contains("security-awareness (expired)"),
+        "{text}"
+    );
+
+    let bad = report("next tuesday", "text").await;
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("--at"));
+}

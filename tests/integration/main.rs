@@ -18,6 +18,7 @@ mod proxying;
 mod real_proxies;
 mod store;
 mod tokens;
+mod webhooks;
 mod xapi;
 
 use chrono::{DateTime, Utc};
