@@ -406,6 +406,12 @@ pub struct RequirementFile {
     /// For `warn`: show the interstitial again after this many hours (default 24).
     #[serde(default)]
     pub warn_every_hours: Option<u32>,
+    /// A document people read and accept on Clearance's own page.
+    #[serde(default)]
+    pub document: Option<DocumentFile>,
+    /// What changed in each version: `{ "3.0" = "Adds rules for AI assistants" }`.
+    #[serde(default)]
+    pub changes: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -475,4 +481,16 @@ pub struct XapiActivityFile {
     pub activity_id: String,
     pub requirement: String,
     pub version: VersionFile,
+}
+
+/// A requirement's document: a text or Markdown file, shown as text.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentFile {
+    /// Path of the file (relative paths are relative to the working directory).
+    pub path: String,
+    /// Expected SHA-256 (hex); when given, a different file is refused, so that a changed
+    /// document cannot slip in without a new version.
+    #[serde(default)]
+    pub sha256: Option<String>,
 }

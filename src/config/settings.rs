@@ -3,11 +3,12 @@
 use super::ConfigError;
 use super::file::{FileConfig, RequirementFile, RouteFile, VersionFile};
 use crate::domain::{
-    Enforcement, Policy, Requirement, RequirementId, RequirementKind, Route, RouteAccess,
+    Document, Enforcement, Policy, Requirement, RequirementId, RequirementKind, Route, RouteAccess,
     RouteTable, Selector, Version,
 };
 use base64::Engine as _;
 use chrono::{DateTime, NaiveDate, Utc};
+use sha2::Digest as _;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -330,6 +331,47 @@ fn requirement(p: &mut Problems, i: usize, r: &RequirementFile) -> Option<Requir
         ),
         _ => {}
     }
+    let document = r.document.as_ref().and_then(|d| {
+        let text = match std::fs::read_to_string(&d.path) {
+            Ok(t) => t,
+            Err(e) => {
+                p.add(key("document.path"), format!("cannot read {:?}: {e}", d.path));
+                return None;
+            }
+        };
+        let sha256 = hex::encode(sha2::Sha256::digest(text.as_bytes()));
+        if let Some(expected) = &d.sha256
+            && !expected.eq_ignore_ascii_case(&sha256)
+        {
+            p.add(
+                key("document.sha256"),
+                format!(
+                    "{:?} has SHA-256 {sha256}, not {expected}: a changed document needs a new version (and this hash updated)",
+                    d.path
+                ),
+            );
+            return None;
+        }
+        Some(Document {
+            text,
+            origin: d.path.clone(),
+            sha256,
+        })
+    });
+    if document.is_some() && kind == Some(RequirementKind::Training) {
+        p.add(
+            key("document"),
+            "only agreements and policies are accepted on Clearance's page; trainings come from the LMS",
+        );
+    }
+    let mut changes = Vec::new();
+    for (v, text) in &r.changes {
+        match v.parse::<Version>() {
+            Ok(v) => changes.push((v, text.clone())),
+            Err(e) => p.add(key("changes"), e.to_string()),
+        }
+    }
+    changes.sort_by_key(|c| std::cmp::Reverse(c.0));
     if p.0.len() != before {
         return None;
     }
@@ -357,6 +399,8 @@ fn requirement(p: &mut Problems, i: usize, r: &RequirementFile) -> Option<Requir
         enforcement: enforcement?,
         enforce_from,
         warn_every: chrono::Duration::hours(i64::from(r.warn_every_hours.unwrap_or(24).max(1))),
+        document,
+        changes,
     })
 }
 

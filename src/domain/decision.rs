@@ -286,6 +286,8 @@ mod tests {
             enforcement: Enforcement::Block,
             enforce_from: None,
             warn_every: Duration::hours(24),
+            document: None,
+            changes: Vec::new(),
         }
     }
 

@@ -14,8 +14,8 @@ pub mod xapi;
 pub use decision::{Decision, Evaluation, Reason, RequirementStatus, Status, Unmet, evaluate};
 pub use denial::DenialEvent;
 pub use principal::{Principal, SubjectKey, SubjectKeyError};
-pub use record::{HistoryEntry, Record, RecordError, Revocation, Source, records_as_of};
+pub use record::{Decline, HistoryEntry, Record, RecordError, Revocation, Source, records_as_of};
 pub use requirement::{
-    Enforcement, Policy, Requirement, RequirementId, RequirementKind, Selector, Version,
+    Document, Enforcement, Policy, Requirement, RequirementId, RequirementKind, Selector, Version,
 };
 pub use route::{Route, RouteAccess, RouteTable};

@@ -86,12 +86,25 @@ pub struct Revocation {
     pub evidence: serde_json::Map<String, serde_json::Value>,
 }
 
+/// A person declined a document on the self-service page: they stay blocked, and the refusal is
+/// kept as evidence for their manager.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Decline {
+    pub subject: SubjectKey,
+    pub requirement: RequirementId,
+    pub version: Version,
+    pub declined_at: DateTime<Utc>,
+    #[serde(default)]
+    pub evidence: serde_json::Map<String, serde_json::Value>,
+}
+
 /// One change to a subject's records, as kept in their history.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum HistoryEntry {
     Recorded(Record),
     Revoked(Revocation),
+    Declined(Decline),
 }
 
 impl HistoryEntry {
@@ -100,6 +113,7 @@ impl HistoryEntry {
         match self {
             Self::Recorded(r) => r.recorded_at,
             Self::Revoked(r) => r.revoked_at,
+            Self::Declined(d) => d.declined_at,
         }
     }
 }
@@ -120,6 +134,8 @@ pub fn records_as_of(history: &[HistoryEntry], at: DateTime<Utc>) -> Vec<Record>
                     r.revoked_at = Some(v.revoked_at);
                 }
             }
+            // A decline changes no record.
+            HistoryEntry::Declined(_) => {}
         }
     }
     current.into_values().collect()

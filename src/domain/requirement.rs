@@ -184,6 +184,22 @@ pub struct Requirement {
     /// For `warn`: how long an acknowledged interstitial stays acknowledged.
     #[serde(skip)]
     pub warn_every: Duration,
+    /// The document people read and accept on Clearance's own page (agreements, policies).
+    pub document: Option<Document>,
+    /// What changed in each version, newest first, shown to people who accepted an older one.
+    pub changes: Vec<(Version, String)>,
+}
+
+/// A document to accept, with the SHA-256 of exactly what is shown.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Document {
+    /// The text shown on the page.
+    #[serde(skip)]
+    pub text: String,
+    /// Where it came from (a file path), for people and logs.
+    pub origin: String,
+    /// Hex SHA-256 of `text`.
+    pub sha256: String,
 }
 
 impl Requirement {

@@ -248,7 +248,18 @@ fn blocked_view(
                 valid_until: day(m.valid_until),
                 held_version: m.held_version.map(|v| v.to_string()),
                 current_version: m.current_version.to_string(),
-                url: req.and_then(|r| r.url.clone()),
+                // Documents are accepted on Clearance's own page, then back to where they were going.
+                url: req.and_then(|r| match &r.document {
+                    Some(_) => Some(format!(
+                        "/.clearance/requirements/{}?rd={}",
+                        r.id,
+                        percent_encoding::utf8_percent_encode(
+                            retry_url,
+                            percent_encoding::NON_ALPHANUMERIC
+                        )
+                    )),
+                    None => r.url.clone(),
+                }),
                 action: match kind {
                     RequirementKind::Training => "Take the training",
                     RequirementKind::Agreement => "Sign the agreement",

@@ -12,6 +12,7 @@ pub mod normalize;
 pub mod oauth;
 pub mod pages;
 pub mod proxy;
+pub mod selfservice;
 pub mod warnings;
 pub mod webhooks;
 pub mod xapi;
@@ -77,6 +78,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::route().to(forward_auth::auth_in_mode),
         )
         .route("/.clearance/blocked", web::get().to(forward_auth::blocked))
+        .route(
+            "/.clearance/requirements/{id}",
+            web::get().to(selfservice::page),
+        )
+        .route(
+            "/.clearance/requirements/{id}",
+            web::post().to(selfservice::decide),
+        )
+        .route(
+            "/.clearance/requirements/{id}/read",
+            web::post().to(selfservice::read),
+        )
         .route(
             "/.clearance/warnings/acknowledge",
             web::post().to(warnings::acknowledge),

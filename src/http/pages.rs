@@ -12,6 +12,10 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("blocked.html", include_str!("../../templates/blocked.html")),
         ("message.html", include_str!("../../templates/message.html")),
         ("warning.html", include_str!("../../templates/warning.html")),
+        (
+            "requirement.html",
+            include_str!("../../templates/requirement.html"),
+        ),
     ];
     for (name, source) in sources {
         if let Err(e) = env.add_template(name, source) {
@@ -101,7 +105,13 @@ mod tests {
 
     #[test]
     fn templates_compile_and_escape() {
-        for name in ["base.html", "blocked.html", "message.html", "warning.html"] {
+        for name in [
+            "base.html",
+            "blocked.html",
+            "message.html",
+            "warning.html",
+            "requirement.html",
+        ] {
             assert!(TEMPLATES.get_template(name).is_ok(), "{name}");
         }
         let html = render(

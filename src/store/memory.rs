@@ -2,7 +2,7 @@
 
 use super::{DenialLog, Health, RecordStore, SessionStore, StoreError};
 use crate::domain::{
-    DenialEvent, HistoryEntry, Principal, Record, RequirementId, Revocation, SubjectKey,
+    Decline, DenialEvent, HistoryEntry, Principal, Record, RequirementId, Revocation, SubjectKey,
 };
 use async_trait::async_trait;
 use std::collections::HashSet;
@@ -114,6 +114,15 @@ impl RecordStore for MemoryStore {
             .or_default()
             .push(HistoryEntry::Revoked(revocation.clone()));
         Ok(true)
+    }
+
+    async fn record_decline(&self, decline: &Decline) -> Result<(), StoreError> {
+        self.lock()?
+            .history
+            .entry(decline.subject.clone())
+            .or_default()
+            .push(HistoryEntry::Declined(decline.clone()));
+        Ok(())
     }
 
     async fn history(&self, subject: &SubjectKey) -> Result<Vec<HistoryEntry>, StoreError> {

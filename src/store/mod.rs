@@ -7,7 +7,7 @@ pub mod memory;
 pub mod redis;
 
 use crate::domain::{
-    DenialEvent, HistoryEntry, Principal, Record, RequirementId, Revocation, SubjectKey,
+    Decline, DenialEvent, HistoryEntry, Principal, Record, RequirementId, Revocation, SubjectKey,
 };
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -41,6 +41,8 @@ pub trait RecordStore: Send + Sync {
     /// Withdraws the subject's current record for the requirement (history keeps both).
     /// Returns false when there is no current record to revoke.
     async fn revoke(&self, revocation: &Revocation) -> Result<bool, StoreError>;
+    /// Appends a declined document to the subject's history (no record changes).
+    async fn record_decline(&self, decline: &Decline) -> Result<(), StoreError>;
     /// Every change to a subject's records, oldest first.
     async fn history(&self, subject: &SubjectKey) -> Result<Vec<HistoryEntry>, StoreError>;
     /// Remembers what the provider last said about a person (written at sign-in), so that the API

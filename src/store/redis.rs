@@ -11,7 +11,7 @@
 use super::{DenialLog, Health, RecordStore, SessionStore, StoreError};
 use crate::config::{DenialSettings, RedisSettings};
 use crate::domain::{
-    DenialEvent, HistoryEntry, Principal, Record, RequirementId, Revocation, SubjectKey,
+    Decline, DenialEvent, HistoryEntry, Principal, Record, RequirementId, Revocation, SubjectKey,
 };
 use async_trait::async_trait;
 use redis::AsyncCommands;
@@ -241,6 +241,14 @@ impl RecordStore for RedisStore {
         Err(StoreError::Unavailable(
             "the record kept changing during revocation; try again".into(),
         ))
+    }
+
+    async fn record_decline(&self, decline: &Decline) -> Result<(), StoreError> {
+        let entry = to_json(&HistoryEntry::Declined(decline.clone()))?;
+        let mut conn = self.conn.clone();
+        conn.rpush::<_, _, ()>(self.history_key(&decline.subject), entry)
+            .await
+            .map_err(unavailable)
     }
 
     async fn history(&self, subject: &SubjectKey) -> Result<Vec<HistoryEntry>, StoreError> {

@@ -16,6 +16,7 @@ mod journey;
 mod modes;
 mod proxying;
 mod real_proxies;
+mod selfservice;
 mod store;
 mod tokens;
 mod webhooks;
