@@ -16,6 +16,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::Arc;
 
 const DEMO_TOML: &str = include_str!("demo.toml");
+const DEMO_POLICY: &str = include_str!("acceptable-use-policy.md");
 
 /// A demo person and what they have done so far.
 struct Person {
@@ -26,7 +27,7 @@ struct Person {
     story: &'static str,
 }
 
-const PEOPLE: [Person; 3] = [
+const PEOPLE: [Person; 4] = [
     Person {
         email: "alice@example.com",
         name: "Alice Admitted",
@@ -47,6 +48,13 @@ const PEOPLE: [Person; 3] = [
         kind: "employee",
         groups: &["staff"],
         story: "employee whose awareness training expired: blocked",
+    },
+    Person {
+        email: "tom@example.com",
+        name: "Tom Temp",
+        kind: "temp",
+        groups: &["temps"],
+        story: "temp who accepted an old policy version: accepts the new one on Clearance's page",
     },
 ];
 
@@ -87,6 +95,9 @@ async fn seed(store: &MemoryStore) -> anyhow::Result<()> {
         ("carl@example.com", "acceptable-use-policy", "2.0", 10),
         ("erin@example.com", "security-awareness", "2026.1", 400),
         ("erin@example.com", "acceptable-use-policy", "2.0", 100),
+        ("tom@example.com", "security-awareness", "2026.1", 5),
+        ("tom@example.com", "confidentiality-agreement", "1", 5),
+        ("tom@example.com", "acceptable-use-policy", "1.0", 200),
     ];
     for (subject, requirement, version, days) in seeds {
         store
@@ -276,7 +287,12 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
     .listen(portal_listener)?
     .run();
 
+    // The demo's policy document, written where the configuration can read it.
+    let policy_path = std::env::temp_dir().join(format!("clearance-demo-aup-{port}.md"));
+    std::fs::write(&policy_path, DEMO_POLICY)
+        .with_context(|| format!("cannot write {}", policy_path.display()))?;
     let toml = DEMO_TOML
+        .replace("@AUP_PATH@", &policy_path.display().to_string())
         .replace("@PORT@", &port.to_string())
         .replace("@ISSUER@", idp.issuer())
         .replace("@CLIENT_SECRET@", &client_secret)

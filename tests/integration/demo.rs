@@ -117,5 +117,50 @@ async fn demo_walks_a_blocked_and_an_admitted_person() {
     assert!(welcome.body.contains("Alice Admitted"));
     assert!(welcome.body.contains("alice@example.com"));
 
+    // Tom accepted an old policy version: he accepts the new one on Clearance's own page.
+    let tom = Browser::new();
+    let blocked = sign_in(&demo, &tom, "tom@example.com").await;
+    assert_eq!(blocked.status, 403, "{}", blocked.body);
+    assert_eq!(
+        blocked_items(&blocked),
+        vec![(
+            "acceptable-use-policy".to_owned(),
+            "outdated_version".to_owned()
+        )]
+    );
+    let link = links(&blocked)
+        .into_iter()
+        .find(|l| l.starts_with("/.clearance/requirements/acceptable-use-policy"))
+        .expect("a link to the sign-off page");
+    let page = tom.get(format!("{}{link}", demo.url)).await.unwrap();
+    assert!(page.body.contains("AI assistants"), "what changed is shown");
+    let form = page
+        .forms()
+        .into_iter()
+        .find(|f| f.action.path() == "/.clearance/requirements/acceptable-use-policy")
+        .expect("accept form");
+    let read = tom
+        .post_form(
+            format!(
+                "{}/.clearance/requirements/acceptable-use-policy/read",
+                demo.url
+            ),
+            &[
+                ("csrf", form.field("csrf").unwrap()),
+                ("token", form.field("token").unwrap()),
+                ("beacon", "1"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(read.status, 204);
+    let mut fields = form.submission(None);
+    fields.retain(|(k, _)| k != "decision");
+    fields.push(("decision".into(), "accept".into()));
+    let accepted = tom.post_form(form.action.as_str(), &fields).await.unwrap();
+    let (admitted, _) = tom.follow(accepted).await.unwrap();
+    assert_eq!(admitted.status, 200, "{}", admitted.body);
+    assert!(admitted.body.contains("Tom Temp"));
+
     demo.child.kill().await.expect("stop the demo");
 }
