@@ -3,6 +3,7 @@
 
 use crate::gate::World;
 use crate::support::Browser;
+use crate::{admin_get, admin_post};
 use crate::{blocked_items, complete_everything, denials, record, sign_in};
 use chrono::{Duration, Utc};
 use serde_json::Value;
@@ -215,28 +216,6 @@ async fn subject_api_shows_records_and_decision() {
         body["decision"]["missing"].as_array().map(Vec::len),
         Some(2)
     );
-}
-
-async fn admin_post(world: &World, path: &str, body: serde_json::Value) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(format!("{}/.clearance/api/v1/{path}", world.gate.url()))
-        .bearer_auth(crate::gate::ADMIN_TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn admin_get(world: &World, path: &str) -> Value {
-    reqwest::Client::new()
-        .get(format!("{}/.clearance/api/v1/{path}", world.gate.url()))
-        .bearer_auth(crate::gate::ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 #[tokio::test]

@@ -133,3 +133,51 @@ pub fn links(page: &Response) -> Vec<String> {
         .filter_map(|a| a.value().attr("href").map(str::to_owned))
         .collect()
 }
+
+/// GET on the admin API (`path` relative to `/.clearance/api/v1/`), as JSON.
+pub async fn admin_get(world: &World, path: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!(
+            "{}/.clearance/api/v1/{}",
+            world.gate.url(),
+            path.trim_start_matches('/')
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("admin API answers")
+        .json()
+        .await
+        .expect("admin API JSON")
+}
+
+/// POST JSON to the admin API.
+pub async fn admin_post(world: &World, path: &str, body: Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!(
+            "{}/.clearance/api/v1/{}",
+            world.gate.url(),
+            path.trim_start_matches('/')
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .expect("admin API answers")
+}
+
+/// A subject's current records, through the admin API.
+pub async fn records(world: &World, subject: &str) -> Vec<Value> {
+    admin_get(world, &format!("subjects/{subject}")).await["records"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// A subject's history, through the admin API.
+pub async fn history(world: &World, subject: &str) -> Vec<Value> {
+    admin_get(world, &format!("subjects/{subject}/history")).await["history"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}

@@ -1,7 +1,7 @@
 //! Self-service sign-off over HTTP (the real-browser version is in browser_e2e): read-to-the-end
 //! enforced by the server, CSRF, acceptance evidence, decline, changes since the held version.
 
-use crate::gate::{ADMIN_TOKEN, World};
+use crate::gate::World;
 use crate::support::Browser;
 use crate::{complete_everything, sign_in};
 use serde_json::Value;
@@ -117,21 +117,8 @@ async fn accepting_a_policy_needs_reading_it_and_records_evidence() {
     assert_eq!(echo["query"], "x=1");
 
     // The record carries the evidence; the same token cannot be used twice.
-    let subject: Value = reqwest::Client::new()
-        .get(format!(
-            "{}/.clearance/api/v1/subjects/alice@example.com",
-            world.gate.url()
-        ))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
+    let record = crate::records(&world, "alice@example.com")
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let record = subject["records"]
-        .as_array()
-        .unwrap()
         .iter()
         .find(|r| r["requirement"] == "code-of-conduct")
         .expect("the acceptance record")
@@ -187,21 +174,8 @@ async fn declining_is_recorded_and_keeps_the_block() {
         .await
         .unwrap();
     assert_eq!(still.status, 403);
-    let history: Value = reqwest::Client::new()
-        .get(format!(
-            "{}/.clearance/api/v1/subjects/carl@example.com/history",
-            world.gate.url()
-        ))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
+    let last = crate::history(&world, "carl@example.com")
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let last = history["history"]
-        .as_array()
-        .unwrap()
         .last()
         .unwrap()
         .clone();

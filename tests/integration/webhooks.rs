@@ -2,8 +2,9 @@
 //! key rotation, replays, incomplete envelopes) and Dropbox Sign (event hash, the exact answer
 //! text), and Carl admitted by a completed envelope on his next request.
 
-use crate::gate::{ADMIN_TOKEN, World};
+use crate::gate::World;
 use crate::support::Browser;
+use crate::{admin_get, history, records};
 use crate::{blocked_items, record, sign_in};
 use base64::Engine as _;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
@@ -154,32 +155,6 @@ async fn post_docusign(world: &World, body: &str, signatures: &[String]) -> (u16
         status,
         serde_json::from_str(&text).unwrap_or(Value::String(text)),
     )
-}
-
-async fn admin_get(world: &World, path: &str) -> Value {
-    reqwest::Client::new()
-        .get(format!("{}/.clearance/api/v1{path}", world.gate.url()))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .expect("admin API answers")
-        .json()
-        .await
-        .expect("admin API JSON")
-}
-
-async fn history(world: &World, subject: &str) -> Vec<Value> {
-    admin_get(world, &format!("/subjects/{subject}/history")).await["history"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
-async fn records(world: &World, subject: &str) -> Vec<Value> {
-    admin_get(world, &format!("/subjects/{subject}")).await["records"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 use crate::gate::{ADMIN_TOKEN, World};
 use crate::support::Browser;
 use crate::{blocked_items, record, sign_in};
+use crate::{history, records};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -158,32 +159,6 @@ async fn bad_request(response: reqwest::Response) -> String {
     let body: Value = response.json().await.expect("JSON error");
     assert_eq!(status, 400, "{body}");
     body["message"].as_str().unwrap_or_default().to_owned()
-}
-
-async fn admin_get(world: &World, path: &str) -> Value {
-    reqwest::Client::new()
-        .get(format!("{}/.clearance/api/v1/{path}", world.gate.url()))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .expect("admin API answers")
-        .json()
-        .await
-        .expect("admin API JSON")
-}
-
-async fn records(world: &World, subject: &str) -> Vec<Value> {
-    admin_get(world, &format!("subjects/{subject}")).await["records"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
-async fn history(world: &World, subject: &str) -> Vec<Value> {
-    admin_get(world, &format!("subjects/{subject}/history")).await["history"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
 }
 
 fn instant(v: &Value) -> DateTime<Utc> {
