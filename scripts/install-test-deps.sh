@@ -51,6 +51,12 @@ else
     apt_packages+=(caddy)
     caddy_installed=true
 fi
+# Headless Chromium for the real-browser test (Debian's; playwright-core never downloads one).
+if [ -x /usr/bin/chromium ]; then
+    log "chromium present: /usr/bin/chromium"
+else
+    apt_packages+=(chromium)
+fi
 
 if [ "${#apt_packages[@]}" -gt 0 ]; then
     log "installing with apt-get: ${apt_packages[*]}"
@@ -89,16 +95,19 @@ if [ "$node_major" -lt 20 ]; then
     log "note: node $(node --version) is older than 20; tests/support/oidc/polyfills.mjs fills the gaps oidc-provider 9 is known to hit" >&2
 fi
 
-oidc_dir="$repo_root/tests/support/oidc"
-lock="$oidc_dir/package-lock.json"
-stamp="$oidc_dir/node_modules/.package-lock.json"
 # npm writes node_modules/.package-lock.json on every install; if it is newer than the
-# committed lockfile and the provider package is there, the install is up to date.
-if [ -f "$stamp" ] && [ -f "$oidc_dir/node_modules/oidc-provider/package.json" ] && [ ! "$lock" -nt "$stamp" ]; then
-    log "node modules in tests/support/oidc are up to date"
-else
-    log "running npm ci in tests/support/oidc"
-    (cd "$oidc_dir" && npm ci --no-audit --no-fund)
-fi
+# committed lockfile and the package is there, the install is up to date.
+npm_ci() {
+    local dir="$repo_root/$1" package="$2"
+    if [ -f "$dir/node_modules/.package-lock.json" ] && [ -f "$dir/node_modules/$package/package.json" ] \
+        && [ ! "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+        log "node modules in $1 are up to date"
+    else
+        log "running npm ci in $1"
+        (cd "$dir" && npm ci --no-audit --no-fund)
+    fi
+}
+npm_ci tests/support/oidc oidc-provider
+npm_ci tests/support/browser playwright-core
 
 log "done"

@@ -6,6 +6,7 @@ mod support;
 mod bad_input;
 mod bearer_gate;
 mod bearer_tokens;
+mod browser_e2e;
 mod csv_import;
 mod demo;
 mod deployment;
