@@ -41,7 +41,15 @@ pub fn build_state(settings: Settings, store: SharedStore) -> anyhow::Result<App
             .timeout(std::time::Duration::from_secs(10))
             .build()?,
     ));
+    let documents = Arc::new(crate::http::documents::Documents::default());
+    documents.spawn(
+        &settings.policy,
+        reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()?,
+    );
     Ok(AppState {
+        documents,
         bearer,
         sessions: Sessions::new(store.clone(), settings.session.clone()),
         settings: Arc::new(settings),

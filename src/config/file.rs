@@ -483,12 +483,16 @@ pub struct XapiActivityFile {
     pub version: VersionFile,
 }
 
-/// A requirement's document: a text or Markdown file, shown as text.
+/// A requirement's document, shown as text: a file, or a URL whose content is pinned by SHA-256.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DocumentFile {
     /// Path of the file (relative paths are relative to the working directory).
-    pub path: String,
+    #[serde(default)]
+    pub path: Option<String>,
+    /// A URL serving the text (fetched at start and re-checked every few minutes); needs `sha256`.
+    #[serde(default)]
+    pub url: Option<String>,
     /// Expected SHA-256 (hex); when given, a different file is refused, so that a changed
     /// document cannot slip in without a new version.
     #[serde(default)]

@@ -331,32 +331,58 @@ fn requirement(p: &mut Problems, i: usize, r: &RequirementFile) -> Option<Requir
         ),
         _ => {}
     }
-    let document = r.document.as_ref().and_then(|d| {
-        let text = match std::fs::read_to_string(&d.path) {
-            Ok(t) => t,
-            Err(e) => {
-                p.add(key("document.path"), format!("cannot read {:?}: {e}", d.path));
+    let document = r.document.as_ref().and_then(|d| match (&d.path, &d.url) {
+        (Some(path), None) => {
+            let text = match std::fs::read_to_string(path) {
+                Ok(t) => t,
+                Err(e) => {
+                    p.add(key("document.path"), format!("cannot read {path:?}: {e}"));
+                    return None;
+                }
+            };
+            let sha256 = hex::encode(sha2::Sha256::digest(text.as_bytes()));
+            if let Some(expected) = &d.sha256
+                && !expected.eq_ignore_ascii_case(&sha256)
+            {
+                p.add(
+                    key("document.sha256"),
+                    format!(
+                        "{path:?} has SHA-256 {sha256}, not {expected}: a changed document needs a new version (and this hash updated)"
+                    ),
+                );
                 return None;
             }
-        };
-        let sha256 = hex::encode(sha2::Sha256::digest(text.as_bytes()));
-        if let Some(expected) = &d.sha256
-            && !expected.eq_ignore_ascii_case(&sha256)
-        {
-            p.add(
-                key("document.sha256"),
-                format!(
-                    "{:?} has SHA-256 {sha256}, not {expected}: a changed document needs a new version (and this hash updated)",
-                    d.path
-                ),
-            );
-            return None;
+            Some(Document {
+                text,
+                origin: path.clone(),
+                url: None,
+                sha256,
+            })
         }
-        Some(Document {
-            text,
-            origin: d.path.clone(),
-            sha256,
-        })
+        (None, Some(url)) => {
+            parse_url(p, &key("document.url"), url, true)?;
+            let Some(sha256) = d
+                .sha256
+                .as_ref()
+                .filter(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()))
+            else {
+                p.add(
+                    key("document.sha256"),
+                    "a URL document needs the SHA-256 (64 hex characters) of its content, so that a change is noticed",
+                );
+                return None;
+            };
+            Some(Document {
+                text: String::new(),
+                origin: url.clone(),
+                url: Some(url.clone()),
+                sha256: sha256.to_ascii_lowercase(),
+            })
+        }
+        _ => {
+            p.add(key("document"), "give exactly one of `path` or `url`");
+            None
+        }
     });
     if document.is_some() && kind == Some(RequirementKind::Training) {
         p.add(

@@ -193,12 +193,14 @@ pub struct Requirement {
 /// A document to accept, with the SHA-256 of exactly what is shown.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Document {
-    /// The text shown on the page.
+    /// The text shown on the page; for a URL document it is fetched at run time instead.
     #[serde(skip)]
     pub text: String,
-    /// Where it came from (a file path), for people and logs.
+    /// Where it came from (a file path or a URL), for people and logs.
     pub origin: String,
-    /// Hex SHA-256 of `text`.
+    /// `Some(url)` when the text is fetched from a URL and must hash to `sha256`.
+    pub url: Option<String>,
+    /// Hex SHA-256 of the text.
     pub sha256: String,
 }
 

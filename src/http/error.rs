@@ -46,6 +46,8 @@ pub enum AppError {
     /// No route serves this host and path.
     NoRoute,
     NotFound(String),
+    /// A URL document could not be fetched, or changed without a new version.
+    DocumentUnavailable(String),
     /// State (Redis) could not be read or written: fail closed.
     StateUnavailable(String),
     /// The OpenID provider could not be reached or its metadata is not loaded.
@@ -108,9 +110,9 @@ impl AppError {
             Self::Warning(_) => StatusCode::OK,
             Self::NoRoute | Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::SignInFailed(_) => StatusCode::BAD_REQUEST,
-            Self::StateUnavailable(_) | Self::ProviderUnavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::StateUnavailable(_)
+            | Self::ProviderUnavailable(_)
+            | Self::DocumentUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -132,6 +134,7 @@ impl AppError {
             Self::NoRoute => "no_route",
             Self::NotFound(_) => "not_found",
             Self::StateUnavailable(_) => "state_unavailable",
+            Self::DocumentUnavailable(_) => "document_unavailable",
             Self::ProviderUnavailable(_) => "provider_unavailable",
             Self::SignInFailed(_) => "sign_in_failed",
             Self::UpstreamUnreachable(_) => "upstream_unreachable",
@@ -184,6 +187,10 @@ impl AppError {
                 "Clearance admitted you, but the application behind it did not answer in time.".into(),
             ),
             Self::Internal(_) => ("Something went wrong", "Clearance hit an internal error.".into()),
+            Self::DocumentUnavailable(title) => (
+                "The document cannot be shown right now",
+                format!("\u{201c}{title}\u{201d} cannot be shown right now (it is being fetched, or it changed and is waiting for its new version). Please try again later."),
+            ),
         }
     }
 }

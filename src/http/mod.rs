@@ -2,6 +2,7 @@
 //! catch-all gate that admits or refuses requests to upstreams.
 
 pub mod api;
+pub mod documents;
 pub mod error;
 pub mod forward_auth;
 pub mod forwarded;
@@ -48,6 +49,8 @@ pub struct AppState {
     pub store: SharedStore,
     pub sessions: Sessions,
     pub oidc: Arc<Oidc>,
+    /// Texts of documents published at a URL.
+    pub documents: Arc<documents::Documents>,
     /// Verifies `Authorization: Bearer` access tokens against the provider's keys.
     pub bearer: Arc<crate::auth::bearer::BearerVerifier>,
     pub clock: Arc<dyn Clock>,

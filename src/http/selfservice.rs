@@ -54,6 +54,18 @@ fn with_document(state: &AppState, id: &str) -> Result<Requirement, AppError> {
         .ok_or_else(|| AppError::NotFound(format!("There is no document to accept for {id:?}.")))
 }
 
+/// The text to show: the file read at load, or the URL's current text if it still matches.
+fn document_text(state: &AppState, requirement: &Requirement) -> Result<String, AppError> {
+    match &requirement.document {
+        Some(d) if d.url.is_none() => Ok(d.text.clone()),
+        Some(_) => state
+            .documents
+            .get(requirement.id.as_str())
+            .ok_or_else(|| AppError::DocumentUnavailable(requirement.title.clone())),
+        None => Err(AppError::NotFound("no document".into())),
+    }
+}
+
 fn check_csrf(session: &Session, sent: &str) -> Result<(), AppError> {
     if bool::from(session.csrf.as_bytes().ct_eq(sent.as_bytes())) {
         Ok(())
@@ -87,6 +99,7 @@ pub async fn page(
     let Some(document) = &requirement.document else {
         return Err(AppError::NotFound("no document".into())).http(&req);
     };
+    let text = document_text(&state, &requirement).http(&req)?;
     // A token from the no-JavaScript "read to the end" form, if it really was marked for this.
     let expected = read_value(&session, &requirement, &document.sha256);
     let marked = match &query.token {
@@ -123,7 +136,7 @@ pub async fn page(
             "held": held.as_ref().map(|h| h.version.to_string()),
             "held_on": held.as_ref().map(|h| h.completed_at.format("%Y-%m-%d").to_string()),
             "changes": changes,
-            "text": document.text,
+            "text": text,
             "sha256": document.sha256,
             "csrf": session.csrf,
             "token": token,

@@ -182,3 +182,64 @@ async fn declining_is_recorded_and_keeps_the_block() {
     assert_eq!(last["event"], "declined");
     assert_eq!(last["requirement"], "code-of-conduct");
 }
+
+#[tokio::test]
+async fn url_documents_are_pinned_by_their_hash() {
+    // The upstream serves the policy text at /policy.txt; World's upstream URL is only known
+    // after start, so the requirement points at a fixed path on it through a second World.
+    let sha = hex::encode(Sha256::digest(crate::support::policy_text().as_bytes()));
+    let probe = World::start().await;
+    let url = format!("{}/policy.txt", probe.upstream.url());
+    let requirement = |sha: &str| {
+        format!(
+            r#"
+[[requirements]]
+id = "intranet-policy"
+kind = "policy"
+title = "Intranet policy"
+version = "1"
+document = {{ url = "{url}", sha256 = "{sha}" }}
+"#
+        )
+    };
+    let good = World::start_with(|p| p, "", &requirement(&sha)).await;
+    let browser = Browser::new();
+    sign_in(&good, &browser, "alice@example.com", "/echo/open/x").await;
+    let page_url = format!(
+        "{}/.clearance/requirements/intranet-policy?rd=/",
+        good.gate.url()
+    );
+    let mut page = browser.get(&page_url).await.unwrap();
+    for _ in 0..50 {
+        if page.status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        page = browser.get(&page_url).await.unwrap();
+    }
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("Report incidents."),
+        "the fetched text is shown"
+    );
+    assert!(page.body.contains(&sha));
+
+    // The published text does not match the pinned hash: withdrawn, not acceptable.
+    let wrong = World::start_with(|p| p, "", &requirement(&"0".repeat(64))).await;
+    let other = Browser::new();
+    sign_in(&wrong, &other, "alice@example.com", "/echo/open/x").await;
+    // The good world served its page within moments; this one must never do so.
+    for _ in 0..20 {
+        let page = other
+            .get(format!(
+                "{}/.clearance/requirements/intranet-policy?rd=/",
+                wrong.gate.url()
+            ))
+            .await
+            .unwrap();
+        assert_eq!(page.status, 503, "{}", page.body);
+        assert!(page.body.contains("document_unavailable"));
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    drop(probe);
+}

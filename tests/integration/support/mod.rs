@@ -27,7 +27,7 @@ pub use oidc::{
 };
 pub use proxies::{Caddy, Nginx};
 pub use redis::RedisServer;
-pub use upstream::Upstream;
+pub use upstream::{Upstream, policy_text};
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then released).
 pub fn free_port() -> u16 {

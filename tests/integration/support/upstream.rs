@@ -62,6 +62,7 @@ impl Upstream {
                             })
                             .service(web::resource(["/echo", "/echo/{tail:.*}"]).to(echo))
                             .route("/download", web::get().to(download))
+                            .route("/policy.txt", web::get().to(policy_text_handler))
                             .route("/upload", web::post().to(upload))
                             .route("/sse", web::get().to(sse))
                             .route("/slow", web::get().to(slow))
@@ -133,6 +134,17 @@ impl Drop for Upstream {
             let _ = thread.join();
         }
     }
+}
+
+/// The text `/policy.txt` serves: a document published on an intranet page.
+pub fn policy_text() -> &'static str {
+    "INTRANET POLICY\n\n1. Keep data confidential.\n2. Report incidents.\n3. Lock your screen.\n"
+}
+
+async fn policy_text_handler() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body(policy_text())
 }
 
 fn pattern_byte(i: usize) -> u8 {
