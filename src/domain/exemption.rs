@@ -372,11 +372,11 @@ mod tests {
         assert!(g.active_at(now() + Duration::days(6)));
         assert!(!g.active_at(now() + Duration::days(7)));
         assert_eq!(
-            exempt_until(&[g.clone()], &[unmet("nda")], now()),
+            exempt_until(std::slice::from_ref(&g), &[unmet("nda")], now()),
             g.expires_at
         );
         assert_eq!(
-            exempt_until(&[g.clone()], &[unmet("nda"), unmet("aup")], now()),
+            exempt_until(std::slice::from_ref(&g), &[unmet("nda"), unmet("aup")], now()),
             None
         );
         assert_eq!(
