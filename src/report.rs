@@ -112,6 +112,9 @@ client_id = "c"
 client_secret = "s"
 [session]
 cookie_secret = "dGVzdC1jb29raWUtc2VjcmV0LXRoYXQtaXMtbG9uZy1lbm91Z2gtZm9yLWNsZWFyYW5jZQ=="
+
+[audit]
+key = "test-audit-key-0123456789abcdefghijklmnop"
 [[requirements]]
 id = "training"
 kind = "training"

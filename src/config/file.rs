@@ -96,6 +96,21 @@ pub struct FileConfig {
     /// `[webhooks]`: e-signature services reporting signed agreements.
     #[serde(default)]
     pub webhooks: super::webhooks::WebhooksFile,
+    /// `[audit]`: the key of the tamper-evident audit trail.
+    #[serde(default)]
+    pub audit: super::followup::AuditFile,
+    /// `[manage]`: who may see and act on whom in `/.clearance/manage`.
+    #[serde(default)]
+    pub manage: super::followup::ManageFile,
+    /// `[exemptions]`: limits on exemptions.
+    #[serde(default)]
+    pub exemptions: super::followup::ExemptionsFile,
+    /// `[scim]`: SCIM 2.0 provisioning of the directory.
+    #[serde(default)]
+    pub scim: super::followup::ScimFile,
+    /// `[notifications]`: denial digests and reminders by webhook.
+    #[serde(default)]
+    pub notifications: super::followup::NotificationsFile,
     #[serde(default)]
     pub requirements: Vec<RequirementFile>,
     #[serde(default)]

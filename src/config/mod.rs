@@ -2,6 +2,7 @@
 //! then validate everything into [`Settings`].
 
 pub mod file;
+pub mod followup;
 mod settings;
 pub mod webhooks;
 
@@ -127,7 +128,7 @@ fn apply_env(mut figment: Figment, vars: &[(String, String)]) -> Result<Figment,
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::io::Write;
 
@@ -149,12 +150,16 @@ mod tests {
     }
 
     /// The example leaves secrets to the environment, as a deployment should.
-    fn secrets() -> Vec<(String, String)> {
+    pub(crate) fn secrets() -> Vec<(String, String)> {
         vec![
             ("CLEARANCE_OIDC__CLIENT_SECRET".into(), "s3cret".into()),
             (
                 "CLEARANCE_SESSION__COOKIE_SECRET".into(),
                 "dGVzdC1jb29raWUtc2VjcmV0LXRoYXQtaXMtbG9uZy1lbm91Z2gtZm9yLWNsZWFyYW5jZQ==".into(),
+            ),
+            (
+                "CLEARANCE_AUDIT__KEY".into(),
+                "test-audit-key-0123456789abcdefghijklmnop".into(),
             ),
         ]
     }
@@ -163,7 +168,9 @@ mod tests {
     fn example_config_needs_its_secrets() {
         let e = err_text(load_with_env(&example(), &[]));
         assert!(
-            e.contains("oidc.client_secret") && e.contains("session.cookie_secret"),
+            e.contains("oidc.client_secret")
+                && e.contains("session.cookie_secret")
+                && e.contains("audit.key"),
             "{e}"
         );
     }

@@ -45,6 +45,8 @@ pub struct Settings {
     pub xapi: XapiSettings,
     /// `[webhooks]`: e-signature callbacks (DocuSign Connect, Dropbox Sign).
     pub webhooks: super::webhooks::WebhookSettings,
+    /// `[audit]`, `[manage]`, `[exemptions]`, `[scim]`, `[notifications]`.
+    pub followup: super::followup::FollowUpSettings,
 }
 
 /// xAPI statement intake, validated.
@@ -165,6 +167,29 @@ pub struct SessionSettings {
     pub secure: bool,
     pub domain: Option<String>,
     pub lifetime: Duration,
+}
+
+/// Parses `[[<section>]]` token entries (name + hex SHA-256 of the token).
+pub(super) fn tokens(
+    p: &mut Vec<(String, String)>,
+    section: &str,
+    raw: &[super::file::AdminTokenFile],
+) -> Vec<AdminToken> {
+    let mut out = Vec::new();
+    for (i, t) in raw.iter().enumerate() {
+        let mut digest = [0u8; 32];
+        if hex::decode_to_slice(t.sha256.trim(), &mut digest).is_err() {
+            p.push((format!("{section}[{i}].sha256"), "must be 64 hex characters: the SHA-256 of the token (e.g. `printf %s TOKEN | sha256sum`)".into()));
+        } else if t.name.trim().is_empty() {
+            p.push((format!("{section}[{i}].name"), "must not be empty".into()));
+        } else {
+            out.push(AdminToken {
+                name: t.name.trim().to_owned(),
+                sha256: digest,
+            });
+        }
+    }
+    out
 }
 
 /// An admin API token, known only by its SHA-256.
@@ -636,20 +661,7 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
         p.add("session.lifetime_hours", "must be at least 1");
     }
 
-    let mut admin_tokens = Vec::new();
-    for (i, t) in f.admin.tokens.iter().enumerate() {
-        let mut digest = [0u8; 32];
-        if hex::decode_to_slice(t.sha256.trim(), &mut digest).is_err() {
-            p.add(format!("admin.tokens[{i}].sha256"), "must be 64 hex characters: the SHA-256 of the token (e.g. `printf %s TOKEN | sha256sum`)");
-        } else if t.name.trim().is_empty() {
-            p.add(format!("admin.tokens[{i}].name"), "must not be empty");
-        } else {
-            admin_tokens.push(AdminToken {
-                name: t.name.trim().to_owned(),
-                sha256: digest,
-            });
-        }
-    }
+    let admin_tokens = tokens(&mut p.0, "admin.tokens", &f.admin.tokens);
 
     if f.denials.max_entries == 0 {
         p.add("denials.max_entries", "must be at least 1");
@@ -774,6 +786,15 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
     let webhooks = super::webhooks::validate(&f.webhooks, &policy)
         .map_err(|problems| p.0.extend(problems))
         .unwrap_or_default();
+    let followup = super::followup::validate(super::followup::FollowUpFiles {
+        audit: &f.audit,
+        manage: &f.manage,
+        exemptions: &f.exemptions,
+        scim: &f.scim,
+        notifications: &f.notifications,
+    })
+    .map_err(|problems| p.0.extend(problems))
+    .ok();
 
     if f.routes.is_empty() {
         p.add("routes", "at least one [[routes]] entry is needed");
@@ -811,6 +832,7 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
         Some(redirect_url),
         Some(post_logout_redirect_url),
         Some(key),
+        Some(followup),
         true,
     ) = (
         listen,
@@ -819,6 +841,7 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
         redirect_url,
         post_logout,
         key,
+        followup,
         p.0.is_empty(),
     )
     else {
@@ -890,6 +913,7 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
         },
         xapi,
         webhooks,
+        followup,
     })
 }
 
@@ -1028,6 +1052,9 @@ client_id = "clearance"
 client_secret = "s"
 [session]
 cookie_secret = "dGVzdC1jb29raWUtc2VjcmV0LXRoYXQtaXMtbG9uZy1lbm91Z2gtZm9yLWNsZWFyYW5jZQ=="
+
+[audit]
+key = "test-audit-key-0123456789abcdefghijklmnop"
 [[requirements]]
 id = "security-awareness"
 kind = "training"

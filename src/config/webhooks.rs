@@ -358,16 +358,7 @@ mod tests {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("config/clearance.example.toml")
     }
 
-    /// The example configuration's secrets, as a deployment passes them.
-    fn secrets() -> Vec<(String, String)> {
-        vec![
-            ("CLEARANCE_OIDC__CLIENT_SECRET".into(), "s3cret".into()),
-            (
-                "CLEARANCE_SESSION__COOKIE_SECRET".into(),
-                "dGVzdC1jb29raWUtc2VjcmV0LXRoYXQtaXMtbG9uZy1lbm91Z2gtZm9yLWNsZWFyYW5jZQ==".into(),
-            ),
-        ]
-    }
+    use super::super::tests::secrets;
 
     /// The example's requirements: confidentiality-agreement "1", acceptable-use-policy "3.0".
     fn policy() -> Policy {

@@ -297,6 +297,7 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
         .replace("@ISSUER@", idp.issuer())
         .replace("@CLIENT_SECRET@", &client_secret)
         .replace("@COOKIE_SECRET@", &cookie_secret())
+        .replace("@AUDIT_KEY@", &cookie_secret())
         .replace(
             "@ADMIN_TOKEN_SHA256@",
             &hex::encode(Sha256::digest(admin_token.as_bytes())),

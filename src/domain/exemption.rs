@@ -376,7 +376,11 @@ mod tests {
             g.expires_at
         );
         assert_eq!(
-            exempt_until(std::slice::from_ref(&g), &[unmet("nda"), unmet("aup")], now()),
+            exempt_until(
+                std::slice::from_ref(&g),
+                &[unmet("nda"), unmet("aup")],
+                now()
+            ),
             None
         );
         assert_eq!(

@@ -454,12 +454,13 @@ fn clearance_accepts_the_compose_configuration() {
         secret_file("CLEARANCE_OIDC__CLIENT_SECRET_FILE").trim_end()
     );
     secret_file("CLEARANCE_SESSION__COOKIE_SECRET_FILE");
+    secret_file("CLEARANCE_AUDIT__KEY_FILE");
     let config = root().join("deploy/clearance.toml");
     let without_env = match load_with_env(&config, &[]) {
         Ok(_) => panic!("deploy/clearance.toml must not hold the secrets itself"),
         Err(e) => e.to_string(),
     };
-    for key in ["oidc.client_secret", "session.cookie_secret"] {
+    for key in ["oidc.client_secret", "session.cookie_secret", "audit.key"] {
         assert!(without_env.contains(key), "missing {key} in {without_env}");
     }
 
@@ -804,9 +805,9 @@ fn check_config_accepts_the_example() {
     // The example keeps its secrets out of the file too; give them the way it documents.
     let secrets: Vec<(String, String)> = clearance_env(&compose())
         .into_iter()
-        .filter(|(k, _)| k.ends_with("_SECRET_FILE"))
+        .filter(|(k, _)| k.ends_with("_SECRET_FILE") || k.ends_with("_KEY_FILE"))
         .collect();
-    assert_eq!(secrets.len(), 2, "{secrets:?}");
+    assert_eq!(secrets.len(), 3, "{secrets:?}");
     let out = run_clearance(
         &["check-config", "--config", "config/clearance.example.toml"],
         &secrets,

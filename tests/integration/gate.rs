@@ -128,6 +128,9 @@ sha256 = "{admin_sha}"
 [denials]
 max_entries = 1000
 
+[audit]
+key = "test-audit-key-0123456789abcdefghijklmnop"
+
 [[requirements]]
 id = "security-awareness"
 kind = "training"

@@ -69,6 +69,10 @@ fn environment() -> Vec<(String, String)> {
             COOKIE_SECRET.to_owned(),
         ),
         (
+            "CLEARANCE_AUDIT__KEY".into(),
+            "test-audit-key-0123456789abcdefghijklmnop".into(),
+        ),
+        (
             "CLEARANCE_ADMIN__TOKENS".into(),
             format!("[{{name=\"tests\", sha256=\"{admin_sha}\"}}]"),
         ),
