@@ -6,6 +6,7 @@ pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod domain;
+pub mod evidence;
 pub mod http;
 pub mod import;
 pub mod report;
@@ -64,6 +65,7 @@ pub fn redis_store(settings: &Settings) -> anyhow::Result<SharedStore> {
     Ok(Arc::new(RedisStore::new(
         &settings.redis,
         settings.denials.clone(),
+        settings.followup.audit_key.clone(),
     )?))
 }
 
@@ -81,11 +83,18 @@ pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<actix_w
 }
 
 /// `clearance serve`: Redis store, provider discovery, HTTP server until a signal stops it.
-pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+/// `config` is the configuration file's path and SHA-256, recorded in the audit trail.
+pub async fn serve(settings: Settings, config: (String, String)) -> anyhow::Result<()> {
     let listener = TcpListener::bind(settings.listen).map_err(|e| {
         anyhow::anyhow!("cannot listen on {} (server.listen): {e}", settings.listen)
     })?;
     let store = redis_store(&settings)?;
+    let (path, sha256) = config;
+    let loaded = store::audit_event::config_loaded(chrono::Utc::now(), &sha256, &path);
+    if let Err(e) = store.append_audit(&loaded).await {
+        // Redis may be down at start; the gate still starts (and fails closed) meanwhile.
+        tracing::error!(error = %e, config.sha256 = %sha256, "the configuration change could not be written to the audit trail");
+    }
     let state = build_state(settings, store)?;
     tracing::info!(
         listen = %state.settings.listen,

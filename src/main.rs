@@ -1,4 +1,4 @@
-//! The `clearance` command line: serve, check-config, demo, records import.
+//! The `clearance` command line: serve, check-config, demo, records import, report, audit verify.
 
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -43,6 +43,21 @@ enum Command {
     Report {
         #[command(subcommand)]
         command: ReportCommand,
+    },
+    /// The tamper-evident audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check every link of the audit chain; name the first entry edited, removed or reordered.
+    /// Exit 0 when intact, 1 when broken, 2 when it cannot be read.
+    Verify {
+        #[arg(long, short, env = "CLEARANCE_CONFIG")]
+        config: PathBuf,
     },
 }
 
@@ -112,7 +127,13 @@ fn main() -> ExitCode {
                 }
             };
             clearance::telemetry::init(settings.log_format, settings.log_filter.as_deref());
-            run(clearance::serve(settings))
+            let sha256 = std::fs::read(&config)
+                .map(|b| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&b)))
+                .unwrap_or_default();
+            run(clearance::serve(
+                settings,
+                (config.display().to_string(), sha256),
+            ))
         }
         Command::Demo { port } => {
             clearance::telemetry::init(
@@ -133,6 +154,39 @@ fn main() -> ExitCode {
         Command::Report {
             command: ReportCommand::WouldBlock { at, config, format },
         } => would_block(&at, &config, &format),
+        Command::Audit {
+            command: AuditCommand::Verify { config },
+        } => audit_verify(&config),
+    }
+}
+
+/// `clearance audit verify`.
+fn audit_verify(config: &Path) -> ExitCode {
+    use clearance::evidence::{ChainCheck, verify_chain};
+    let settings = match clearance::config::load(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{}: {e}", config.display());
+            return ExitCode::from(2);
+        }
+    };
+    let checked = actix_web::rt::System::new().block_on(async {
+        let store = clearance::redis_store(&settings)?;
+        anyhow::Ok(verify_chain(store.as_ref(), &settings.followup.audit_key).await?)
+    });
+    match checked {
+        Ok(ChainCheck::Intact { entries }) => {
+            println!("audit chain intact: {entries} entries, every link verified");
+            ExitCode::SUCCESS
+        }
+        Ok(ChainCheck::Broken(b)) => {
+            println!("audit chain BROKEN at {b}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("clearance: the audit chain cannot be read: {e:#}");
+            ExitCode::from(2)
+        }
     }
 }
 

@@ -306,7 +306,8 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
         .replace("@UPSTREAM@", &upstream_url);
     let settings =
         crate::config::from_toml_str(&toml).context("the demo configuration is invalid")?;
-    let memory = Arc::new(MemoryStore::default());
+    let memory =
+        Arc::new(MemoryStore::default().with_audit_key(settings.followup.audit_key.clone()));
     seed(&memory).await?;
     let store: SharedStore = memory;
     let state = crate::build_state(settings, store)?;

@@ -187,15 +187,14 @@ pub fn verify(key: &[u8], lines: &[String], head: &ChainHead) -> Result<u64, Cha
         let entry = entry.ok_or_else(|| broken(None, "the entry is not valid JSON".into()))?;
         if entry.seq != expected_seq || entry.prev != prev {
             let problem = if entry.seq > expected_seq {
-                format!(
-                    "expected seq {expected_seq}: {} entr{} before this one were removed",
-                    entry.seq - expected_seq,
-                    if entry.seq - expected_seq == 1 {
-                        "y"
-                    } else {
-                        "ies"
+                match entry.seq - expected_seq {
+                    1 => {
+                        format!("expected seq {expected_seq}: 1 entry before this one was removed")
                     }
-                )
+                    n => format!(
+                        "expected seq {expected_seq}: {n} entries before this one were removed"
+                    ),
+                }
             } else if entry.seq < expected_seq {
                 format!("expected seq {expected_seq}: the entries were reordered or duplicated")
             } else {

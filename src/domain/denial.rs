@@ -26,6 +26,12 @@ pub struct DenialEvent {
     /// `true` when the request was let through because every unmet item is `monitor`/`warn`.
     #[serde(default)]
     pub would_deny_only: bool,
+    /// Let through because an exemption covers every unmet item, until this instant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exempt_until: Option<DateTime<Utc>>,
+    /// Refused because the directory marks the person inactive (`active=false`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inactive: bool,
 }
 
 impl DenialEvent {
@@ -46,6 +52,8 @@ impl DenialEvent {
             client_addr: String::new(),
             user_agent: None,
             would_deny_only: false,
+            exempt_until: None,
+            inactive: false,
         }
     }
 }

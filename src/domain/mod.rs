@@ -13,6 +13,7 @@ pub mod principal;
 pub mod record;
 pub mod requirement;
 pub mod route;
+pub mod scim;
 pub mod xapi;
 
 pub use decision::{Decision, Evaluation, Reason, RequirementStatus, Status, Unmet, evaluate};

@@ -15,9 +15,19 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-/// Checks `Authorization: Bearer <token>` against the configured token hashes; returns the
-/// token's name.
+/// Checks `Authorization: Bearer <token>` against the configured admin token hashes; returns
+/// the token's name.
 fn admin(req: &HttpRequest, state: &AppState) -> Result<String, AppError> {
+    token_name(req, &state.settings.admin_tokens, "admin")
+}
+
+/// Checks `Authorization: Bearer <token>` against `tokens` (by SHA-256, in constant time);
+/// returns the token's name.
+pub(super) fn token_name(
+    req: &HttpRequest,
+    tokens: &[crate::config::AdminToken],
+    what: &str,
+) -> Result<String, AppError> {
     let token = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -28,16 +38,16 @@ fn admin(req: &HttpRequest, state: &AppState) -> Result<String, AppError> {
         })
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| AppError::Unauthorized("An admin bearer token is required.".into()))?;
+        .ok_or_else(|| AppError::Unauthorized(format!("An {what} bearer token is required.")))?;
     let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
     // Compare against every token without stopping early.
     let mut found = None;
-    for t in &state.settings.admin_tokens {
+    for t in tokens {
         if bool::from(t.sha256.ct_eq(&digest)) {
             found = Some(t.name.clone());
         }
     }
-    found.ok_or_else(|| AppError::Unauthorized("The admin token is not valid.".into()))
+    found.ok_or_else(|| AppError::Unauthorized(format!("The {what} token is not valid.")))
 }
 
 /// A completion as posted to the API.
@@ -122,6 +132,7 @@ pub async fn post_record(
         .map_err(|e| bad("record", e.to_string()))
         .http(&req)?;
     state.store.put_record(&record).await.http(&req)?;
+    super::followup::settle_case(&state, &record.subject).await;
     tracing::info!(
         user.subject = %record.subject,
         requirement = %record.requirement,

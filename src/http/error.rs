@@ -43,6 +43,12 @@ pub enum AppError {
     },
     /// Forwarded headers from a peer that is not a trusted proxy.
     UntrustedProxy(String),
+    /// The directory marks the person inactive: denied everywhere.
+    Deactivated,
+    /// Signed in, but not allowed to see or do this (another team, a read-only auditor ...).
+    Forbidden(String),
+    /// The thing exists already (SCIM `uniqueness`) or changed meanwhile.
+    Conflict(String),
     /// No route serves this host and path.
     NoRoute,
     NotFound(String),
@@ -106,9 +112,12 @@ impl AppError {
             | Self::XapiUnauthorized(_)
             | Self::WebhookRejected(_)
             | Self::BearerRejected { .. } => StatusCode::UNAUTHORIZED,
-            Self::Blocked(_) | Self::UntrustedProxy(_) => StatusCode::FORBIDDEN,
+            Self::Blocked(_) | Self::UntrustedProxy(_) | Self::Deactivated | Self::Forbidden(_) => {
+                StatusCode::FORBIDDEN
+            }
             Self::Warning(_) => StatusCode::OK,
             Self::NoRoute | Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::SignInFailed(_) => StatusCode::BAD_REQUEST,
             Self::StateUnavailable(_)
             | Self::ProviderUnavailable(_)
@@ -131,6 +140,9 @@ impl AppError {
             Self::WebhookRejected(_) => "invalid_signature",
             Self::BearerRejected { .. } => "invalid_token",
             Self::UntrustedProxy(_) => "untrusted_proxy",
+            Self::Deactivated => "account_inactive",
+            Self::Forbidden(_) => "forbidden",
+            Self::Conflict(_) => "conflict",
             Self::NoRoute => "no_route",
             Self::NotFound(_) => "not_found",
             Self::StateUnavailable(_) => "state_unavailable",
@@ -164,6 +176,12 @@ impl AppError {
                 "Not a trusted proxy",
                 format!("Forward-auth requests are accepted only from the proxies listed in server.trusted_proxies; this one came from {peer}."),
             ),
+            Self::Deactivated => (
+                "Your account is not active",
+                "The company directory marks your account as inactive, so Clearance admits you nowhere. If this is a mistake, contact your manager or the IAM team.".into(),
+            ),
+            Self::Forbidden(m) => ("Not allowed", m.clone()),
+            Self::Conflict(m) => ("Conflict", m.clone()),
             Self::NoRoute => (
                 "Nothing here",
                 "Clearance has no application configured for this address.".into(),
@@ -224,6 +242,8 @@ pub fn is_browser(req: &HttpRequest) -> bool {
 pub struct HttpError {
     pub error: AppError,
     json: bool,
+    /// SCIM clients get SCIM error bodies (RFC 7644 section 3.12).
+    scim: bool,
     browser: bool,
     request_id: Option<String>,
 }
@@ -237,6 +257,7 @@ impl HttpError {
                 || req.path().starts_with("/.clearance/api/")
                 || req.path().starts_with("/.clearance/xapi/")
                 || req.path().starts_with("/.clearance/webhooks/"),
+            scim: req.path().starts_with("/.clearance/scim/"),
             browser: is_browser(req),
             request_id: req
                 .extensions()
@@ -319,6 +340,24 @@ impl ResponseError for HttpError {
             _ => {}
         }
         let (title, message) = self.error.words();
+        if self.scim {
+            let scim_type = match &self.error {
+                AppError::BadRequest { code, .. } => Some(*code),
+                AppError::Conflict(_) => Some("uniqueness"),
+                _ => None,
+            };
+            let mut body = json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
+                "status": status.as_u16().to_string(),
+                "detail": message,
+            });
+            if let Some(t) = scim_type {
+                body["scimType"] = json!(t);
+            }
+            return builder
+                .content_type("application/scim+json")
+                .body(body.to_string());
+        }
         if let AppError::Warning(view) = &self.error {
             return builder
                 .content_type("text/html; charset=utf-8")

@@ -11,6 +11,7 @@ use crate::auth::claims::principal_from_claims;
 use crate::auth::oidc::AuthError;
 use crate::auth::session::{Lookup, Session, Sessions};
 use crate::config::MachineAccess;
+use crate::domain::exemption::exempt_until;
 use crate::domain::{
     Decision, DenialEvent, Enforcement, Principal, RequirementKind, Route, RouteAccess, SubjectKey,
     Unmet, evaluate,
@@ -305,6 +306,8 @@ async fn record_denial(state: &AppState, event: &DenialEvent) {
             http.path = %event.path,
             route = %event.route,
             would_deny_only = event.would_deny_only,
+            exempt_until = event.exempt_until.map(|t| t.to_rfc3339()).unwrap_or_default(),
+            user.inactive = event.inactive,
             request.id = %event.request_id,
             client.address = %event.client_addr,
             "access denied"
@@ -383,20 +386,20 @@ pub async fn admit(
         csrf,
         exempt,
     } = authenticate(req, state, sign_in_url).await?;
-    if route.access == RouteAccess::Induction {
-        return Ok(Admission::Person(principal));
-    }
     if exempt {
         tracing::info!(user.subject = %principal.subject, "exempt machine client admitted");
         return Ok(Admission::Person(principal));
     }
-    let records = state.store.records(&principal.subject).await?;
+    // Records, directory entry and exemptions in one round trip.
+    let standing = state.store.standing(&principal.subject).await?;
     let now = state.clock.now();
-    let requirements = route
-        .requirements
-        .iter()
-        .filter_map(|id| state.settings.policy.get(id));
-    let evaluation = evaluate(requirements, &principal, &records, now);
+    let mut principal = principal;
+    if let Some(person) = &standing.person {
+        // The directory is authoritative for the person type.
+        if person.user_type.is_some() {
+            principal.person_type.clone_from(&person.user_type);
+        }
+    }
     let request_id = req
         .extensions()
         .get::<RequestId>()
@@ -417,10 +420,38 @@ pub async fn admit(
         event.would_deny_only = would_deny_only;
         event
     };
+    if standing.person.as_ref().is_some_and(|p| !p.active) {
+        if recording == Recording::Record {
+            let mut event = denial(Vec::new(), false);
+            event.inactive = true;
+            record_denial(state, &event).await;
+        }
+        return Err(AppError::Deactivated);
+    }
+    if route.access == RouteAccess::Induction {
+        return Ok(Admission::Person(principal));
+    }
+    let records = standing.records;
+    let requirements = route
+        .requirements
+        .iter()
+        .filter_map(|id| state.settings.policy.get(id));
+    let evaluation = evaluate(requirements, &principal, &records, now);
     match evaluation.decision() {
         Decision::Deny { missing } => {
+            if let Some(until) = exempt_until(&standing.exemptions, &missing, now) {
+                // Admitted, and marked "exempt until" in the denial log and the logs.
+                if recording == Recording::Record {
+                    let mut event = denial(missing, true);
+                    event.exempt_until = Some(until);
+                    record_denial(state, &event).await;
+                }
+                return Ok(Admission::Person(principal));
+            }
             if recording == Recording::Record {
-                record_denial(state, &denial(missing.clone(), false)).await;
+                let event = denial(missing.clone(), false);
+                record_denial(state, &event).await;
+                super::followup::count_into_case(state, &event).await;
             }
             let view = blocked_view(
                 state,

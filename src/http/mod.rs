@@ -4,6 +4,7 @@
 pub mod api;
 pub mod documents;
 pub mod error;
+pub mod followup;
 pub mod forward_auth;
 pub mod forwarded;
 pub mod gate;
@@ -13,6 +14,7 @@ pub mod normalize;
 pub mod oauth;
 pub mod pages;
 pub mod proxy;
+pub mod scim;
 pub mod selfservice;
 pub mod warnings;
 pub mod webhooks;
@@ -108,6 +110,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(
             "/.clearance/webhooks/dropbox-sign",
             web::post().to(webhooks::dropbox_sign),
+        )
+        .service(
+            web::scope("/.clearance/scim/v2")
+                .route("/Users", web::get().to(scim::list))
+                .route("/Users", web::post().to(scim::create))
+                .route("/Users/{id}", web::get().to(scim::get))
+                .route("/Users/{id}", web::put().to(scim::replace))
+                .route("/Users/{id}", web::patch().to(scim::patch))
+                .route("/Users/{id}", web::delete().to(scim::delete)),
         )
         .service(
             web::scope("/.clearance/api/v1")

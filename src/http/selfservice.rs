@@ -289,6 +289,7 @@ pub async fn decide(
                 revoked_at: None,
             };
             state.store.put_record(&record).await.http(&req)?;
+            super::followup::settle_case(&state, &record.subject).await;
             tracing::info!(
                 user.subject = %record.subject,
                 requirement = %record.requirement,

@@ -118,6 +118,7 @@ async fn record(
                 esign.reference = %completed.reference,
                 "completion recorded from a signed agreement"
             );
+            super::followup::settle_case(state, &record.subject).await;
             outcome.written.push(record.subject.to_string());
         } else {
             outcome

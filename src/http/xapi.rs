@@ -165,6 +165,9 @@ pub async fn post_statements(
                     .put_record_once(record, &format!("xapi:{}", s.id))
                     .await
                     .http(&req)?;
+                if written {
+                    super::followup::settle_case(&state, &record.subject).await;
+                }
                 tracing::info!(
                     user.subject = %record.subject,
                     requirement = %record.requirement,

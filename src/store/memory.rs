@@ -1,8 +1,12 @@
 //! An in-process store for `clearance demo` and unit tests; same contract as the Redis store.
 
-use super::{DenialLog, Health, RecordStore, SessionStore, StoreError};
+use super::{
+    DenialLog, FollowUpStore, Health, RecordStore, SessionStore, Standing, StoreError, audit_event,
+};
+use crate::domain::audit::{AuditEvent, ChainHead, seal};
 use crate::domain::{
-    Decline, DenialEvent, HistoryEntry, Principal, Record, RequirementId, Revocation, SubjectKey,
+    Action, Case, Decline, DenialEvent, Exemption, HistoryEntry, Person, Principal, Record,
+    RequirementId, Revocation, SubjectKey,
 };
 use async_trait::async_trait;
 use std::collections::HashSet;
@@ -22,12 +26,34 @@ struct Inner {
     logins: HashMap<String, (String, Instant)>,
     denials: VecDeque<(String, DenialEvent)>,
     next_denial: u64,
+    audit: Vec<String>,
+    audit_head: ChainHead,
+    directory: BTreeMap<SubjectKey, Person>,
+    exemptions: BTreeMap<String, Exemption>,
+    cases: HashMap<SubjectKey, Vec<Case>>,
+    actions: HashMap<SubjectKey, Vec<Action>>,
 }
+
+impl Inner {
+    /// Seals and appends an audit event; called under the lock, with the change, so that both
+    /// happen or neither.
+    fn audit(&mut self, key: &[u8], event: &AuditEvent) -> Result<(), StoreError> {
+        let (line, head) =
+            seal(key, &self.audit_head, event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.audit.push(line);
+        self.audit_head = head;
+        Ok(())
+    }
+}
+
+/// The audit key of a store made without one (demo, unit tests).
+const DEFAULT_AUDIT_KEY: &[u8] = b"clearance-memory-store-audit-key";
 
 /// Keeps everything in memory; nothing survives a restart.
 pub struct MemoryStore {
     inner: Mutex<Inner>,
     max_denials: usize,
+    audit_key: Vec<u8>,
 }
 
 impl Default for MemoryStore {
@@ -41,7 +67,14 @@ impl MemoryStore {
         Self {
             inner: Mutex::new(Inner::default()),
             max_denials: max_denials.max(1),
+            audit_key: DEFAULT_AUDIT_KEY.to_vec(),
         }
+    }
+
+    /// Seals the audit chain under `key` instead of the built-in one.
+    pub fn with_audit_key(mut self, key: Vec<u8>) -> Self {
+        self.audit_key = key;
+        self
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, Inner>, StoreError> {
@@ -49,6 +82,21 @@ impl MemoryStore {
             .lock()
             .map_err(|_| StoreError::Unavailable("memory store lock poisoned".into()))
     }
+}
+
+fn put_record(inner: &mut Inner, key: &[u8], record: &Record) -> Result<(), StoreError> {
+    inner.audit(key, &audit_event::recorded(record))?;
+    inner
+        .current
+        .entry(record.subject.clone())
+        .or_default()
+        .insert(record.requirement.0.clone(), record.clone());
+    inner
+        .history
+        .entry(record.subject.clone())
+        .or_default()
+        .push(HistoryEntry::Recorded(record.clone()));
+    Ok(())
 }
 
 fn live(entry: Option<&(String, Instant)>) -> Option<String> {
@@ -70,17 +118,7 @@ impl RecordStore for MemoryStore {
 
     async fn put_record(&self, record: &Record) -> Result<(), StoreError> {
         let mut inner = self.lock()?;
-        inner
-            .current
-            .entry(record.subject.clone())
-            .or_default()
-            .insert(record.requirement.0.clone(), record.clone());
-        inner
-            .history
-            .entry(record.subject.clone())
-            .or_default()
-            .push(HistoryEntry::Recorded(record.clone()));
-        Ok(())
+        put_record(&mut inner, &self.audit_key, record)
     }
 
     async fn put_record_once(
@@ -88,26 +126,33 @@ impl RecordStore for MemoryStore {
         record: &Record,
         idempotency_key: &str,
     ) -> Result<bool, StoreError> {
-        let fresh = self
-            .lock()?
-            .idempotency
-            .insert((record.subject.clone(), idempotency_key.to_owned()));
-        if fresh {
-            self.put_record(record).await?;
+        let mut inner = self.lock()?;
+        let key = (record.subject.clone(), idempotency_key.to_owned());
+        if inner.idempotency.contains(&key) {
+            return Ok(false);
         }
-        Ok(fresh)
+        put_record(&mut inner, &self.audit_key, record)?;
+        inner.idempotency.insert(key);
+        Ok(true)
     }
 
     async fn revoke(&self, revocation: &Revocation) -> Result<bool, StoreError> {
         let mut inner = self.lock()?;
-        let Some(current) = inner
+        if !inner
+            .current
+            .get(&revocation.subject)
+            .is_some_and(|m| m.contains_key(revocation.requirement.as_str()))
+        {
+            return Ok(false);
+        }
+        inner.audit(&self.audit_key, &audit_event::revoked(revocation))?;
+        if let Some(current) = inner
             .current
             .get_mut(&revocation.subject)
             .and_then(|m| m.get_mut(revocation.requirement.as_str()))
-        else {
-            return Ok(false);
-        };
-        current.revoked_at = Some(revocation.revoked_at);
+        {
+            current.revoked_at = Some(revocation.revoked_at);
+        }
         inner
             .history
             .entry(revocation.subject.clone())
@@ -117,7 +162,9 @@ impl RecordStore for MemoryStore {
     }
 
     async fn record_decline(&self, decline: &Decline) -> Result<(), StoreError> {
-        self.lock()?
+        let mut inner = self.lock()?;
+        inner.audit(&self.audit_key, &audit_event::declined(decline))?;
+        inner
             .history
             .entry(decline.subject.clone())
             .or_default()
@@ -275,6 +322,167 @@ impl DenialLog for MemoryStore {
 impl Health for MemoryStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.lock().map(|_| ())
+    }
+}
+
+#[async_trait]
+impl FollowUpStore for MemoryStore {
+    async fn standing(&self, subject: &SubjectKey) -> Result<Standing, StoreError> {
+        let inner = self.lock()?;
+        Ok(Standing {
+            records: inner
+                .current
+                .get(subject)
+                .map(|m| m.values().cloned().collect())
+                .unwrap_or_default(),
+            person: inner.directory.get(subject).cloned(),
+            exemptions: inner
+                .exemptions
+                .values()
+                .filter(|e| &e.subject == subject)
+                .cloned()
+                .collect(),
+        })
+    }
+
+    async fn put_person(&self, person: &Person, actor: &str) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        inner.audit(&self.audit_key, &audit_event::person(person, actor))?;
+        inner
+            .directory
+            .insert(person.subject.clone(), person.clone());
+        Ok(())
+    }
+
+    async fn person(&self, subject: &SubjectKey) -> Result<Option<Person>, StoreError> {
+        Ok(self.lock()?.directory.get(subject).cloned())
+    }
+
+    async fn person_by_scim_id(&self, id: &str) -> Result<Option<Person>, StoreError> {
+        Ok(self
+            .lock()?
+            .directory
+            .values()
+            .find(|p| p.scim_id.as_deref() == Some(id))
+            .cloned())
+    }
+
+    async fn people(&self) -> Result<Vec<Person>, StoreError> {
+        Ok(self.lock()?.directory.values().cloned().collect())
+    }
+
+    async fn touch_case(&self, event: &DenialEvent, new_id: &str) -> Result<Case, StoreError> {
+        let subject = SubjectKey::parse(&event.subject)
+            .map_err(|e| StoreError::Corrupt(format!("denial subject: {e}")))?;
+        let mut inner = self.lock()?;
+        let cases = inner.cases.entry(subject.clone()).or_default();
+        let case = match cases.iter_mut().find(|c| c.is_open()) {
+            Some(c) => c,
+            None => {
+                cases.push(Case {
+                    id: new_id.to_owned(),
+                    subject,
+                    opened_at: event.time,
+                    last_seen: event.time,
+                    count: 0,
+                    apps: BTreeMap::new(),
+                    missing: BTreeMap::new(),
+                    closed_at: None,
+                });
+                let last = cases.len() - 1;
+                &mut cases[last]
+            }
+        };
+        case.count += 1;
+        case.last_seen = case.last_seen.max(event.time);
+        *case.apps.entry(event.host.clone()).or_default() += 1;
+        for m in &event.missing {
+            *case.missing.entry(m.requirement.0.clone()).or_default() += 1;
+        }
+        Ok(case.clone())
+    }
+
+    async fn close_case(
+        &self,
+        subject: &SubjectKey,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<Case>, StoreError> {
+        let mut inner = self.lock()?;
+        let open = inner
+            .cases
+            .get_mut(subject)
+            .and_then(|cases| cases.iter_mut().find(|c| c.is_open()));
+        Ok(open.map(|c| {
+            c.closed_at = Some(at);
+            c.clone()
+        }))
+    }
+
+    async fn cases(&self, subject: &SubjectKey) -> Result<Vec<Case>, StoreError> {
+        Ok(self.lock()?.cases.get(subject).cloned().unwrap_or_default())
+    }
+
+    async fn case_subjects(&self) -> Result<Vec<SubjectKey>, StoreError> {
+        let mut out: Vec<SubjectKey> = self.lock()?.cases.keys().cloned().collect();
+        out.sort();
+        Ok(out)
+    }
+
+    async fn add_action(&self, action: &Action) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        inner.audit(&self.audit_key, &audit_event::action(action))?;
+        inner
+            .actions
+            .entry(action.subject.clone())
+            .or_default()
+            .push(action.clone());
+        Ok(())
+    }
+
+    async fn actions(&self, subject: &SubjectKey) -> Result<Vec<Action>, StoreError> {
+        Ok(self
+            .lock()?
+            .actions
+            .get(subject)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn put_exemption(
+        &self,
+        exemption: &Exemption,
+        previous: Option<&Exemption>,
+        actor: &str,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock()?;
+        if inner.exemptions.get(&exemption.id) != previous {
+            return Ok(false);
+        }
+        inner.audit(&self.audit_key, &audit_event::exemption(exemption, actor))?;
+        inner
+            .exemptions
+            .insert(exemption.id.clone(), exemption.clone());
+        Ok(true)
+    }
+
+    async fn exemption(&self, id: &str) -> Result<Option<Exemption>, StoreError> {
+        Ok(self.lock()?.exemptions.get(id).cloned())
+    }
+
+    async fn all_exemptions(&self) -> Result<Vec<Exemption>, StoreError> {
+        let mut out: Vec<Exemption> = self.lock()?.exemptions.values().cloned().collect();
+        out.sort_by(|a, b| a.requested_at.cmp(&b.requested_at).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        inner.audit(&self.audit_key, event)
+    }
+
+    async fn audit_chain(&self) -> Result<(Vec<String>, ChainHead), StoreError> {
+        let inner = self.lock()?;
+        Ok((inner.audit.clone(), inner.audit_head.clone()))
     }
 }
 

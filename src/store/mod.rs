@@ -3,11 +3,15 @@
 //! [`redis::RedisStore`] is the production implementation; [`memory::MemoryStore`] serves the demo and
 //! unit tests. Every method either completes fully or fails with [`StoreError`]; callers fail closed.
 
+pub mod audit_event;
 pub mod memory;
 pub mod redis;
+mod redis_followup;
 
+use crate::domain::audit::{AuditEvent, ChainHead};
 use crate::domain::{
-    Decline, DenialEvent, HistoryEntry, Principal, Record, RequirementId, Revocation, SubjectKey,
+    Action, Case, Decline, DenialEvent, Exemption, HistoryEntry, Person, Principal, Record,
+    RequirementId, Revocation, SubjectKey,
 };
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -100,6 +104,64 @@ pub trait DenialLog: Send + Sync {
     async fn recent_denials(&self, count: usize) -> Result<Vec<(String, DenialEvent)>, StoreError>;
 }
 
+/// What the gate needs to know about a person, read in one round trip.
+#[derive(Clone, Debug, Default)]
+pub struct Standing {
+    pub records: Vec<Record>,
+    /// Their directory entry (SCIM or CSV), if any.
+    pub person: Option<Person>,
+    pub exemptions: Vec<Exemption>,
+}
+
+/// Managers' follow-up and audit evidence: the directory, denial cases and actions, exemptions,
+/// and the audit chain. Every change here (and every record change in [`RecordStore`]) is
+/// appended to the audit chain in the same atomic step as the change itself.
+#[async_trait]
+pub trait FollowUpStore: Send + Sync {
+    /// Records, directory entry and exemptions of a subject, in one round trip.
+    async fn standing(&self, subject: &SubjectKey) -> Result<Standing, StoreError>;
+
+    /// Creates or replaces a directory entry (audited as `directory.changed`).
+    async fn put_person(&self, person: &Person, actor: &str) -> Result<(), StoreError>;
+    async fn person(&self, subject: &SubjectKey) -> Result<Option<Person>, StoreError>;
+    async fn person_by_scim_id(&self, id: &str) -> Result<Option<Person>, StoreError>;
+    /// Every directory entry (deleted ones included).
+    async fn people(&self) -> Result<Vec<Person>, StoreError>;
+
+    /// Counts a denial into the subject's open case, opening one (with `new_id`) if none is open.
+    async fn touch_case(&self, event: &DenialEvent, new_id: &str) -> Result<Case, StoreError>;
+    /// Closes the subject's open case, if any, as of `at`.
+    async fn close_case(
+        &self,
+        subject: &SubjectKey,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<Case>, StoreError>;
+    /// Every case of a subject, oldest first.
+    async fn cases(&self, subject: &SubjectKey) -> Result<Vec<Case>, StoreError>;
+    /// Subjects who ever had a case.
+    async fn case_subjects(&self) -> Result<Vec<SubjectKey>, StoreError>;
+    /// Records a manager's action (audited as `case.action`).
+    async fn add_action(&self, action: &Action) -> Result<(), StoreError>;
+    async fn actions(&self, subject: &SubjectKey) -> Result<Vec<Action>, StoreError>;
+
+    /// Writes an exemption if the stored one is still `previous` (compare-and-set; `None` for a
+    /// new one). Audited as `exemption.<state>`. Returns false when it changed meanwhile.
+    async fn put_exemption(
+        &self,
+        exemption: &Exemption,
+        previous: Option<&Exemption>,
+        actor: &str,
+    ) -> Result<bool, StoreError>;
+    async fn exemption(&self, id: &str) -> Result<Option<Exemption>, StoreError>;
+    /// Every exemption ever requested.
+    async fn all_exemptions(&self) -> Result<Vec<Exemption>, StoreError>;
+
+    /// Appends an event that is not tied to a stored change (configuration loaded).
+    async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
+    /// The whole chain as stored, oldest first, and its head.
+    async fn audit_chain(&self) -> Result<(Vec<String>, ChainHead), StoreError>;
+}
+
 /// Liveness of the store, for `/readyz`.
 #[async_trait]
 pub trait Health: Send + Sync {
@@ -107,7 +169,7 @@ pub trait Health: Send + Sync {
 }
 
 /// One store that does everything.
-pub trait Store: RecordStore + SessionStore + DenialLog + Health {}
-impl<T: RecordStore + SessionStore + DenialLog + Health> Store for T {}
+pub trait Store: RecordStore + SessionStore + DenialLog + FollowUpStore + Health {}
+impl<T: RecordStore + SessionStore + DenialLog + FollowUpStore + Health> Store for T {}
 
 pub type SharedStore = Arc<dyn Store>;

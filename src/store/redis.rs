@@ -7,9 +7,15 @@
 //! - `Psess:<id>`: session (JSON) with TTL; `Plogin:<state>`: one-time login state with TTL
 //! - `Pdenials`: stream of denial events
 //! - `Pxapi:stmt:<statement id>`: the (subject, requirement) an xAPI statement completed (JSON)
+//! - `Paudit:head`, `Paudit:log`: the audit chain (see `redis_followup.rs` for the follow-up keys)
+//!
+//! Every state change goes through [`RedisStore::apply`]: one Lua script that writes the change
+//! and appends its sealed audit entry together, or neither.
 
+use super::audit_event;
 use super::{DenialLog, Health, RecordStore, SessionStore, StoreError};
 use crate::config::{DenialSettings, RedisSettings};
+use crate::domain::audit::{AuditEvent, ChainHead, seal};
 use crate::domain::{
     Decline, DenialEvent, HistoryEntry, Principal, Record, RequirementId, Revocation, SubjectKey,
 };
@@ -20,12 +26,49 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 /// Fields of a denial entry that hold JSON rather than plain text.
-const JSON_FIELDS: [&str; 2] = ["missing", "would_deny_only"];
+const JSON_FIELDS: [&str; 3] = ["missing", "would_deny_only", "inactive"];
 
-static PUT_ONCE: std::sync::LazyLock<redis::Script> =
-    std::sync::LazyLock::new(|| redis::Script::new(include_str!("lua/put_once.lua")));
-static REPLACE_IF: std::sync::LazyLock<redis::Script> =
-    std::sync::LazyLock::new(|| redis::Script::new(include_str!("lua/replace_if.lua")));
+static APPLY: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(include_str!("lua/apply.lua")));
+
+/// How often a change is sealed again when other writers moved the audit chain's head.
+const APPLY_ATTEMPTS: usize = 64;
+
+/// A precondition checked inside the same atomic step as the change.
+pub(super) enum Guard {
+    None,
+    /// Write the field only if it does not exist (idempotency keys); refuse otherwise.
+    SetOnce {
+        key: usize,
+        field: String,
+        value: String,
+    },
+    /// The field must still hold this value (compare-and-set).
+    Equals {
+        key: usize,
+        field: String,
+        value: String,
+    },
+    /// The field must not exist yet.
+    Absent {
+        key: usize,
+        field: String,
+    },
+}
+
+/// One write of a change; `key` indexes the change's keys.
+pub(super) enum Op {
+    HSet(usize, String, String),
+    RPush(usize, String),
+}
+
+/// A state change with its audit event.
+pub(super) struct Change {
+    pub keys: Vec<String>,
+    pub guard: Guard,
+    pub ops: Vec<Op>,
+    pub event: AuditEvent,
+}
 
 /// How often a revocation retries when the record changed under it.
 const REVOKE_ATTEMPTS: usize = 5;
@@ -33,19 +76,24 @@ const REVOKE_ATTEMPTS: usize = 5;
 /// Stores backed by one Redis (or a Redis behind a proxy / Sentinel-aware URL).
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
-    prefix: String,
+    pub(super) conn: ConnectionManager,
+    pub(super) prefix: String,
     denials: DenialSettings,
+    audit_key: Vec<u8>,
 }
 
-fn unavailable(e: redis::RedisError) -> StoreError {
+pub(super) fn unavailable(e: redis::RedisError) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
 impl RedisStore {
     /// Creates the store without connecting: the process starts (and serves 503s) while Redis is
     /// down, and the connection manager reconnects by itself.
-    pub fn new(settings: &RedisSettings, denials: DenialSettings) -> Result<Self, StoreError> {
+    pub fn new(
+        settings: &RedisSettings,
+        denials: DenialSettings,
+        audit_key: Vec<u8>,
+    ) -> Result<Self, StoreError> {
         let client = redis::Client::open(settings.url.as_str())
             .map_err(|e| StoreError::Unavailable(format!("invalid redis.url: {e}")))?;
         let config = ConnectionManagerConfig::new()
@@ -59,10 +107,75 @@ impl RedisStore {
             conn,
             prefix: settings.key_prefix.clone(),
             denials,
+            audit_key,
         })
     }
 
-    fn records_key(&self, subject: &SubjectKey) -> String {
+    pub(super) fn audit_head_key(&self) -> String {
+        format!("{}audit:head", self.prefix)
+    }
+
+    pub(super) fn audit_log_key(&self) -> String {
+        format!("{}audit:log", self.prefix)
+    }
+
+    /// Writes a change and its sealed audit entry atomically. Returns false when the guard
+    /// refused (nothing written). Retries while other writers move the chain's head.
+    pub(super) async fn apply(&self, change: &Change) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let head_key = self.audit_head_key();
+        for attempt in 0..APPLY_ATTEMPTS {
+            let current: Option<String> = conn.get(&head_key).await.map_err(unavailable)?;
+            let current = current.unwrap_or_default();
+            let head =
+                ChainHead::decode(&current).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let (line, next) = seal(&self.audit_key, &head, &change.event)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let mut invocation = APPLY.prepare_invoke();
+            invocation.key(&head_key).key(self.audit_log_key());
+            for k in &change.keys {
+                invocation.key(k);
+            }
+            invocation.arg(&current).arg(next.encode()).arg(&line);
+            match &change.guard {
+                Guard::None => invocation.arg("none").arg(0).arg("").arg(""),
+                Guard::SetOnce { key, field, value } => {
+                    invocation.arg("hsetnx").arg(key + 3).arg(field).arg(value)
+                }
+                Guard::Equals { key, field, value } => {
+                    invocation.arg("hget_eq").arg(key + 3).arg(field).arg(value)
+                }
+                Guard::Absent { key, field } => {
+                    invocation.arg("hget_nil").arg(key + 3).arg(field).arg("")
+                }
+            };
+            for op in &change.ops {
+                match op {
+                    Op::HSet(k, f, v) => invocation.arg("hset").arg(k + 3).arg(f).arg(v),
+                    Op::RPush(k, v) => invocation.arg("rpush").arg(k + 3).arg(v).arg(""),
+                };
+            }
+            let applied: i64 = invocation
+                .invoke_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            match applied {
+                1 => return Ok(true),
+                0 => return Ok(false),
+                _ if attempt > 4 => {
+                    // Heavy contention: back off a little, with jitter.
+                    let ms = rand::random::<u64>() % (2 * attempt as u64);
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                }
+                _ => {}
+            }
+        }
+        Err(StoreError::Unavailable(
+            "the audit chain kept moving; the change was not written, try again".into(),
+        ))
+    }
+
+    pub(super) fn records_key(&self, subject: &SubjectKey) -> String {
         format!("{}{{{}}}:records", self.prefix, subject)
     }
 
@@ -99,11 +212,28 @@ impl RedisStore {
     }
 }
 
+/// The change that makes `record` current and appends it to the history.
+fn record_change(store: &RedisStore, record: &Record, guard: Guard) -> Result<Change, StoreError> {
+    Ok(Change {
+        keys: vec![
+            store.records_key(&record.subject),
+            store.history_key(&record.subject),
+            store.idempotency_key(&record.subject),
+        ],
+        guard,
+        ops: vec![
+            Op::HSet(0, record.requirement.as_str().to_owned(), to_json(record)?),
+            Op::RPush(1, to_json(&HistoryEntry::Recorded(record.clone()))?),
+        ],
+        event: audit_event::recorded(record),
+    })
+}
+
 fn ttl_ms(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+pub(super) fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
@@ -168,23 +298,9 @@ impl RecordStore for RedisStore {
     }
 
     async fn put_record(&self, record: &Record) -> Result<(), StoreError> {
-        let json = to_json(record)?;
-        let entry = to_json(&HistoryEntry::Recorded(record.clone()))?;
-        let mut conn = self.conn.clone();
-        // MULTI/EXEC: the current record and the history entry are written together or not at all.
-        redis::pipe()
-            .atomic()
-            .hset(
-                self.records_key(&record.subject),
-                record.requirement.as_str(),
-                &json,
-            )
-            .ignore()
-            .rpush(self.history_key(&record.subject), &entry)
-            .ignore()
-            .query_async::<()>(&mut conn)
+        self.apply(&record_change(self, record, Guard::None)?)
             .await
-            .map_err(unavailable)
+            .map(|_| ())
     }
 
     async fn put_record_once(
@@ -192,21 +308,12 @@ impl RecordStore for RedisStore {
         record: &Record,
         idempotency_key: &str,
     ) -> Result<bool, StoreError> {
-        let json = to_json(record)?;
-        let entry = to_json(&HistoryEntry::Recorded(record.clone()))?;
-        let mut conn = self.conn.clone();
-        let written: i64 = PUT_ONCE
-            .key(self.idempotency_key(&record.subject))
-            .key(self.records_key(&record.subject))
-            .key(self.history_key(&record.subject))
-            .arg(idempotency_key)
-            .arg(record.requirement.as_str())
-            .arg(&json)
-            .arg(&entry)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        Ok(written == 1)
+        let guard = Guard::SetOnce {
+            key: 2,
+            field: idempotency_key.to_owned(),
+            value: record.requirement.as_str().to_owned(),
+        };
+        self.apply(&record_change(self, record, guard)?).await
     }
 
     async fn revoke(&self, revocation: &Revocation) -> Result<bool, StoreError> {
@@ -224,17 +331,24 @@ impl RecordStore for RedisStore {
             let mut record: Record = serde_json::from_str(&current)
                 .map_err(|e| StoreError::Corrupt(format!("record: {e}")))?;
             record.revoked_at = Some(revocation.revoked_at);
-            let replaced: i64 = REPLACE_IF
-                .key(&records)
-                .key(self.history_key(&revocation.subject))
-                .arg(revocation.requirement.as_str())
-                .arg(&current)
-                .arg(to_json(&record)?)
-                .arg(&entry)
-                .invoke_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
-            if replaced == 1 {
+            let change = Change {
+                keys: vec![records.clone(), self.history_key(&revocation.subject)],
+                guard: Guard::Equals {
+                    key: 0,
+                    field: revocation.requirement.as_str().to_owned(),
+                    value: current,
+                },
+                ops: vec![
+                    Op::HSet(
+                        0,
+                        revocation.requirement.as_str().to_owned(),
+                        to_json(&record)?,
+                    ),
+                    Op::RPush(1, entry.clone()),
+                ],
+                event: audit_event::revoked(revocation),
+            };
+            if self.apply(&change).await? {
                 return Ok(true);
             }
         }
@@ -245,10 +359,13 @@ impl RecordStore for RedisStore {
 
     async fn record_decline(&self, decline: &Decline) -> Result<(), StoreError> {
         let entry = to_json(&HistoryEntry::Declined(decline.clone()))?;
-        let mut conn = self.conn.clone();
-        conn.rpush::<_, _, ()>(self.history_key(&decline.subject), entry)
-            .await
-            .map_err(unavailable)
+        let change = Change {
+            keys: vec![self.history_key(&decline.subject)],
+            guard: Guard::None,
+            ops: vec![Op::RPush(0, entry)],
+            event: audit_event::declined(decline),
+        };
+        self.apply(&change).await.map(|_| ())
     }
 
     async fn history(&self, subject: &SubjectKey) -> Result<Vec<HistoryEntry>, StoreError> {

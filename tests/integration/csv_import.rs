@@ -72,10 +72,16 @@ async fn connection(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
         .expect("redis connection")
 }
 
+/// Every key but the audit chain's, which `audit_entries` counts.
 async fn keys(conn: &mut redis::aio::MultiplexedConnection) -> Vec<String> {
     let mut keys: Vec<String> = conn.keys("*").await.expect("KEYS");
+    keys.retain(|k| !k.starts_with("clearance:audit:"));
     keys.sort();
     keys
+}
+
+async fn audit_entries(conn: &mut redis::aio::MultiplexedConnection) -> usize {
+    conn.llen("clearance:audit:log").await.expect("LLEN")
 }
 
 async fn history_len(conn: &mut redis::aio::MultiplexedConnection, subject: &str) -> usize {
@@ -133,9 +139,19 @@ async fn an_invalid_file_writes_nothing_unless_invalid_rows_are_skipped() {
     assert!(stdout(&out).contains("dry run"), "{}", stdout(&out));
     assert!(keys(&mut conn).await.is_empty(), "a dry run writes nothing");
 
+    assert_eq!(
+        audit_entries(&mut conn).await,
+        0,
+        "nothing written, nothing audited"
+    );
     let out = setup.import(&file, &["--skip-invalid"]).await;
     let (text, err) = (stdout(&out), stderr(&out));
     assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(
+        audit_entries(&mut conn).await,
+        1,
+        "the one row written is audited"
+    );
     assert!(
         err.contains("line 3, completed_at") && err.contains("line 5, subject"),
         "{err}"

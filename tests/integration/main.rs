@@ -11,6 +11,7 @@ mod csv_import;
 mod demo;
 mod deployment;
 mod failures;
+mod followup;
 mod forward_auth;
 mod gate;
 mod journey;

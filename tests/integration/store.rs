@@ -4,9 +4,11 @@
 use crate::support::RedisServer;
 use chrono::{Duration, Utc};
 use clearance::config::{DenialSettings, RedisSettings};
+use clearance::domain::audit::verify;
 use clearance::domain::{DenialEvent, Principal, Record, RequirementId, Source, SubjectKey};
 use clearance::store::redis::RedisStore;
-use clearance::store::{DenialLog, Health, RecordStore, SessionStore};
+use clearance::store::{DenialLog, FollowUpStore, Health, RecordStore, SessionStore};
+use redis::AsyncCommands;
 use std::time::Duration as StdDuration;
 
 fn store(redis: &RedisServer, denials: DenialSettings) -> RedisStore {
@@ -18,8 +20,18 @@ fn store(redis: &RedisServer, denials: DenialSettings) -> RedisStore {
             connect_timeout: StdDuration::from_millis(500),
         },
         denials,
+        AUDIT_KEY.to_vec(),
     )
     .expect("store")
+}
+
+const AUDIT_KEY: &[u8] = b"store-test-audit-key-0123456789abcdef";
+
+fn few_denials() -> DenialSettings {
+    DenialSettings {
+        max_entries: 100,
+        max_age: None,
+    }
 }
 
 fn record(subject: &str, requirement: &str, days_ago: i64) -> Record {
@@ -116,6 +128,8 @@ async fn records_history_and_profiles() {
     assert_eq!(
         keys,
         vec![
+            "t:audit:head",
+            "t:audit:log",
             "t:{alice@example.com}:history",
             "t:{alice@example.com}:profile",
             "t:{alice@example.com}:records"
@@ -240,4 +254,81 @@ async fn an_unreachable_redis_is_an_error_not_a_hang() {
         tokio::time::sleep(StdDuration::from_millis(100)).await;
     }
     assert!(ok, "reconnects by itself");
+}
+
+/// Every record change lands in the audit chain in the same step, and concurrent writers (two
+/// stores, as two instances would) still produce one unbroken chain.
+#[tokio::test]
+async fn audit_chain_holds_under_concurrent_writers() {
+    let redis = RedisServer::start().await;
+    let a = store(&redis, few_denials());
+    let b = store(&redis, few_denials());
+    let mut writes = Vec::new();
+    for i in 0..40 {
+        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+        writes.push(tokio::spawn(async move {
+            s.put_record(&record(&format!("p{i}@example.com"), "a", 1))
+                .await
+        }));
+    }
+    for w in writes {
+        w.await.unwrap().expect("write");
+    }
+    let (lines, head) = a.audit_chain().await.unwrap();
+    assert_eq!(verify(AUDIT_KEY, &lines, &head), Ok(40));
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains("\"kind\":\"record.added\""))
+    );
+    // A once-only write that is refused writes no audit entry either.
+    let r = record("p0@example.com", "b", 1);
+    assert!(a.put_record_once(&r, "stmt-1").await.unwrap());
+    assert!(!b.put_record_once(&r, "stmt-1").await.unwrap());
+    let (lines, head) = a.audit_chain().await.unwrap();
+    assert_eq!(verify(AUDIT_KEY, &lines, &head), Ok(41));
+}
+
+/// Denials are counted into one open case per person until it is closed.
+#[tokio::test]
+async fn cases_count_denials_until_closed() {
+    let redis = RedisServer::start().await;
+    let s = store(&redis, few_denials());
+    let alice = SubjectKey::parse("alice@example.com").unwrap();
+    let mut event = DenialEvent::for_principal(&Principal::bare(alice.clone()), Utc::now(), vec![]);
+    event.host = "wiki.example.com".into();
+    let first = s.touch_case(&event, "case-1").await.unwrap();
+    event.host = "git.example.com".into();
+    event.time += Duration::minutes(5);
+    let second = s.touch_case(&event, "case-2").await.unwrap();
+    assert_eq!(first.id, "case-1");
+    assert_eq!(second.id, "case-1", "the open case is reused");
+    assert_eq!(second.count, 2);
+    assert_eq!(second.apps.len(), 2);
+    assert_eq!(second.last_seen.timestamp(), event.time.timestamp());
+    let closed = s.close_case(&alice, Utc::now()).await.unwrap().unwrap();
+    assert!(closed.closed_at.is_some());
+    assert!(s.close_case(&alice, Utc::now()).await.unwrap().is_none());
+    let third = s.touch_case(&event, "case-3").await.unwrap();
+    assert_eq!((third.id.as_str(), third.count), ("case-3", 1));
+    let cases = s.cases(&alice).await.unwrap();
+    assert_eq!(cases.len(), 2);
+    assert!(!cases[0].is_open() && cases[1].is_open());
+    assert_eq!(s.case_subjects().await.unwrap(), vec![alice]);
+    // The raw stored entries are what the chain says: a direct edit breaks it.
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    s.put_record(&record("alice@example.com", "a", 1))
+        .await
+        .unwrap();
+    let line: String = conn.lindex("t:audit:log", 0).await.unwrap();
+    let _: () = conn
+        .lset("t:audit:log", 0, line.replace("alice@", "mallory@"))
+        .await
+        .unwrap();
+    let (lines, head) = s.audit_chain().await.unwrap();
+    assert_eq!(verify(AUDIT_KEY, &lines, &head).unwrap_err().position, 1);
 }

@@ -1,0 +1,311 @@
+//! The Redis implementation of [`FollowUpStore`]: directory, cases, actions, exemptions and the
+//! audit chain.
+//!
+//! Keys (with the configured prefix `P`):
+//! - `Pdirectory`: hash, subject -> directory entry (JSON); `Pdirectory:scim`: SCIM id -> subject
+//! - `P{subject}:exemptions`: hash, id -> exemption (JSON); `Pexemptions`: hash, id -> subject
+//! - `P{subject}:case:open`: id of the open case; `P{subject}:cases`: hash, id -> case (JSON);
+//!   `Pcases:subjects`: set of subjects who ever had a case
+//! - `P{subject}:actions`: list of actions (JSON), oldest first
+
+use super::redis::{Change, Guard, Op, RedisStore, to_json, unavailable};
+use super::{FollowUpStore, Standing, StoreError, audit_event};
+use crate::domain::audit::{AuditEvent, ChainHead};
+use crate::domain::{Action, Case, DenialEvent, Exemption, Person, Record, SubjectKey};
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use redis::AsyncCommands;
+
+static TOUCH_CASE: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(include_str!("lua/touch_case.lua")));
+static CLOSE_CASE: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(include_str!("lua/close_case.lua")));
+
+fn parse<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+fn parse_all<T: serde::de::DeserializeOwned>(
+    what: &str,
+    texts: Vec<String>,
+) -> Result<Vec<T>, StoreError> {
+    texts.iter().map(|t| parse(what, t)).collect()
+}
+
+/// Fixed-width UTC time, so that the Lua scripts can compare times as strings.
+fn stamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+impl RedisStore {
+    fn directory_key(&self) -> String {
+        format!("{}directory", self.prefix)
+    }
+    fn scim_ids_key(&self) -> String {
+        format!("{}directory:scim", self.prefix)
+    }
+    fn exemptions_key(&self, subject: &SubjectKey) -> String {
+        format!("{}{{{subject}}}:exemptions", self.prefix)
+    }
+    fn exemption_index_key(&self) -> String {
+        format!("{}exemptions", self.prefix)
+    }
+    fn open_case_key(&self, subject: &SubjectKey) -> String {
+        format!("{}{{{subject}}}:case:open", self.prefix)
+    }
+    fn cases_key(&self, subject: &SubjectKey) -> String {
+        format!("{}{{{subject}}}:cases", self.prefix)
+    }
+    fn case_subjects_key(&self) -> String {
+        format!("{}cases:subjects", self.prefix)
+    }
+    fn actions_key(&self, subject: &SubjectKey) -> String {
+        format!("{}{{{subject}}}:actions", self.prefix)
+    }
+}
+
+#[async_trait]
+impl FollowUpStore for RedisStore {
+    async fn standing(&self, subject: &SubjectKey) -> Result<Standing, StoreError> {
+        let mut conn = self.conn.clone();
+        let (records, person, exemptions): (Vec<String>, Option<String>, Vec<String>) =
+            redis::pipe()
+                .hvals(self.records_key(subject))
+                .hget(self.directory_key(), subject.as_str())
+                .hvals(self.exemptions_key(subject))
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+        Ok(Standing {
+            records: parse_all::<Record>("record", records)?,
+            person: person.map(|p| parse("directory entry", &p)).transpose()?,
+            exemptions: parse_all("exemption", exemptions)?,
+        })
+    }
+
+    async fn put_person(&self, person: &Person, actor: &str) -> Result<(), StoreError> {
+        let mut ops = vec![Op::HSet(0, person.subject.to_string(), to_json(person)?)];
+        if let Some(id) = &person.scim_id {
+            ops.push(Op::HSet(1, id.clone(), person.subject.to_string()));
+        }
+        let change = Change {
+            keys: vec![self.directory_key(), self.scim_ids_key()],
+            guard: Guard::None,
+            ops,
+            event: audit_event::person(person, actor),
+        };
+        self.apply(&change).await.map(|_| ())
+    }
+
+    async fn person(&self, subject: &SubjectKey) -> Result<Option<Person>, StoreError> {
+        let mut conn = self.conn.clone();
+        let v: Option<String> = conn
+            .hget(self.directory_key(), subject.as_str())
+            .await
+            .map_err(unavailable)?;
+        v.map(|p| parse("directory entry", &p)).transpose()
+    }
+
+    async fn person_by_scim_id(&self, id: &str) -> Result<Option<Person>, StoreError> {
+        let mut conn = self.conn.clone();
+        let subject: Option<String> = conn
+            .hget(self.scim_ids_key(), id)
+            .await
+            .map_err(unavailable)?;
+        match subject.map(|s| SubjectKey::parse(&s)) {
+            Some(Ok(s)) => Ok(self
+                .person(&s)
+                .await?
+                .filter(|p| p.scim_id.as_deref() == Some(id))),
+            _ => Ok(None),
+        }
+    }
+
+    async fn people(&self) -> Result<Vec<Person>, StoreError> {
+        let mut conn = self.conn.clone();
+        let all: Vec<String> = conn
+            .hvals(self.directory_key())
+            .await
+            .map_err(unavailable)?;
+        parse_all("directory entry", all)
+    }
+
+    async fn touch_case(&self, event: &DenialEvent, new_id: &str) -> Result<Case, StoreError> {
+        let subject = SubjectKey::parse(&event.subject)
+            .map_err(|e| StoreError::Corrupt(format!("denial subject: {e}")))?;
+        let mut conn = self.conn.clone();
+        let mut invocation = TOUCH_CASE.prepare_invoke();
+        invocation
+            .key(self.open_case_key(&subject))
+            .key(self.cases_key(&subject))
+            .key(self.case_subjects_key())
+            .arg(new_id)
+            .arg(subject.as_str())
+            .arg(stamp(event.time))
+            .arg(&event.host);
+        for m in &event.missing {
+            invocation.arg(m.requirement.as_str());
+        }
+        let json: String = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        parse("case", &json)
+    }
+
+    async fn close_case(
+        &self,
+        subject: &SubjectKey,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Case>, StoreError> {
+        let mut conn = self.conn.clone();
+        let json: Option<String> = CLOSE_CASE
+            .key(self.open_case_key(subject))
+            .key(self.cases_key(subject))
+            .arg(stamp(at))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        json.map(|j| parse("case", &j)).transpose()
+    }
+
+    async fn cases(&self, subject: &SubjectKey) -> Result<Vec<Case>, StoreError> {
+        let mut conn = self.conn.clone();
+        let all: Vec<String> = conn
+            .hvals(self.cases_key(subject))
+            .await
+            .map_err(unavailable)?;
+        let mut cases: Vec<Case> = parse_all("case", all)?;
+        cases.sort_by(|a, b| a.opened_at.cmp(&b.opened_at).then(a.id.cmp(&b.id)));
+        Ok(cases)
+    }
+
+    async fn case_subjects(&self) -> Result<Vec<SubjectKey>, StoreError> {
+        let mut conn = self.conn.clone();
+        let all: Vec<String> = conn
+            .smembers(self.case_subjects_key())
+            .await
+            .map_err(unavailable)?;
+        let mut out: Vec<SubjectKey> = all
+            .iter()
+            .filter_map(|s| SubjectKey::parse(s).ok())
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    async fn add_action(&self, action: &Action) -> Result<(), StoreError> {
+        let change = Change {
+            keys: vec![self.actions_key(&action.subject)],
+            guard: Guard::None,
+            ops: vec![Op::RPush(0, to_json(action)?)],
+            event: audit_event::action(action),
+        };
+        self.apply(&change).await.map(|_| ())
+    }
+
+    async fn actions(&self, subject: &SubjectKey) -> Result<Vec<Action>, StoreError> {
+        let mut conn = self.conn.clone();
+        let all: Vec<String> = conn
+            .lrange(self.actions_key(subject), 0, -1)
+            .await
+            .map_err(unavailable)?;
+        parse_all("action", all)
+    }
+
+    async fn put_exemption(
+        &self,
+        exemption: &Exemption,
+        previous: Option<&Exemption>,
+        actor: &str,
+    ) -> Result<bool, StoreError> {
+        let guard = match previous {
+            Some(p) => Guard::Equals {
+                key: 0,
+                field: p.id.clone(),
+                value: to_json(p)?,
+            },
+            None => Guard::Absent {
+                key: 0,
+                field: exemption.id.clone(),
+            },
+        };
+        let change = Change {
+            keys: vec![
+                self.exemptions_key(&exemption.subject),
+                self.exemption_index_key(),
+            ],
+            guard,
+            ops: vec![
+                Op::HSet(0, exemption.id.clone(), to_json(exemption)?),
+                Op::HSet(1, exemption.id.clone(), exemption.subject.to_string()),
+            ],
+            event: audit_event::exemption(exemption, actor),
+        };
+        self.apply(&change).await
+    }
+
+    async fn exemption(&self, id: &str) -> Result<Option<Exemption>, StoreError> {
+        let mut conn = self.conn.clone();
+        let subject: Option<String> = conn
+            .hget(self.exemption_index_key(), id)
+            .await
+            .map_err(unavailable)?;
+        let Some(Ok(subject)) = subject.map(|s| SubjectKey::parse(&s)) else {
+            return Ok(None);
+        };
+        let v: Option<String> = conn
+            .hget(self.exemptions_key(&subject), id)
+            .await
+            .map_err(unavailable)?;
+        v.map(|e| parse("exemption", &e)).transpose()
+    }
+
+    async fn all_exemptions(&self) -> Result<Vec<Exemption>, StoreError> {
+        let mut conn = self.conn.clone();
+        let index: Vec<(String, String)> = conn
+            .hgetall(self.exemption_index_key())
+            .await
+            .map_err(unavailable)?;
+        let mut out = Vec::new();
+        for (id, subject) in index {
+            let Ok(subject) = SubjectKey::parse(&subject) else {
+                continue;
+            };
+            let v: Option<String> = conn
+                .hget(self.exemptions_key(&subject), &id)
+                .await
+                .map_err(unavailable)?;
+            if let Some(v) = v {
+                out.push(parse::<Exemption>("exemption", &v)?);
+            }
+        }
+        out.sort_by(|a, b| a.requested_at.cmp(&b.requested_at).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        let change = Change {
+            keys: Vec::new(),
+            guard: Guard::None,
+            ops: Vec::new(),
+            event: event.clone(),
+        };
+        self.apply(&change).await.map(|_| ())
+    }
+
+    async fn audit_chain(&self) -> Result<(Vec<String>, ChainHead), StoreError> {
+        let mut conn = self.conn.clone();
+        // One transaction, so that the head belongs to the entries read.
+        let (lines, head): (Vec<String>, Option<String>) = redis::pipe()
+            .atomic()
+            .lrange(self.audit_log_key(), 0, -1)
+            .get(self.audit_head_key())
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let head = ChainHead::decode(&head.unwrap_or_default())
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok((lines, head))
+    }
+}
