@@ -9,6 +9,7 @@ pub mod domain;
 pub mod evidence;
 pub mod http;
 pub mod import;
+pub mod oversight;
 pub mod report;
 pub mod store;
 pub mod telemetry;

@@ -71,6 +71,19 @@ impl From<StoreError> for AppError {
     }
 }
 
+impl From<crate::oversight::OversightError> for AppError {
+    fn from(e: crate::oversight::OversightError) -> Self {
+        use crate::oversight::OversightError as E;
+        match e {
+            E::Forbidden(m) => Self::Forbidden(m),
+            E::NotFound(m) => Self::NotFound(m),
+            E::Invalid(m) => Self::bad_request("invalid_request", m),
+            E::Conflict(m) => Self::Conflict(m),
+            E::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<crate::auth::bearer::BearerError> for AppError {
     fn from(e: crate::auth::bearer::BearerError) -> Self {
         use crate::auth::bearer::BearerError;

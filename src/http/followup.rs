@@ -4,7 +4,7 @@
 use super::AppState;
 use crate::config::Settings;
 use crate::domain::followup::compliant;
-use crate::domain::{DenialEvent, Principal, SubjectKey, evaluate};
+use crate::domain::{DenialEvent, SubjectKey, evaluate};
 use crate::store::Store;
 use chrono::{DateTime, Utc};
 
@@ -27,13 +27,11 @@ pub async fn settle(
 ) -> bool {
     let result = async {
         let standing = store.standing(subject).await?;
-        let mut principal = store
-            .profile(subject)
-            .await?
-            .unwrap_or_else(|| Principal::bare(subject.clone()));
-        if let Some(t) = standing.person.as_ref().and_then(|p| p.user_type.clone()) {
-            principal.person_type = Some(t);
-        }
+        let principal = crate::oversight::principal_for(
+            subject,
+            store.profile(subject).await?,
+            standing.person.as_ref(),
+        );
         let evaluation = evaluate(
             settings.policy.requirements.iter(),
             &principal,

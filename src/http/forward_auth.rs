@@ -12,7 +12,7 @@ use super::normalize::normalize_path;
 use super::oauth::checked_rd;
 use super::proxy::identity_headers;
 use crate::config::ForwardAuthMode;
-use crate::domain::{Route, RouteAccess};
+use crate::domain::Route;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use std::borrow::Cow;
@@ -149,20 +149,7 @@ fn route_for<'a>(state: &'a AppState, host: &str, path: &str) -> Cow<'a, Route> 
 }
 
 fn strictest(state: &AppState) -> Route {
-    Route {
-        host: None,
-        path_prefix: "/".into(),
-        upstream: None,
-        access: RouteAccess::Gated,
-        requirements: state
-            .settings
-            .policy
-            .requirements
-            .iter()
-            .map(|r| r.id.clone())
-            .collect(),
-        preserve_host: false,
-    }
+    super::gate::every_requirement(state, "/", None)
 }
 
 fn allowed(admission: &Admission) -> HttpResponse {

@@ -322,6 +322,25 @@ async fn record_denial(state: &AppState, event: &DenialEvent) {
     }
 }
 
+/// A gated route that needs every requirement (Clearance's own pages, forward-auth without a
+/// matching route).
+pub fn every_requirement(state: &AppState, path_prefix: &str, upstream: Option<&str>) -> Route {
+    Route {
+        host: None,
+        path_prefix: path_prefix.to_owned(),
+        upstream: upstream.map(str::to_owned),
+        access: RouteAccess::Gated,
+        requirements: state
+            .settings
+            .policy
+            .requirements
+            .iter()
+            .map(|r| r.id.clone())
+            .collect(),
+        preserve_host: false,
+    }
+}
+
 fn route_label(route: &Route) -> String {
     format!(
         "{}{} -> {}",
@@ -377,15 +396,28 @@ pub async fn admit(
     sign_in_url: &str,
     recording: Recording,
 ) -> Result<Admission, AppError> {
-    let route = target.route;
-    if route.access == RouteAccess::Public {
+    if target.route.access == RouteAccess::Public {
         return Ok(Admission::Anonymous);
     }
+    let who = authenticate(req, state, sign_in_url).await?;
+    admit_authenticated(req, state, target, who, recording).await
+}
+
+/// [`admit`] for a caller already identified (Clearance's own pages that need the session's
+/// form token as well).
+pub async fn admit_authenticated(
+    req: &HttpRequest,
+    state: &AppState,
+    target: &Target<'_>,
+    who: Authenticated,
+    recording: Recording,
+) -> Result<Admission, AppError> {
+    let route = target.route;
     let Authenticated {
         principal,
         csrf,
         exempt,
-    } = authenticate(req, state, sign_in_url).await?;
+    } = who;
     if exempt {
         tracing::info!(user.subject = %principal.subject, "exempt machine client admitted");
         return Ok(Admission::Person(principal));

@@ -10,6 +10,7 @@ pub mod forwarded;
 pub mod gate;
 pub mod headers;
 pub mod health;
+pub mod manage;
 pub mod normalize;
 pub mod oauth;
 pub mod pages;
@@ -120,8 +121,41 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/Users/{id}", web::patch().to(scim::patch))
                 .route("/Users/{id}", web::delete().to(scim::delete)),
         )
+        .route("/.clearance/manage", web::get().to(manage::team_page))
+        .route(
+            "/.clearance/manage/people/{subject}",
+            web::get().to(manage::person_page),
+        )
+        .route(
+            "/.clearance/manage/people/{subject}/actions",
+            web::post().to(manage::action_form),
+        )
+        .route(
+            "/.clearance/manage/people/{subject}/exemptions",
+            web::post().to(manage::exemption_form),
+        )
+        .route(
+            "/.clearance/manage/exemptions",
+            web::get().to(manage::exemptions_page),
+        )
+        .route(
+            "/.clearance/manage/exemptions/{id}",
+            web::post().to(manage::decide_form),
+        )
         .service(
             web::scope("/.clearance/api/v1")
+                .route("/team", web::get().to(manage::team_api))
+                .route("/people/{subject}", web::get().to(manage::person_api))
+                .route(
+                    "/people/{subject}/actions",
+                    web::post().to(manage::action_api),
+                )
+                .route(
+                    "/people/{subject}/exemptions",
+                    web::post().to(manage::exemption_api),
+                )
+                .route("/exemptions", web::get().to(manage::exemptions_api))
+                .route("/exemptions/{id}", web::post().to(manage::decide_api))
                 .route("/records", web::post().to(api::post_record))
                 .route("/subjects/{subject}", web::get().to(api::get_subject))
                 .route(

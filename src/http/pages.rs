@@ -12,6 +12,15 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("blocked.html", include_str!("../../templates/blocked.html")),
         ("message.html", include_str!("../../templates/message.html")),
         ("warning.html", include_str!("../../templates/warning.html")),
+        ("manage.html", include_str!("../../templates/manage.html")),
+        (
+            "manage_person.html",
+            include_str!("../../templates/manage_person.html"),
+        ),
+        (
+            "manage_exemptions.html",
+            include_str!("../../templates/manage_exemptions.html"),
+        ),
         (
             "requirement.html",
             include_str!("../../templates/requirement.html"),

@@ -2,12 +2,36 @@
 
 use crate::support::{OidcProvider, ProviderConfig, RedisServer, Upstream, free_port};
 use sha2::{Digest, Sha256};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// The admin API token every test gate accepts.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// A clock that runs with the system clock, shifted by an offset the test moves forward.
+#[derive(Default)]
+pub struct TestClock {
+    offset_secs: AtomicI64,
+}
+
+impl TestClock {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    pub fn advance(&self, by: chrono::Duration) {
+        self.offset_secs
+            .fetch_add(by.num_seconds(), Ordering::SeqCst);
+    }
+}
+
+impl clearance::http::Clock for TestClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now() + chrono::Duration::seconds(self.offset_secs.load(Ordering::SeqCst))
+    }
+}
 
 /// A running gate.
 pub struct Gate {
@@ -34,6 +58,15 @@ impl Gate {
 
     /// Starts a gate with validated settings.
     pub fn start_settings(port: u16, settings: clearance::config::Settings) -> Self {
+        Self::start_clocked(port, settings, None)
+    }
+
+    /// Starts a gate whose notion of "now" is `clock` (the system clock if `None`).
+    pub fn start_clocked(
+        port: u16,
+        settings: clearance::config::Settings,
+        clock: Option<Arc<dyn clearance::http::Clock>>,
+    ) -> Self {
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::spawn(move || {
             let system = actix_web::rt::System::new();
@@ -41,7 +74,10 @@ impl Gate {
                 let listener =
                     std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind gate port");
                 let store = clearance::redis_store(&settings).expect("redis store");
-                let state = clearance::build_state(settings, store).expect("state");
+                let mut state = clearance::build_state(settings, store).expect("state");
+                if let Some(clock) = clock {
+                    state.clock = clock;
+                }
                 let server = clearance::server(state, listener).expect("server");
                 tx.send(server.handle()).expect("send handle");
                 let _ = server.await;
@@ -201,6 +237,16 @@ impl World {
         server_extra: &str,
         extra: &str,
     ) -> Self {
+        Self::start_clocked(provider_config, server_extra, extra, None).await
+    }
+
+    /// [`World::start_with`] with the gate's clock injected.
+    pub async fn start_clocked(
+        provider_config: impl FnOnce(ProviderConfig) -> ProviderConfig,
+        server_extra: &str,
+        extra: &str,
+        clock: Option<Arc<dyn clearance::http::Clock>>,
+    ) -> Self {
         let port = free_port();
         let gate_url = format!("http://127.0.0.1:{port}");
         let redis = RedisServer::start().await;
@@ -218,7 +264,9 @@ impl World {
             server_extra,
             extra,
         );
-        let gate = Gate::start_with(port, toml);
+        let settings =
+            clearance::config::from_toml_str(&toml).expect("test configuration is valid");
+        let gate = Gate::start_clocked(port, settings, clock);
         gate.wait_ready().await;
         Self {
             redis,

@@ -15,6 +15,7 @@ mod followup;
 mod forward_auth;
 mod gate;
 mod journey;
+mod manage;
 mod modes;
 mod proxying;
 mod real_proxies;
