@@ -629,3 +629,67 @@ async fn exemptions_need_someone_else_and_expire_by_themselves() {
     .await;
     assert_eq!(status, 403);
 }
+
+#[tokio::test]
+async fn a_manager_records_an_action_in_a_real_browser() {
+    let world = World::start_with(people, "", MANAGE).await;
+    let alice = Browser::new();
+    assert_eq!(
+        sign_in(&world, &alice, "alice@example.com", "/")
+            .await
+            .status,
+        403
+    );
+    complete_everything(&world, "mona@example.com").await;
+
+    let root = env!("CARGO_MANIFEST_DIR");
+    assert!(
+        std::path::Path::new(&format!(
+            "{root}/tests/support/browser/node_modules/playwright-core"
+        ))
+        .exists()
+            && std::path::Path::new("/usr/bin/chromium").exists(),
+        "Chromium or playwright-core is missing: run scripts/install-test-deps.sh"
+    );
+    let output = tokio::process::Command::new("node")
+        .arg(format!("{root}/tests/support/browser/manage.mjs"))
+        .env("START_URL", url(&world, "/.clearance/manage"))
+        .env("LOGIN", "mona@example.com")
+        .env("SUBJECT", "alice@example.com")
+        .env("COMMENT", "Escalated to the security team after two weeks")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the browser run failed:\n{stderr}\n{stdout}"
+    );
+    let seen: Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or("")).expect("one JSON line");
+    assert_eq!(seen["team"], json!(["alice@example.com"]), "{seen}");
+    assert_eq!(seen["open_cases"], 1, "{seen}");
+    assert_eq!(seen["after_status"], 200, "{seen}");
+    assert!(
+        seen["flash"].as_str().unwrap_or("").contains("recorded"),
+        "{seen}"
+    );
+    let row = &seen["actions"][0];
+    assert_eq!(row[0], "Escalated", "{seen}");
+    assert_eq!(row[1], "mona@example.com");
+    assert_eq!(row[3], "Escalated to the security team after two weeks");
+
+    // And it is stored: the case carries the action, attributed to Mona.
+    let (_, file) = admin(
+        &world,
+        reqwest::Method::GET,
+        "people/alice%40example.com",
+        None,
+    )
+    .await;
+    assert_eq!(file["actions"][0]["kind"], "escalated", "{file}");
+    assert_eq!(file["actions"][0]["by"], "mona@example.com");
+    assert_eq!(file["actions"][0]["case_id"], file["open_case"]["id"]);
+}
