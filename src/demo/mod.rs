@@ -5,7 +5,7 @@ pub mod provider;
 
 use crate::domain::{Record, RequirementId, Source, SubjectKey};
 use crate::store::memory::MemoryStore;
-use crate::store::{RecordStore, SharedStore};
+use crate::store::{FollowUpStore, RecordStore, SharedStore};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use anyhow::Context as _;
 use chrono::{Duration, Utc};
@@ -27,7 +27,10 @@ struct Person {
     story: &'static str,
 }
 
-const PEOPLE: [Person; 4] = [
+/// Everyone in the demo reports to her; she sees them at `/.clearance/manage`.
+const MANAGER: &str = "mona@example.com";
+
+const PEOPLE: [Person; 5] = [
     Person {
         email: "alice@example.com",
         name: "Alice Admitted",
@@ -55,6 +58,13 @@ const PEOPLE: [Person; 4] = [
         kind: "temp",
         groups: &["temps"],
         story: "temp who accepted an old policy version: accepts the new one on Clearance's page",
+    },
+    Person {
+        email: MANAGER,
+        name: "Mona Manager",
+        kind: "employee",
+        groups: &["staff", "managers"],
+        story: "manager of the four above: open /.clearance/manage to follow up their denials",
     },
 ];
 
@@ -98,11 +108,28 @@ async fn seed(store: &MemoryStore) -> anyhow::Result<()> {
         ("tom@example.com", "security-awareness", "2026.1", 5),
         ("tom@example.com", "confidentiality-agreement", "1", 5),
         ("tom@example.com", "acceptable-use-policy", "1.0", 200),
+        (MANAGER, "security-awareness", "2026.1", 60),
+        (MANAGER, "acceptable-use-policy", "2.0", 60),
     ];
     for (subject, requirement, version, days) in seeds {
         store
             .put_record(&record(subject, requirement, version, days)?)
             .await?;
+    }
+    // The directory, as SCIM would feed it: everyone reports to Mona.
+    let now = Utc::now();
+    for p in &PEOPLE {
+        let mut entry = crate::domain::Person::new(
+            SubjectKey::parse(p.email)?,
+            crate::domain::DirectorySource::Csv,
+            now,
+        );
+        entry.display_name = Some(p.name.to_owned());
+        entry.email = Some(p.email.to_owned());
+        entry.user_type = Some(p.kind.to_owned());
+        entry.manager = (p.email != MANAGER).then(|| MANAGER.to_owned());
+        entry.start_date = Some((now - Duration::days(30)).date_naive());
+        store.put_person(&entry, "demo-seed").await?;
     }
     Ok(())
 }
@@ -237,6 +264,7 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
                 "name": p.name,
                 "groups": p.groups,
                 "employee_type": p.kind,
+                "manager": (p.email != MANAGER).then_some(MANAGER),
             });
             DevAccount {
                 login: p.email.to_owned(),
@@ -323,6 +351,9 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
     );
     println!(
         "Blocked people can fix things at the demo induction portal the blocked page links to."
+    );
+    println!(
+        "Managers follow up at {gate_url}/.clearance/manage (sign in as {MANAGER} after someone was blocked)."
     );
     println!("Admin API token for this run: {admin_token}");
     println!("Press Ctrl-C to stop.\nready {gate_url}");

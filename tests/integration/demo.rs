@@ -41,7 +41,12 @@ impl Demo {
         .await
         .expect("the demo starts within 60 s")
         .expect("the demo prints its URL");
-        for person in ["alice@example.com", "carl@example.com", "erin@example.com"] {
+        for person in [
+            "alice@example.com",
+            "carl@example.com",
+            "erin@example.com",
+            "mona@example.com",
+        ] {
             assert!(
                 banner.contains(person),
                 "the banner lists the demo accounts: {banner}"
@@ -161,6 +166,34 @@ async fn demo_walks_a_blocked_and_an_admitted_person() {
     let (admitted, _) = tom.follow(accepted).await.unwrap();
     assert_eq!(admitted.status, 200, "{}", admitted.body);
     assert!(admitted.body.contains("Tom Temp"));
+
+    // Mona manages all four: her team view shows Erin still blocked, with an open case, and
+    // Carl's case closed once he signed.
+    let mona = Browser::new();
+    assert_eq!(sign_in(&demo, &mona, "mona@example.com").await.status, 200);
+    let team = mona
+        .get(format!("{}/.clearance/manage", demo.url))
+        .await
+        .unwrap();
+    assert_eq!(team.status, 200, "{}", team.body);
+    for person in ["alice", "carl", "erin", "tom"] {
+        assert!(
+            team.body
+                .contains(&format!("data-subject=\"{person}@example.com\"")),
+            "{person} in {}",
+            team.body
+        );
+    }
+    assert!(team.body.contains("open case: 1 denial"), "{}", team.body);
+    let erin_file = mona
+        .get(format!(
+            "{}/.clearance/manage/people/erin%40example.com",
+            demo.url
+        ))
+        .await
+        .unwrap();
+    assert_eq!(erin_file.status, 200);
+    assert!(erin_file.body.contains("Record an action"));
 
     demo.child.kill().await.expect("stop the demo");
 }
