@@ -501,7 +501,42 @@ pub async fn request_exemption(
             "An exemption with this id exists already.".into(),
         ));
     }
+    note_on_case(store, &exemption, now).await;
     Ok(exemption)
+}
+
+/// An exemption asked for (or granted by break-glass) while the person has an open case is an
+/// action on that case. The exemption is already stored; a failure here is logged, not returned,
+/// so that nobody files it twice.
+async fn note_on_case(store: &dyn Store, exemption: &Exemption, now: DateTime<Utc>) {
+    let open = match store.cases(&exemption.subject).await {
+        Ok(cases) => cases.into_iter().rev().find(Case::is_open),
+        Err(e) => {
+            tracing::warn!(user.subject = %exemption.subject, error = %e, "could not read the case for the exemption");
+            return;
+        }
+    };
+    let Some(case) = open else { return };
+    let (kind, what) = if exemption.break_glass {
+        (ActionKind::Note, "Break-glass exemption granted")
+    } else {
+        (ActionKind::ExemptionRequested, "Exemption requested")
+    };
+    let action = Action {
+        id: uuid::Uuid::new_v4().to_string(),
+        case_id: case.id,
+        subject: exemption.subject.clone(),
+        kind,
+        by: exemption.requested_by.clone(),
+        at: now,
+        comment: format!(
+            "{what} for {} hours (exemption {}): {}",
+            exemption.duration_hours, exemption.id, exemption.reason
+        ),
+    };
+    if let Err(e) = store.add_action(&action).await {
+        tracing::warn!(user.subject = %exemption.subject, error = %e, "could not record the exemption on the case");
+    }
 }
 
 /// A decision on an exemption: `approve`, `reject` or `revoke`, with an optional comment.

@@ -487,6 +487,17 @@ async fn exemptions_need_someone_else_and_expire_by_themselves() {
         .expect("id")
         .to_owned();
     assert_eq!(report["exemptions"][0]["state"], "requested");
+    // Asking for it is an action on Alice's open case.
+    let (_, file) = admin(
+        &world,
+        reqwest::Method::GET,
+        "people/alice%40example.com",
+        None,
+    )
+    .await;
+    assert_eq!(file["actions"][0]["kind"], "exemption_requested", "{file}");
+    assert_eq!(file["actions"][0]["by"], "mona@example.com");
+    assert_eq!(file["actions"][0]["case_id"], file["open_case"]["id"]);
     // Requested is not granted: Alice is still denied.
     denied(&world, &alice).await;
 
