@@ -207,6 +207,13 @@ pub struct Member {
     pub repeat_offender: bool,
     /// Compliant, and not denied once in the period.
     pub on_time: bool,
+    /// Started within the period (by the directory's start date).
+    pub new_joiner: bool,
+    /// Checklist items done (met or in grace), of `cells` that apply.
+    pub items_done: usize,
+    pub items_total: usize,
+    /// Days since the start date (for new joiners not yet compliant).
+    pub days_since_start: Option<i64>,
 }
 
 /// Reads and evaluates one person.
@@ -278,6 +285,17 @@ pub async fn member(
         open_case: cases.iter().rev().find(|c| c.is_open()).cloned(),
         repeat_offender: repeat_offender(&cases, manage.repeat_offender_cases, manage.period, now),
         on_time: is_compliant && in_period == 0,
+        new_joiner: start_date.is_some_and(|d| {
+            let today = now.date_naive();
+            d <= today && today - d <= manage.period
+        }),
+        items_done: evaluation
+            .statuses
+            .iter()
+            .filter(|s| !matches!(s.status, crate::domain::Status::Unmet { .. }))
+            .count(),
+        items_total: evaluation.statuses.len(),
+        days_since_start: start_date.map(|d| (now.date_naive() - d).num_days()),
         cases_in_period: in_period,
         cases,
         actions,

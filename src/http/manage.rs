@@ -191,10 +191,16 @@ pub async fn team_page(
             })
         })
         .collect();
+    let new_joiners: Vec<_> = members
+        .iter()
+        .filter(|row| row["m"]["new_joiner"] == true)
+        .cloned()
+        .collect();
     let body = super::pages::render(
         "manage.html",
         json!({
             "view": view,
+            "new_joiners": new_joiners,
             "members": members,
             "good": view.members.iter().filter(|m| m.on_time).map(|m| json!({"name": m.name, "href": person_href(&m.subject)})).collect::<Vec<_>>(),
             "open_cases": view.members.iter().filter(|m| m.open_case.is_some()).count(),

@@ -185,6 +185,9 @@ async fn demo_walks_a_blocked_and_an_admitted_person() {
         );
     }
     assert!(team.body.contains("open case: 1 denial"), "{}", team.body);
+    // Everyone in the demo started 30 days ago: new joiners, with their checklist progress.
+    assert!(team.body.contains("id=\"new-joiners\""), "{}", team.body);
+    assert!(team.body.contains("(day 30)"), "{}", team.body);
     let erin_file = mona
         .get(format!(
             "{}/.clearance/manage/people/erin%40example.com",
