@@ -322,6 +322,28 @@ async fn record_denial(state: &AppState, event: &DenialEvent) {
     }
 }
 
+/// Remembers the first admission of a person to a gated route (evidence for "access before
+/// agreement"). Once it is on file (read with the standing) nothing is written. A failed write
+/// does not refuse the person; it is logged in full so that the fact is not lost.
+async fn note_first_access(
+    state: &AppState,
+    subject: &SubjectKey,
+    on_file: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) {
+    if on_file.is_some() {
+        return;
+    }
+    if let Err(e) = state.store.mark_first_access(subject, now).await {
+        tracing::error!(
+            user.subject = %subject,
+            first_access = %now.to_rfc3339(),
+            error = %e,
+            "first admitted access could not be stored"
+        );
+    }
+}
+
 fn route_label(route: &Route) -> String {
     format!(
         "{}{} -> {}",
@@ -431,6 +453,7 @@ pub async fn admit(
     if route.access == RouteAccess::Induction {
         return Ok(Admission::Person(principal));
     }
+    let first_access = standing.first_access;
     let records = standing.records;
     let requirements = route
         .requirements
@@ -446,6 +469,7 @@ pub async fn admit(
                     event.exempt_until = Some(until);
                     record_denial(state, &event).await;
                 }
+                note_first_access(state, &principal.subject, first_access, now).await;
                 return Ok(Admission::Person(principal));
             }
             if recording == Recording::Record {
@@ -514,6 +538,7 @@ pub async fn admit(
             if !monitored.is_empty() && recording == Recording::Record {
                 record_denial(state, &denial(monitored, true)).await;
             }
+            note_first_access(state, &principal.subject, first_access, now).await;
             Ok(Admission::Person(principal))
         }
     }
