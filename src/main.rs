@@ -85,8 +85,8 @@ enum DirectoryCommand {
 enum EvidenceCommand {
     /// Export training records, acceptances, denials, cases, actions, exemptions, checklists
     /// and the access-before-agreement report as CSV and JSON, with a manifest of SHA-256
-    /// hashes and the audit chain's head. Exit 0 when written, 1 when the store fails or the
-    /// directory is not empty, 2 on bad arguments or configuration.
+    /// hashes and the audit chain's head. Exit 0 when written, 1 when the store or the files
+    /// fail, 2 on bad arguments (a non-empty --out included) or configuration.
     Export {
         #[arg(long, short, env = "CLEARANCE_CONFIG")]
         config: PathBuf,

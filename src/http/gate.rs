@@ -469,7 +469,9 @@ pub async fn admit(
                     event.exempt_until = Some(until);
                     record_denial(state, &event).await;
                 }
-                note_first_access(state, &principal.subject, first_access, now).await;
+                if recording == Recording::Record {
+                    note_first_access(state, &principal.subject, first_access, now).await;
+                }
                 return Ok(Admission::Person(principal));
             }
             if recording == Recording::Record {
@@ -538,7 +540,9 @@ pub async fn admit(
             if !monitored.is_empty() && recording == Recording::Record {
                 record_denial(state, &denial(monitored, true)).await;
             }
-            note_first_access(state, &principal.subject, first_access, now).await;
+            if recording == Recording::Record {
+                note_first_access(state, &principal.subject, first_access, now).await;
+            }
             Ok(Admission::Person(principal))
         }
     }
