@@ -84,9 +84,13 @@ impl Table {
     }
 }
 
+/// A CSV cell. Text that a spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`,
+/// a tab or a carriage return; a user agent or a comment can be anything) gets a leading `'`,
+/// which spreadsheets show as text (OWASP "CSV injection"). The JSON files hold the exact values.
 fn cell_text(v: &Value) -> String {
     match v {
         Value::Null => String::new(),
+        Value::String(s) if s.starts_with(['=', '+', '-', '@', '\t', '\r']) => format!("'{s}"),
         Value::String(s) => s.clone(),
         Value::Bool(b) => b.to_string(),
         Value::Number(n) => n.to_string(),
@@ -280,26 +284,20 @@ fn principal_of(
     principal
 }
 
-/// Everyone to export: the filter's subjects, or everyone known (directory, records, profiles,
-/// cases, exemptions).
+/// Everyone to export: the filter's subjects, or everyone known (`known`: the directory and
+/// exemptions; plus records, profiles and cases).
 async fn people(
     store: &dyn Store,
     filter: &Filter,
-    exemption_subjects: impl Iterator<Item = SubjectKey>,
+    known: impl Iterator<Item = SubjectKey>,
 ) -> Result<Vec<SubjectKey>, StoreError> {
     if !filter.subjects.is_empty() {
         let set: BTreeSet<SubjectKey> = filter.subjects.iter().cloned().collect();
         return Ok(set.into_iter().collect());
     }
-    let mut all: BTreeSet<SubjectKey> = store
-        .people()
-        .await?
-        .into_iter()
-        .map(|p| p.subject)
-        .collect();
+    let mut all: BTreeSet<SubjectKey> = known.collect();
     all.extend(store.subjects().await?);
     all.extend(store.case_subjects().await?);
-    all.extend(exemption_subjects);
     Ok(all.into_iter().collect())
 }
 
@@ -314,14 +312,22 @@ pub async fn export(
 ) -> Result<Export, StoreError> {
     let policy = &settings.policy;
     let exemptions = store.all_exemptions().await?;
-    let subjects = people(store, filter, exemptions.iter().map(|e| e.subject.clone())).await?;
-    let selected: BTreeSet<&SubjectKey> = subjects.iter().collect();
     let directory: BTreeMap<SubjectKey, crate::domain::Person> = store
         .people()
         .await?
         .into_iter()
         .map(|p| (p.subject.clone(), p))
         .collect();
+    let subjects = people(
+        store,
+        filter,
+        directory
+            .keys()
+            .cloned()
+            .chain(exemptions.iter().map(|e| e.subject.clone())),
+    )
+    .await?;
+    let selected: BTreeSet<&SubjectKey> = subjects.iter().collect();
     let as_of = filter.to.unwrap_or(now).min(now);
 
     let mut training = Table::new("training-records", TRAINING);
@@ -957,6 +963,31 @@ mod tests {
         );
         assert!(e.chain.verified && e.chain.entries > 0);
         assert_eq!(e.chain.head_seq as usize, e.chain.entries);
+    }
+
+    #[test]
+    fn csv_cells_never_run_as_formulas() {
+        let mut table = Table::new("t", &["a", "b", "c"]);
+        table.push(vec![
+            json!("=HYPERLINK(\"http://x\")"),
+            json!(-1),
+            json!({"k": "v"}),
+        ]);
+        table.push(vec![
+            json!("@SUM(A1)"),
+            Value::Null,
+            json!("plain, with comma"),
+        ]);
+        let text = String::from_utf8(table.csv().unwrap()).unwrap();
+        assert_eq!(
+            text,
+            "a,b,c\n\"'=HYPERLINK(\"\"http://x\"\")\",-1,\"{\"\"k\"\":\"\"v\"\"}\"\n'@SUM(A1),,\"plain, with comma\"\n"
+        );
+        assert_eq!(
+            table.objects()[0]["a"],
+            "=HYPERLINK(\"http://x\")",
+            "JSON is exact"
+        );
     }
 
     #[tokio::test]

@@ -534,3 +534,88 @@ async fn directory_import_writes_all_or_nothing() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("intact: 3 entries"), "{out}");
 }
+
+#[tokio::test]
+async fn redis_store_reads_denials_by_time_and_keeps_the_first_access() {
+    use clearance::config::{DenialSettings, RedisSettings};
+    use clearance::domain::{DenialEvent, Principal, SubjectKey};
+    use clearance::store::redis::RedisStore;
+    use clearance::store::{DenialLog, FollowUpStore};
+    use std::time::Duration;
+
+    let redis_server = RedisServer::start().await;
+    let store = RedisStore::new(
+        &RedisSettings {
+            url: redis_server.url(),
+            key_prefix: "t:".into(),
+            response_timeout: Duration::from_millis(2000),
+            connect_timeout: Duration::from_millis(500),
+        },
+        DenialSettings {
+            max_entries: 10_000,
+            max_age: None,
+        },
+        b"evidence-test-audit-key-0123456789abcdef".to_vec(),
+    )
+    .expect("store");
+    let who = SubjectKey::parse("p@example.com").expect("subject");
+
+    // More than one page of XRANGE.
+    let start = Utc::now();
+    for n in 0..1205 {
+        let mut e = DenialEvent::for_principal(&Principal::bare(who.clone()), Utc::now(), vec![]);
+        e.path = format!("/{n}");
+        store.append_denial(&e).await.expect("append");
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let middle = Utc::now();
+    let mut late = DenialEvent::for_principal(&Principal::bare(who.clone()), middle, vec![]);
+    late.path = "/late".into();
+    store.append_denial(&late).await.expect("append");
+
+    let all = store.denials_between(None, None).await.expect("range");
+    assert_eq!(all.len(), 1206);
+    assert_eq!(all[0].1.path, "/0", "oldest first");
+    assert_eq!(all[1204].1.path, "/1204");
+    let after = store
+        .denials_between(Some(middle), None)
+        .await
+        .expect("range");
+    assert_eq!(after.len(), 1, "only the late one: {}", after.len());
+    assert_eq!(after[0].1.path, "/late");
+    let before = store
+        .denials_between(
+            Some(start),
+            Some(middle - chrono::Duration::milliseconds(1)),
+        )
+        .await
+        .expect("range");
+    assert_eq!(before.len(), 1205);
+
+    // First access: set once, read with the standing.
+    assert_eq!(
+        store.standing(&who).await.expect("standing").first_access,
+        None
+    );
+    let t1 = Utc::now();
+    assert!(store.mark_first_access(&who, t1).await.expect("mark"));
+    assert!(
+        !store
+            .mark_first_access(&who, t1 + chrono::Duration::hours(1))
+            .await
+            .expect("mark")
+    );
+    let on_file = store.standing(&who).await.expect("standing").first_access;
+    assert_eq!(
+        on_file.map(|t| t.timestamp_millis()),
+        Some(t1.timestamp_millis())
+    );
+    assert_eq!(
+        store
+            .first_access(&who)
+            .await
+            .expect("read")
+            .map(|t| t.timestamp_millis()),
+        Some(t1.timestamp_millis())
+    );
+}
