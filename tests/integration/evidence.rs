@@ -161,6 +161,25 @@ async fn export_at_and_access_before_agreement() {
         answer["met_on"][0]["recorded_by"], "admin-token:tests",
         "{answer}"
     );
+    let (code, out, err) = cli(&[
+        "evidence",
+        "at",
+        "--config",
+        config_arg,
+        "--subject",
+        "erin@example.com",
+        "--time",
+        &after.to_rfc3339(),
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(": COMPLIANT\n"), "{out}");
+    assert!(
+        out.lines().any(|l| l.contains("security-awareness")
+            && l.contains("on record version 2026.1")
+            && l.contains("by admin-token:tests")),
+        "{out}"
+    );
 
     // The export.
     let out_dir = dir.path().join("export");
