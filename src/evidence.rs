@@ -1,7 +1,42 @@
-//! Audit evidence: checking the audit chain (`clearance audit verify`).
+//! Audit evidence: checking the audit chain (`clearance audit verify`), exporting evidence for
+//! auditors (`clearance evidence export`, [`export`]) and answering "was this person compliant
+//! at T, and on which records?" (`clearance evidence at`, [`at`]).
+//!
+//! Everything here takes the settings, a store and the current time, so that the command line
+//! and the HTTP API (`/.clearance/api/v1/evidence/...`) share it.
+
+mod at;
+mod export;
+
+pub use at::{ComplianceAt, DirectoryAt, at, render_text};
+pub use export::{
+    Export, ExportDirError, ExportFile, Filter, Table, export, files, response_json, write_dir,
+};
 
 use crate::domain::audit::{ChainBreak, verify};
 use crate::store::{FollowUpStore, StoreError};
+use chrono::{DateTime, NaiveDate, Utc};
+
+/// A command-line or query time: a date (`YYYY-MM-DD`, meaning 00:00 UTC) or an RFC 3339 time.
+pub fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    let text = text.trim();
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .or_else(|| {
+            DateTime::parse_from_rfc3339(text)
+                .ok()
+                .map(|t| t.with_timezone(&Utc))
+        })
+}
+
+/// What to say about a time that [`parse_time`] refused, naming the flag or parameter.
+pub fn time_hint(name: &str, text: &str) -> String {
+    format!(
+        "{name} {text:?}: use a date like 2026-12-31 (00:00 UTC) or an RFC 3339 time like 2026-12-31T09:30:00Z"
+    )
+}
 
 /// The outcome of `clearance audit verify`.
 pub enum ChainCheck {
@@ -21,6 +56,20 @@ pub async fn verify_chain(store: &dyn FollowUpStore, key: &[u8]) -> Result<Chain
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_dates_or_rfc3339() {
+        assert_eq!(
+            parse_time("2026-03-01").map(|t| t.to_rfc3339()),
+            Some("2026-03-01T00:00:00+00:00".into())
+        );
+        assert_eq!(
+            parse_time("2026-03-01T10:00:00+02:00").map(|t| t.to_rfc3339()),
+            Some("2026-03-01T08:00:00+00:00".into())
+        );
+        assert_eq!(parse_time("yesterday"), None);
+        assert!(time_hint("--from", "x").starts_with("--from \"x\": use a date"));
+    }
     use crate::store::memory::MemoryStore;
     use crate::store::{RecordStore, audit_event};
 

@@ -180,14 +180,14 @@ pub fn parse(
 
 /// Line numbers of records. The csv crate's own positions are taken before the blank lines it
 /// skips, so they point at the first blank line above a record rather than the record.
-struct Lines<'a> {
+pub(crate) struct Lines<'a> {
     input: &'a [u8],
     /// Offsets of line breaks (`\n`, `\r\n` counted once at its `\n`, a lone `\r`).
     breaks: Vec<usize>,
 }
 
 impl<'a> Lines<'a> {
-    fn new(input: &'a [u8]) -> Self {
+    pub(crate) fn new(input: &'a [u8]) -> Self {
         let breaks = input
             .iter()
             .enumerate()
@@ -198,7 +198,7 @@ impl<'a> Lines<'a> {
     }
 
     /// The 1-based line of the record whose reading started at byte `start`.
-    fn of_record(&self, start: u64) -> u64 {
+    pub(crate) fn of_record(&self, start: u64) -> u64 {
         let mut at = usize::try_from(start)
             .unwrap_or(usize::MAX)
             .min(self.input.len());

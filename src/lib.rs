@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod config;
 pub mod demo;
+pub mod directory_import;
 pub mod domain;
 pub mod evidence;
 pub mod http;

@@ -1,4 +1,5 @@
-//! The `clearance` command line: serve, check-config, demo, records import, report, audit verify.
+//! The `clearance` command line: serve, check-config, demo, records import, directory import,
+//! report, audit verify, evidence export and evidence at.
 
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -48,6 +49,74 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// The directory: who people are and who answers for them.
+    Directory {
+        #[command(subcommand)]
+        command: DirectoryCommand,
+    },
+    /// Evidence for auditors.
+    Evidence {
+        #[command(subcommand)]
+        command: EvidenceCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DirectoryCommand {
+    /// Import directory entries (people, managers, sponsors) from a CSV file.
+    ///
+    /// Columns: user_name (required), and optionally active (true/false), user_type, manager,
+    /// sponsor, employee_number, department, start_date (YYYY-MM-DD), display_name, email.
+    /// Every row is checked first; if any is invalid nothing is written. Exit 0 when done,
+    /// 1 when rows are invalid or the store fails, 2 when the file or configuration cannot be read.
+    Import {
+        /// The CSV file (header line required).
+        file: PathBuf,
+        #[arg(long, short, env = "CLEARANCE_CONFIG")]
+        config: PathBuf,
+        /// Check the file and report, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum EvidenceCommand {
+    /// Export training records, acceptances, denials, cases, actions, exemptions, checklists
+    /// and the access-before-agreement report as CSV and JSON, with a manifest of SHA-256
+    /// hashes and the audit chain's head. Exit 0 when written, 1 when the store or the files
+    /// fail, 2 on bad arguments (a non-empty --out included) or configuration.
+    Export {
+        #[arg(long, short, env = "CLEARANCE_CONFIG")]
+        config: PathBuf,
+        /// A new or empty directory to write into.
+        #[arg(long)]
+        out: PathBuf,
+        /// Only events at or after this date (YYYY-MM-DD) or RFC 3339 time.
+        #[arg(long)]
+        from: Option<String>,
+        /// Only events at or before this date (YYYY-MM-DD) or RFC 3339 time; checklists are
+        /// evaluated as of then.
+        #[arg(long)]
+        to: Option<String>,
+        /// Only these people (repeat the flag); everyone known by default.
+        #[arg(long)]
+        subject: Vec<String>,
+    },
+    /// Whether a person was compliant at a given time, and on which records.
+    /// Exit 0 with the answer (compliant or not), 1 when the store fails, 2 on bad arguments.
+    At {
+        #[arg(long, short, env = "CLEARANCE_CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        subject: String,
+        /// A date (YYYY-MM-DD, meaning 00:00 UTC) or an RFC 3339 time.
+        #[arg(long)]
+        time: String,
+        /// `text` (default) or `json`.
+        #[arg(long, default_value = "text")]
+        format: String,
     },
 }
 
@@ -157,7 +226,264 @@ fn main() -> ExitCode {
         Command::Audit {
             command: AuditCommand::Verify { config },
         } => audit_verify(&config),
+        Command::Directory {
+            command:
+                DirectoryCommand::Import {
+                    file,
+                    config,
+                    dry_run,
+                },
+        } => import_directory(&file, &config, dry_run),
+        Command::Evidence {
+            command:
+                EvidenceCommand::Export {
+                    config,
+                    out,
+                    from,
+                    to,
+                    subject,
+                },
+        } => evidence_export(&config, &out, from.as_deref(), to.as_deref(), &subject),
+        Command::Evidence {
+            command:
+                EvidenceCommand::At {
+                    config,
+                    subject,
+                    time,
+                    format,
+                },
+        } => evidence_at(&config, &subject, &time, &format),
     }
+}
+
+fn load(config: &Path) -> Result<clearance::config::Settings, ExitCode> {
+    clearance::config::load(config).map_err(|e| {
+        eprintln!("{}: {e}", config.display());
+        ExitCode::from(2)
+    })
+}
+
+/// A `--from`/`--to`/`--time` value, or the message naming the flag.
+fn time_flag(
+    flag: &str,
+    text: Option<&str>,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, ExitCode> {
+    match text {
+        None => Ok(None),
+        Some(text) => match clearance::evidence::parse_time(text) {
+            Some(t) => Ok(Some(t)),
+            None => {
+                eprintln!("{}", clearance::evidence::time_hint(flag, text));
+                Err(ExitCode::from(2))
+            }
+        },
+    }
+}
+
+fn subject_flag(text: &str) -> Result<clearance::domain::SubjectKey, ExitCode> {
+    clearance::domain::SubjectKey::parse(text).map_err(|e| {
+        eprintln!("--subject {text:?}: {e}");
+        ExitCode::from(2)
+    })
+}
+
+/// `clearance directory import`.
+fn import_directory(file: &Path, config: &Path, dry_run: bool) -> ExitCode {
+    use clearance::directory_import as dir;
+    let settings = match load(config) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let bytes = match std::fs::read(file) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("cannot read {}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    let shown = file.display().to_string();
+    let name = file
+        .file_name()
+        .map_or_else(|| shown.clone(), |n| n.to_string_lossy().into_owned());
+    let rows = match dir::parse(&bytes, chrono::Utc::now()) {
+        Ok(rows) => rows,
+        Err(problems) => {
+            eprint!("{}", dir::problem_report(&shown, &problems));
+            return ExitCode::FAILURE;
+        }
+    };
+    if dry_run {
+        println!(
+            "{shown}: {} valid row(s); nothing written (--dry-run)",
+            rows.len()
+        );
+        return ExitCode::SUCCESS;
+    }
+    let actor = format!("csv:{name}");
+    let written = actix_web::rt::System::new().block_on(async {
+        let store = clearance::redis_store(&settings)?;
+        anyhow::Ok(dir::write(store.as_ref(), &rows, &actor).await)
+    });
+    match written {
+        Err(e) => {
+            eprintln!("{}: {e:#}", config.display());
+            ExitCode::from(2)
+        }
+        Ok(Ok(w)) => {
+            println!(
+                "{shown}: {} created, {} updated, {} unchanged",
+                w.created, w.updated, w.unchanged
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(Err(e)) => {
+            eprintln!(
+                "{shown}: {e}; before that {} created, {} updated. Importing the file again is safe.",
+                e.written.created, e.written.updated
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `clearance evidence export`.
+fn evidence_export(
+    config: &Path,
+    out: &Path,
+    from: Option<&str>,
+    to: Option<&str>,
+    subjects: &[String],
+) -> ExitCode {
+    use clearance::evidence;
+    let (from, to) = match (time_flag("--from", from), time_flag("--to", to)) {
+        (Ok(f), Ok(t)) => (f, t),
+        (Err(code), _) | (_, Err(code)) => return code,
+    };
+    if let (Some(f), Some(t)) = (from, to)
+        && f > t
+    {
+        eprintln!("--from {} is after --to {}", f.to_rfc3339(), t.to_rfc3339());
+        return ExitCode::from(2);
+    }
+    let mut keys = Vec::new();
+    for s in subjects {
+        match subject_flag(s) {
+            Ok(k) => keys.push(k),
+            Err(code) => return code,
+        }
+    }
+    // Refuse a non-empty directory before reading anything.
+    if std::fs::read_dir(out).is_ok_and(|mut d| d.next().is_some()) {
+        eprintln!(
+            "--out: {}",
+            evidence::ExportDirError::NotEmpty(out.display().to_string())
+        );
+        return ExitCode::from(2);
+    }
+    let settings = match load(config) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let config_sha256 = std::fs::read(config)
+        .map(|b| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&b)))
+        .ok();
+    let filter = evidence::Filter {
+        from,
+        to,
+        subjects: keys,
+    };
+    let exported = actix_web::rt::System::new().block_on(async {
+        let store = clearance::redis_store(&settings)?;
+        anyhow::Ok(
+            evidence::export(
+                &settings,
+                store.as_ref(),
+                &filter,
+                config_sha256,
+                chrono::Utc::now(),
+            )
+            .await?,
+        )
+    });
+    let export = match exported {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("clearance: the evidence cannot be read: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let written = evidence::files(&export).and_then(|files| {
+        evidence::write_dir(out, &files)?;
+        Ok(files)
+    });
+    match written {
+        Ok(files) => {
+            println!(
+                "evidence for {} people written to {}:",
+                export.people.len(),
+                out.display()
+            );
+            for f in &files {
+                println!("  {:<32} {:>6} rows  sha256 {}", f.name, f.rows, f.sha256);
+            }
+            if !export.chain.verified {
+                println!(
+                    "WARNING: the audit chain does not verify: {}",
+                    export.chain.problem.as_deref().unwrap_or("unknown problem")
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("clearance: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `clearance evidence at`.
+fn evidence_at(config: &Path, subject: &str, time: &str, format: &str) -> ExitCode {
+    use clearance::evidence;
+    let time = match time_flag("--time", Some(time)) {
+        Ok(Some(t)) => t,
+        Ok(None) => return ExitCode::from(2),
+        Err(code) => return code,
+    };
+    let subject = match subject_flag(subject) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    if format != "text" && format != "json" {
+        eprintln!("--format {format:?}: use text or json");
+        return ExitCode::from(2);
+    }
+    let settings = match load(config) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let answer = actix_web::rt::System::new().block_on(async {
+        let store = clearance::redis_store(&settings)?;
+        anyhow::Ok(evidence::at(&settings, store.as_ref(), &subject, time).await?)
+    });
+    let answer = match answer {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("clearance: the evidence cannot be read: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if format == "json" {
+        match serde_json::to_string_pretty(&answer) {
+            Ok(json) => println!("{json}"),
+            Err(e) => {
+                eprintln!("clearance: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        print!("{}", evidence::render_text(&answer));
+    }
+    ExitCode::SUCCESS
 }
 
 /// `clearance audit verify`.

@@ -17,7 +17,7 @@ use subtle::ConstantTimeEq;
 
 /// Checks `Authorization: Bearer <token>` against the configured admin token hashes; returns
 /// the token's name.
-fn admin(req: &HttpRequest, state: &AppState) -> Result<String, AppError> {
+pub(super) fn admin(req: &HttpRequest, state: &AppState) -> Result<String, AppError> {
     token_name(req, &state.settings.admin_tokens, "admin")
 }
 

@@ -341,6 +341,28 @@ pub fn every_requirement(state: &AppState, path_prefix: &str, upstream: Option<&
     }
 }
 
+/// Remembers the first admission of a person to a gated route (evidence for "access before
+/// agreement"). Once it is on file (read with the standing) nothing is written. A failed write
+/// does not refuse the person; it is logged in full so that the fact is not lost.
+async fn note_first_access(
+    state: &AppState,
+    subject: &SubjectKey,
+    on_file: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) {
+    if on_file.is_some() {
+        return;
+    }
+    if let Err(e) = state.store.mark_first_access(subject, now).await {
+        tracing::error!(
+            user.subject = %subject,
+            first_access = %now.to_rfc3339(),
+            error = %e,
+            "first admitted access could not be stored"
+        );
+    }
+}
+
 fn route_label(route: &Route) -> String {
     format!(
         "{}{} -> {}",
@@ -463,6 +485,7 @@ pub async fn admit_authenticated(
     if route.access == RouteAccess::Induction {
         return Ok(Admission::Person(principal));
     }
+    let first_access = standing.first_access;
     let records = standing.records;
     let requirements = route
         .requirements
@@ -477,6 +500,9 @@ pub async fn admit_authenticated(
                     let mut event = denial(missing, true);
                     event.exempt_until = Some(until);
                     record_denial(state, &event).await;
+                }
+                if recording == Recording::Record {
+                    note_first_access(state, &principal.subject, first_access, now).await;
                 }
                 return Ok(Admission::Person(principal));
             }
@@ -545,6 +571,9 @@ pub async fn admit_authenticated(
                 .collect();
             if !monitored.is_empty() && recording == Recording::Record {
                 record_denial(state, &denial(monitored, true)).await;
+            }
+            if recording == Recording::Record {
+                note_first_access(state, &principal.subject, first_access, now).await;
             }
             Ok(Admission::Person(principal))
         }

@@ -88,6 +88,21 @@ async fn caller(req: &HttpRequest, state: &AppState, api: bool) -> Result<Caller
     })
 }
 
+/// Admins (by role or admin token) and auditors: the evidence API.
+pub(super) async fn evidence_reader(
+    req: &HttpRequest,
+    state: &AppState,
+) -> Result<Viewer, AppError> {
+    let c = caller(req, state, true).await?;
+    if c.viewer.admin || c.viewer.auditor {
+        Ok(c.viewer)
+    } else {
+        Err(AppError::Forbidden(
+            "Evidence is for admins and auditors.".into(),
+        ))
+    }
+}
+
 fn same_token(expected: Option<&str>, sent: Option<&str>) -> Result<(), AppError> {
     match (expected, sent) {
         (Some(e), Some(s)) if bool::from(e.as_bytes().ct_eq(s.as_bytes())) => Ok(()),

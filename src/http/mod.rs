@@ -4,6 +4,7 @@
 pub mod api;
 pub mod documents;
 pub mod error;
+pub mod evidence;
 pub mod followup;
 pub mod forward_auth;
 pub mod forwarded;
@@ -163,7 +164,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     web::get().to(api::get_history),
                 )
                 .route("/revocations", web::post().to(api::post_revocation))
-                .route("/denials", web::get().to(api::get_denials)),
+                .route("/denials", web::get().to(api::get_denials))
+                .route("/evidence/at", web::get().to(evidence::at))
+                .route("/evidence/export", web::get().to(evidence::export)),
         )
         .service(web::scope("/.clearance").default_service(web::to(api::not_found)))
         .default_service(web::to(gate::gate));

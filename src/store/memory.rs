@@ -32,6 +32,7 @@ struct Inner {
     exemptions: BTreeMap<String, Exemption>,
     cases: HashMap<SubjectKey, Vec<Case>>,
     actions: HashMap<SubjectKey, Vec<Action>>,
+    first_access: HashMap<SubjectKey, chrono::DateTime<chrono::Utc>>,
 }
 
 impl Inner {
@@ -316,6 +317,20 @@ impl DenialLog for MemoryStore {
             .cloned()
             .collect())
     }
+
+    async fn denials_between(
+        &self,
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        to: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<Vec<(String, DenialEvent)>, StoreError> {
+        Ok(self
+            .lock()?
+            .denials
+            .iter()
+            .filter(|(_, e)| from.is_none_or(|f| e.time >= f) && to.is_none_or(|t| e.time <= t))
+            .cloned()
+            .collect())
+    }
 }
 
 #[async_trait]
@@ -342,7 +357,28 @@ impl FollowUpStore for MemoryStore {
                 .filter(|e| &e.subject == subject)
                 .cloned()
                 .collect(),
+            first_access: inner.first_access.get(subject).copied(),
         })
+    }
+
+    async fn mark_first_access(
+        &self,
+        subject: &SubjectKey,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock()?;
+        if inner.first_access.contains_key(subject) {
+            return Ok(false);
+        }
+        inner.first_access.insert(subject.clone(), at);
+        Ok(true)
+    }
+
+    async fn first_access(
+        &self,
+        subject: &SubjectKey,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+        Ok(self.lock()?.first_access.get(subject).copied())
     }
 
     async fn put_person(&self, person: &Person, actor: &str) -> Result<(), StoreError> {
@@ -503,6 +539,19 @@ mod tests {
             s.statement_target("st-1").await.unwrap(),
             Some((alice, req))
         );
+    }
+
+    #[tokio::test]
+    async fn first_access_is_written_once() {
+        let s = MemoryStore::default();
+        let a = SubjectKey::parse("a@x").unwrap();
+        let t1 = chrono::DateTime::from_timestamp(1_780_000_000, 0).unwrap();
+        let t2 = t1 + chrono::Duration::hours(1);
+        assert_eq!(s.standing(&a).await.unwrap().first_access, None);
+        assert!(s.mark_first_access(&a, t1).await.unwrap());
+        assert!(!s.mark_first_access(&a, t2).await.unwrap());
+        assert_eq!(s.standing(&a).await.unwrap().first_access, Some(t1));
+        assert_eq!(s.first_access(&a).await.unwrap(), Some(t1));
     }
 
     #[tokio::test]

@@ -102,6 +102,13 @@ pub trait DenialLog: Send + Sync {
     async fn append_denial(&self, event: &DenialEvent) -> Result<String, StoreError>;
     /// The newest `count` events, newest first.
     async fn recent_denials(&self, count: usize) -> Result<Vec<(String, DenialEvent)>, StoreError>;
+    /// Every event still kept whose time lies in `from..=to` (either end open), oldest first
+    /// (for evidence export).
+    async fn denials_between(
+        &self,
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        to: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<Vec<(String, DenialEvent)>, StoreError>;
 }
 
 /// What the gate needs to know about a person, read in one round trip.
@@ -111,6 +118,8 @@ pub struct Standing {
     /// Their directory entry (SCIM or CSV), if any.
     pub person: Option<Person>,
     pub exemptions: Vec<Exemption>,
+    /// The first time the gate admitted them to a gated route, if it ever did.
+    pub first_access: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Managers' follow-up and audit evidence: the directory, denial cases and actions, exemptions,
@@ -118,8 +127,20 @@ pub struct Standing {
 /// appended to the audit chain in the same atomic step as the change itself.
 #[async_trait]
 pub trait FollowUpStore: Send + Sync {
-    /// Records, directory entry and exemptions of a subject, in one round trip.
+    /// Records, directory entry, exemptions and first access of a subject, in one round trip.
     async fn standing(&self, subject: &SubjectKey) -> Result<Standing, StoreError>;
+    /// Remembers `at` as the first time the subject was admitted to a gated route, unless a
+    /// first access is already on file (set-if-absent). Returns whether it was written.
+    async fn mark_first_access(
+        &self,
+        subject: &SubjectKey,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError>;
+    /// The first time the subject was admitted to a gated route, if ever.
+    async fn first_access(
+        &self,
+        subject: &SubjectKey,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError>;
 
     /// Creates or replaces a directory entry (audited as `directory.changed`).
     async fn put_person(&self, person: &Person, actor: &str) -> Result<(), StoreError>;

@@ -570,7 +570,50 @@ impl DenialLog for RedisStore {
             .map(|entry| Ok((entry.id, denial_from_fields(entry.map)?)))
             .collect()
     }
+
+    async fn denials_between(
+        &self,
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        to: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<Vec<(String, DenialEvent)>, StoreError> {
+        // Stream ids are `<milliseconds>-<n>` of the append, which is the denial's time give or
+        // take the write; the events' own times are checked again below.
+        let mut start = from.map_or_else(
+            || "-".to_owned(),
+            |t| format!("{}-0", (t.timestamp_millis() - 1000).max(0)),
+        );
+        let end = to.map_or_else(
+            || "+".to_owned(),
+            |t| format!("{}", t.timestamp_millis().saturating_add(1000)),
+        );
+        let mut conn = self.conn.clone();
+        let mut out = Vec::new();
+        loop {
+            let reply: redis::streams::StreamRangeReply = conn
+                .xrange_count(self.denials_key(), &start, &end, DENIAL_PAGE)
+                .await
+                .map_err(unavailable)?;
+            let full = reply.ids.len() >= DENIAL_PAGE;
+            let mut last = None;
+            for entry in reply.ids {
+                last = Some(entry.id.clone());
+                let event = denial_from_fields(entry.map)?;
+                if from.is_none_or(|f| event.time >= f) && to.is_none_or(|t| event.time <= t) {
+                    out.push((entry.id, event));
+                }
+            }
+            match (full, last) {
+                // Exclusive start after the last id read.
+                (true, Some(id)) => start = format!("({id}"),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
 }
+
+/// How many denial entries one `XRANGE` reads.
+const DENIAL_PAGE: usize = 1000;
 
 #[async_trait]
 impl Health for RedisStore {

@@ -7,6 +7,7 @@
 //! - `P{subject}:case:open`: id of the open case; `P{subject}:cases`: hash, id -> case (JSON);
 //!   `Pcases:subjects`: set of subjects who ever had a case
 //! - `P{subject}:actions`: list of actions (JSON), oldest first
+//! - `P{subject}:first_access`: RFC 3339 time of the first admission to a gated route (`SET NX`)
 
 use super::redis::{Change, Guard, Op, RedisStore, to_json, unavailable};
 use super::{FollowUpStore, Standing, StoreError, audit_event};
@@ -62,25 +63,65 @@ impl RedisStore {
     fn actions_key(&self, subject: &SubjectKey) -> String {
         format!("{}{{{subject}}}:actions", self.prefix)
     }
+    fn first_access_key(&self, subject: &SubjectKey) -> String {
+        format!("{}{{{subject}}}:first_access", self.prefix)
+    }
+}
+
+fn parse_time(what: &str, text: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
 #[async_trait]
 impl FollowUpStore for RedisStore {
     async fn standing(&self, subject: &SubjectKey) -> Result<Standing, StoreError> {
         let mut conn = self.conn.clone();
-        let (records, person, exemptions): (Vec<String>, Option<String>, Vec<String>) =
-            redis::pipe()
-                .hvals(self.records_key(subject))
-                .hget(self.directory_key(), subject.as_str())
-                .hvals(self.exemptions_key(subject))
-                .query_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
+        let (records, person, exemptions, first_access): (
+            Vec<String>,
+            Option<String>,
+            Vec<String>,
+            Option<String>,
+        ) = redis::pipe()
+            .hvals(self.records_key(subject))
+            .hget(self.directory_key(), subject.as_str())
+            .hvals(self.exemptions_key(subject))
+            .get(self.first_access_key(subject))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
         Ok(Standing {
             records: parse_all::<Record>("record", records)?,
             person: person.map(|p| parse("directory entry", &p)).transpose()?,
             exemptions: parse_all("exemption", exemptions)?,
+            first_access: first_access
+                .map(|t| parse_time("first access", &t))
+                .transpose()?,
         })
+    }
+
+    async fn mark_first_access(
+        &self,
+        subject: &SubjectKey,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        conn.set_nx(self.first_access_key(subject), stamp(at))
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn first_access(
+        &self,
+        subject: &SubjectKey,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let mut conn = self.conn.clone();
+        let v: Option<String> = conn
+            .get(self.first_access_key(subject))
+            .await
+            .map_err(unavailable)?;
+        v.map(|t| parse_time("first access", &t)).transpose()
     }
 
     async fn put_person(&self, person: &Person, actor: &str) -> Result<(), StoreError> {

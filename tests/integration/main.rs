@@ -10,6 +10,7 @@ mod browser_e2e;
 mod csv_import;
 mod demo;
 mod deployment;
+mod evidence;
 mod failures;
 mod followup;
 mod forward_auth;

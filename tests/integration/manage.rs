@@ -5,6 +5,7 @@
 use crate::gate::{ADMIN_TOKEN, TestClock, World};
 use crate::support::{Account, Browser, ProviderConfig, Response};
 use crate::{complete_everything, sign_in};
+use chrono::Utc;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -393,6 +394,15 @@ async fn managers_see_their_own_reports_and_act_on_cases_auditors_only_read() {
         "nothing written"
     );
     assert!(after["exemptions"].as_array().is_some_and(Vec::is_empty));
+
+    // Evidence is for auditors and admins, not for managers.
+    let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let query = format!("evidence/at?subject=alice%40example.com&time={now}");
+    let (status, body) = api_get(&olga, &world, &query).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["compliant"], false, "{body}");
+    let (status, _) = api_get(&mona, &world, &query).await;
+    assert_eq!(status, 403);
 
     // The admin token sees everyone known.
     let (status, team) = admin(&world, reqwest::Method::GET, "team", None).await;
