@@ -16,6 +16,7 @@ mod forward_auth;
 mod gate;
 mod journey;
 mod modes;
+mod notify;
 mod proxying;
 mod real_proxies;
 mod selfservice;
