@@ -70,6 +70,9 @@ pub struct Notifier {
     daily_done: Option<NaiveDate>,
 }
 
+/// People with news for the same recipient: who answers for them (if anyone) and their marks.
+type Group = (Option<SubjectKey>, Vec<(SubjectKey, DateTime<Utc>)>);
+
 /// What a digest or reminder says about one person.
 struct Report {
     person: Contact,
@@ -118,8 +121,7 @@ impl Notifier {
         }
         let subjects: Vec<SubjectKey> = marks.iter().map(|(s, _)| s.clone()).collect();
         let directory = self.directory(&subjects, now).await?;
-        let mut groups: BTreeMap<String, (Option<SubjectKey>, Vec<(SubjectKey, DateTime<Utc>)>)> =
-            BTreeMap::new();
+        let mut groups: BTreeMap<String, Group> = BTreeMap::new();
         for (subject, at) in marks {
             let manager = directory.responsible_for(&subject).cloned();
             let key = match &manager {

@@ -25,10 +25,11 @@ pub async fn count_into_case(state: &AppState, event: &DenialEvent) {
         .notifications
         .as_ref()
         .is_some_and(|n| matches!(n.mode, NotifyMode::Immediate { .. }));
-    if immediate && let Ok(subject) = SubjectKey::parse(&event.subject) {
-        if let Err(e) = state.store.mark_dirty(&subject, event.time).await {
-            tracing::error!(user.subject = %event.subject, error = %e, "the denial could not be queued for the manager's digest");
-        }
+    if immediate
+        && let Ok(subject) = SubjectKey::parse(&event.subject)
+        && let Err(e) = state.store.mark_dirty(&subject, event.time).await
+    {
+        tracing::error!(user.subject = %event.subject, error = %e, "the denial could not be queued for the manager's digest");
     }
 }
 
