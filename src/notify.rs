@@ -36,26 +36,11 @@ const DAILY_GUARD: Duration = Duration::from_secs(3 * 24 * 3600);
 /// Starts the worker on the current tokio runtime when `[notifications]` is configured. It runs
 /// until that runtime stops (the server's).
 pub fn spawn(state: &AppState) -> Option<tokio::task::JoinHandle<()>> {
-    let notify = state.settings.followup.notifications.clone()?;
-    let client = match reqwest::Client::builder()
-        .timeout(TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "notifications are off: the HTTP client could not be built");
-            return None;
-        }
-    };
-    let worker = Notifier {
-        settings: state.settings.clone(),
-        notify,
-        store: state.store.clone(),
-        clock: state.clock.clone(),
-        client,
-        daily_done: None,
-    };
+    let worker = Notifier::new(
+        state.settings.clone(),
+        state.store.clone(),
+        state.clock.clone(),
+    )?;
     Some(tokio::spawn(worker.run()))
 }
 
@@ -81,6 +66,31 @@ struct Report {
 }
 
 impl Notifier {
+    /// A worker for these settings; `None` when notifications are off (or the HTTP client
+    /// cannot be built, which is logged).
+    pub fn new(settings: Arc<Settings>, store: SharedStore, clock: Arc<dyn Clock>) -> Option<Self> {
+        let notify = settings.followup.notifications.clone()?;
+        let client = match reqwest::Client::builder()
+            .timeout(TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "notifications are off: the HTTP client could not be built");
+                return None;
+            }
+        };
+        Some(Self {
+            settings,
+            notify,
+            store,
+            clock,
+            client,
+            daily_done: None,
+        })
+    }
+
     async fn run(mut self) {
         tracing::info!(
             notify.host = self.notify.url.host_str().unwrap_or(""),
@@ -456,5 +466,183 @@ fn message(
         attempts: 0,
         last_error: None,
         gave_up_at: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{DenialEvent, Principal, Unmet};
+    use crate::store::memory::MemoryStore;
+    use crate::store::{FollowUpStore, Outbox, RecordStore};
+    use std::sync::Mutex;
+
+    struct Fixed(Mutex<DateTime<Utc>>);
+    impl Clock for Fixed {
+        fn now(&self) -> DateTime<Utc> {
+            self.0.lock().map(|t| *t).unwrap_or_default()
+        }
+    }
+
+    fn settings(mode: &str) -> Arc<Settings> {
+        Arc::new(parse(mode).expect("valid"))
+    }
+
+    fn parse(mode: &str) -> Result<Settings, crate::config::ConfigError> {
+        let toml = format!(
+            r#"
+[server]
+public_url = "https://gate.example.com"
+[oidc]
+issuer = "https://login.example.com"
+client_id = "clearance"
+client_secret = "s"
+[session]
+cookie_secret = "dGVzdC1jb29raWUtc2VjcmV0LXRoYXQtaXMtbG9uZy1lbm91Z2gtZm9yLWNsZWFyYW5jZQ=="
+[audit]
+key = "test-audit-key-0123456789abcdefghijklmnop"
+[[requirements]]
+id = "security-awareness"
+kind = "training"
+title = "Security awareness"
+version = "2026.1"
+url = "https://lms.example.com/s"
+[[routes]]
+upstream = "http://127.0.0.1:9000"
+[notifications]
+url = "http://127.0.0.1:9/hook"
+{mode}
+"#
+        );
+        crate::config::from_toml_str(&toml)
+    }
+
+    #[test]
+    fn retry_and_tick_knobs_are_validated() {
+        let s = settings("retry_initial_ms = 200\nretry_max_seconds = 2\ntick_ms = 100");
+        let n = s.followup.notifications.as_ref().expect("on");
+        assert_eq!(n.retry_initial, Duration::from_millis(200));
+        assert_eq!(n.retry_max, Duration::from_secs(2));
+        assert_eq!(n.tick, Duration::from_millis(100));
+        let defaults = settings("");
+        let n = defaults.followup.notifications.as_ref().expect("on");
+        assert_eq!(n.tick, Duration::from_secs(1));
+        assert_eq!(n.retry_initial, Duration::from_secs(10));
+        match parse("tick_ms = 0\nretry_max_seconds = 0") {
+            Err(crate::config::ConfigError::Invalid(p)) => {
+                let keys: Vec<&str> = p.iter().map(|(k, _)| k.as_str()).collect();
+                assert_eq!(
+                    keys,
+                    ["notifications.retry_max_seconds", "notifications.tick_ms"]
+                );
+            }
+            other => panic!("refused with the keys named: {:?}", other.map(|_| ())),
+        }
+    }
+
+    fn at(h: u32, m: u32) -> DateTime<Utc> {
+        chrono::NaiveDate::from_ymd_opt(2026, 5, 4)
+            .and_then(|d| d.and_hms_opt(h, m, 0))
+            .map(|t| t.and_utc())
+            .unwrap_or_default()
+    }
+
+    /// Alice (manager mona, from her claims) was refused once.
+    async fn refused(store: &MemoryStore, settings: &Settings, when: DateTime<Utc>) {
+        let mut alice = Principal::bare(SubjectKey::parse("alice@example.com").unwrap());
+        alice.manager = Some("mona@example.com".into());
+        alice.name = Some("Alice".into());
+        store.put_profile(&alice).await.unwrap();
+        let req = &settings.policy.requirements[0];
+        let mut event = DenialEvent::for_principal(
+            &alice,
+            when,
+            vec![Unmet {
+                requirement: req.id.clone(),
+                reason: crate::domain::Reason::NeverCompleted,
+                enforcement: req.enforcement,
+                due: None,
+                completed_at: None,
+                valid_until: None,
+                held_version: None,
+                current_version: req.version,
+            }],
+        );
+        event.host = "app.example.com".into();
+        store.touch_case(&event, "case-1").await.unwrap();
+    }
+
+    fn worker(settings: &Arc<Settings>, store: &Arc<MemoryStore>, clock: &Arc<Fixed>) -> Notifier {
+        Notifier::new(settings.clone(), store.clone(), clock.clone()).expect("on")
+    }
+
+    #[tokio::test]
+    async fn daily_digests_go_out_once_a_day_across_instances() {
+        let settings = settings("mode = \"daily\"\ndaily_at = \"08:00\"");
+        let store = Arc::new(MemoryStore::default());
+        refused(&store, &settings, at(7, 0)).await;
+        let clock = Arc::new(Fixed(Mutex::new(at(7, 59))));
+        let mut one = worker(&settings, &store, &clock);
+        let mut two = worker(&settings, &store, &clock);
+        one.tick().await;
+        assert_eq!(store.queued().await.unwrap(), 0, "not before daily_at");
+        *clock.0.lock().unwrap() = at(8, 0);
+        one.tick().await;
+        two.tick().await;
+        one.tick().await;
+        // One digest (mona) and one reminder (alice), tried once against a closed port.
+        let queued = store
+            .claim_due(at(23, 0), Duration::from_secs(1), 10)
+            .await
+            .unwrap();
+        assert_eq!(queued.len(), 2, "{queued:?}");
+        let digest = queued
+            .iter()
+            .find(|m| m.kind == MessageKind::Digest)
+            .expect("digest");
+        assert_eq!(digest.recipient.as_str(), "mona@example.com");
+        assert_eq!(digest.attempts, 1);
+        assert!(digest.last_error.is_some());
+        let body: serde_json::Value = serde_json::from_str(&digest.body).unwrap();
+        assert_eq!(body["reports"][0]["person"]["subject"], "alice@example.com");
+        assert_eq!(body["reports"][0]["case"]["apps"]["app.example.com"], 1);
+        let reminder = queued
+            .iter()
+            .find(|m| m.kind == MessageKind::Reminder)
+            .expect("reminder");
+        let body: serde_json::Value = serde_json::from_str(&reminder.body).unwrap();
+        assert_eq!(body["items"][0]["url"], "https://lms.example.com/s");
+    }
+
+    #[tokio::test]
+    async fn immediate_digests_respect_the_interval_and_give_up_in_the_end() {
+        let settings =
+            settings("mode = \"immediate\"\nmin_interval_minutes = 30\ngive_up_after_hours = 1");
+        let store = Arc::new(MemoryStore::default());
+        let alice = SubjectKey::parse("alice@example.com").unwrap();
+        refused(&store, &settings, at(9, 0)).await;
+        store.mark_dirty(&alice, at(9, 0)).await.unwrap();
+        let clock = Arc::new(Fixed(Mutex::new(at(9, 0))));
+        let mut w = worker(&settings, &store, &clock);
+        w.tick().await;
+        assert_eq!(store.queued().await.unwrap(), 2);
+        assert!(store.dirty().await.unwrap().is_empty());
+
+        // Refused again 10 minutes later: held back until 9:30.
+        *clock.0.lock().unwrap() = at(9, 10);
+        store.mark_dirty(&alice, at(9, 10)).await.unwrap();
+        w.tick().await;
+        assert_eq!(store.dirty().await.unwrap().len(), 1, "rate-limited");
+        *clock.0.lock().unwrap() = at(9, 31);
+        w.tick().await;
+        assert!(store.dirty().await.unwrap().is_empty());
+
+        // The receiver never answers: after give_up_after, every message is dead.
+        *clock.0.lock().unwrap() = at(11, 0);
+        w.tick().await;
+        assert_eq!(store.queued().await.unwrap(), 0);
+        let dead = store.dead_letters().await.unwrap();
+        assert_eq!(dead.len(), 4, "{dead:?}");
+        assert!(dead.iter().all(|m| m.gave_up_at.is_some()));
     }
 }
