@@ -53,10 +53,16 @@ pub struct Notifier {
     client: reqwest::Client,
     /// The last day whose daily digests this instance knows are done.
     daily_done: Option<NaiveDate>,
+    /// Marks left pending by the rate limit at the last build, and when the first of them may
+    /// go: while the marks are exactly these, there is nothing to build before then.
+    held: Option<(Vec<Mark>, DateTime<Utc>)>,
 }
 
+/// A dirty mark: who, and since when.
+type Mark = (SubjectKey, DateTime<Utc>);
+
 /// People with news for the same recipient: who answers for them (if anyone) and their marks.
-type Group = (Option<SubjectKey>, Vec<(SubjectKey, DateTime<Utc>)>);
+type Group = (Option<SubjectKey>, Vec<Mark>);
 
 /// What a digest or reminder says about one person.
 struct Report {
@@ -88,6 +94,7 @@ impl Notifier {
             clock,
             client,
             daily_done: None,
+            held: None,
         })
     }
 
@@ -121,7 +128,7 @@ impl Notifier {
 
     /// Immediate mode: one atomic step per manager whose rate limit allows a digest.
     async fn build_immediate(
-        &self,
+        &mut self,
         now: DateTime<Utc>,
         min_interval: Duration,
     ) -> Result<(), StoreError> {
@@ -129,6 +136,15 @@ impl Notifier {
         if marks.is_empty() {
             return Ok(());
         }
+        if let Some((held, until)) = &self.held
+            && *held == marks
+            && now < *until
+        {
+            return Ok(());
+        }
+        self.held = None;
+        let read = marks.clone();
+        let mut next_allowed: Option<DateTime<Utc>> = None;
         let subjects: Vec<SubjectKey> = marks.iter().map(|(s, _)| s.clone()).collect();
         let directory = self.directory(&subjects, now).await?;
         let mut groups: BTreeMap<String, Group> = BTreeMap::new();
@@ -146,10 +162,13 @@ impl Notifier {
         }
         let keys: Vec<String> = groups.keys().cloned().collect();
         let sent = self.store.last_sent(&keys).await?;
-        let latest = now - chrono::Duration::from_std(min_interval).unwrap_or_default();
+        let interval = chrono::Duration::from_std(min_interval).unwrap_or_default();
+        let latest = now - interval;
         for ((key, (manager, marks)), last) in groups.into_iter().zip(sent) {
-            if last.is_some_and(|l| l > latest) {
+            if let Some(last) = last.filter(|l| *l > latest) {
                 // Rate-limited: the marks stay until the interval has passed.
+                let allowed = last + interval;
+                next_allowed = Some(next_allowed.map_or(allowed, |n| n.min(allowed)));
                 continue;
             }
             let mut reports = Vec::new();
@@ -174,6 +193,13 @@ impl Notifier {
                 }
             } else {
                 tracing::debug!(notify.group = %key, "news changed meanwhile or another instance sent it; next tick");
+            }
+        }
+        if let Some(until) = next_allowed {
+            // Everything else was consumed; what is left waits for the rate limit.
+            let left: Vec<_> = self.store.dirty().await?;
+            if left.iter().all(|m| read.contains(m)) {
+                self.held = Some((left, until));
             }
         }
         Ok(())
