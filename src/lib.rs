@@ -10,6 +10,7 @@ pub mod domain;
 pub mod evidence;
 pub mod http;
 pub mod import;
+pub mod notify;
 pub mod oversight;
 pub mod report;
 pub mod store;
@@ -71,8 +72,11 @@ pub fn redis_store(settings: &Settings) -> anyhow::Result<SharedStore> {
     )?))
 }
 
-/// Starts the HTTP server on a bound listener. Must run inside a tokio runtime.
+/// Starts the HTTP server on a bound listener, and the notification worker when
+/// `[notifications]` is configured (it stops with the runtime). Must run inside a tokio runtime.
 pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<actix_web::dev::Server> {
+    // The worker runs until the runtime that runs the server stops.
+    let _worker = notify::spawn(&state);
     let workers = match state.settings.workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,

@@ -132,6 +132,15 @@ pub struct NotificationsFile {
     /// Give up on a delivery after this many hours of failures (it stays listed as dead).
     #[serde(default = "default_give_up")]
     pub give_up_after_hours: u32,
+    /// The first retry waits about this long; each further one doubles it (with jitter) ...
+    #[serde(default = "default_retry_initial")]
+    pub retry_initial_ms: u64,
+    /// ... up to this many seconds.
+    #[serde(default = "default_retry_max")]
+    pub retry_max_seconds: u64,
+    /// How often the outbox is looked at.
+    #[serde(default = "default_tick")]
+    pub tick_ms: u64,
 }
 
 fn default_format() -> String {
@@ -152,6 +161,15 @@ fn yes() -> bool {
 fn default_give_up() -> u32 {
     72
 }
+fn default_retry_initial() -> u64 {
+    10_000
+}
+fn default_retry_max() -> u64 {
+    3600
+}
+fn default_tick() -> u64 {
+    1000
+}
 
 impl Default for NotificationsFile {
     fn default() -> Self {
@@ -164,6 +182,9 @@ impl Default for NotificationsFile {
             secret: None,
             remind_people: true,
             give_up_after_hours: default_give_up(),
+            retry_initial_ms: default_retry_initial(),
+            retry_max_seconds: default_retry_max(),
+            tick_ms: default_tick(),
         }
     }
 }
@@ -190,11 +211,7 @@ pub struct ManageSettings {
     pub period: chrono::Duration,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NotifyFormat {
-    Json,
-    Slack,
-}
+pub use crate::domain::notify::Format as NotifyFormat;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NotifyMode {
@@ -212,6 +229,12 @@ pub struct NotifySettings {
     pub secret: Option<String>,
     pub remind_people: bool,
     pub give_up_after: Duration,
+    /// The first retry's delay (before jitter); doubles per failure.
+    pub retry_initial: Duration,
+    /// The longest delay between retries.
+    pub retry_max: Duration,
+    /// How often the worker looks for news and due deliveries.
+    pub tick: Duration,
 }
 
 /// Everything managers, auditors and the follow-up machinery need.
@@ -343,6 +366,24 @@ fn notifications(p: &mut Problems, n: &NotificationsFile) -> Option<NotifySettin
             "must be at least 1".into(),
         ));
     }
+    if !(10..=3_600_000).contains(&n.retry_initial_ms) {
+        p.push((
+            "notifications.retry_initial_ms".into(),
+            "must be between 10 and 3600000".into(),
+        ));
+    }
+    if n.retry_max_seconds == 0 || n.retry_max_seconds > 7 * 24 * 3600 {
+        p.push((
+            "notifications.retry_max_seconds".into(),
+            "must be between 1 and 604800".into(),
+        ));
+    }
+    if !(10..=60_000).contains(&n.tick_ms) {
+        p.push((
+            "notifications.tick_ms".into(),
+            "must be between 10 and 60000".into(),
+        ));
+    }
     Some(NotifySettings {
         url,
         format,
@@ -350,5 +391,8 @@ fn notifications(p: &mut Problems, n: &NotificationsFile) -> Option<NotifySettin
         secret: n.secret.clone().filter(|s| !s.trim().is_empty()),
         remind_people: n.remind_people,
         give_up_after: Duration::from_secs(u64::from(n.give_up_after_hours) * 3600),
+        retry_initial: Duration::from_millis(n.retry_initial_ms),
+        retry_max: Duration::from_secs(n.retry_max_seconds),
+        tick: Duration::from_millis(n.tick_ms),
     })
 }

@@ -9,6 +9,7 @@ pub mod directory;
 pub mod esign;
 pub mod exemption;
 pub mod followup;
+pub mod notify;
 pub mod principal;
 pub mod record;
 pub mod requirement;

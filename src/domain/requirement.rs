@@ -40,6 +40,15 @@ impl RequirementKind {
             Self::Policy => "policy",
         }
     }
+
+    /// What the person has to do, as a button or link text.
+    pub fn action(self) -> &'static str {
+        match self {
+            Self::Training => "Take the training",
+            Self::Agreement => "Sign the agreement",
+            Self::Policy => "Read and accept the policy",
+        }
+    }
 }
 
 /// What happens when a requirement is not met.

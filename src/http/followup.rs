@@ -1,11 +1,13 @@
-//! Keeping denial cases current: a refusal is counted into the person's open case, and a case
-//! closes by itself as soon as a record change makes the person compliant.
+//! Keeping denial cases current: a refusal is counted into the person's open case (and, with
+//! notifications on, marks the person as news for their manager), and a case closes by itself as
+//! soon as a record change makes the person compliant.
 
 use super::AppState;
 use crate::config::Settings;
+use crate::config::followup::NotifyMode;
 use crate::domain::followup::compliant;
-use crate::domain::{DenialEvent, SubjectKey, evaluate};
-use crate::store::Store;
+use crate::domain::{DenialEvent, Evaluation, SubjectKey, evaluate};
+use crate::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
 
 /// Counts a refusal into the person's open case (opening one if needed). A failure is logged:
@@ -14,7 +16,44 @@ pub async fn count_into_case(state: &AppState, event: &DenialEvent) {
     let id = uuid::Uuid::new_v4().to_string();
     if let Err(e) = state.store.touch_case(event, &id).await {
         tracing::error!(user.subject = %event.subject, error = %e, "the denial could not be counted into a case");
+        return;
     }
+    // Daily digests read the open cases; immediate ones need to know who has news.
+    let immediate = state
+        .settings
+        .followup
+        .notifications
+        .as_ref()
+        .is_some_and(|n| matches!(n.mode, NotifyMode::Immediate { .. }));
+    if immediate
+        && let Ok(subject) = SubjectKey::parse(&event.subject)
+        && let Err(e) = state.store.mark_dirty(&subject, event.time).await
+    {
+        tracing::error!(user.subject = %event.subject, error = %e, "the denial could not be queued for the manager's digest");
+    }
+}
+
+/// Evaluates every requirement that applies to `subject` now, with their profile from the last
+/// sign-in (the directory's user type wins). Returns the principal too.
+pub async fn evaluate_subject(
+    settings: &Settings,
+    store: &dyn Store,
+    subject: &SubjectKey,
+    now: DateTime<Utc>,
+) -> Result<(crate::domain::Principal, Evaluation), StoreError> {
+    let standing = store.standing(subject).await?;
+    let principal = crate::oversight::principal_for(
+        subject,
+        store.profile(subject).await?,
+        standing.person.as_ref(),
+    );
+    let evaluation = evaluate(
+        settings.policy.requirements.iter(),
+        &principal,
+        &standing.records,
+        now,
+    );
+    Ok((principal, evaluation))
 }
 
 /// Closes the subject's open case if they are now compliant with every requirement that applies
@@ -26,20 +65,9 @@ pub async fn settle(
     now: DateTime<Utc>,
 ) -> bool {
     let result = async {
-        let standing = store.standing(subject).await?;
-        let principal = crate::oversight::principal_for(
-            subject,
-            store.profile(subject).await?,
-            standing.person.as_ref(),
-        );
-        let evaluation = evaluate(
-            settings.policy.requirements.iter(),
-            &principal,
-            &standing.records,
-            now,
-        );
+        let (_, evaluation) = evaluate_subject(settings, store, subject, now).await?;
         if compliant(&evaluation) {
-            Ok::<_, crate::store::StoreError>(store.close_case(subject, now).await?.is_some())
+            Ok::<_, StoreError>(store.close_case(subject, now).await?.is_some())
         } else {
             Ok(false)
         }

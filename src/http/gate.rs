@@ -261,11 +261,7 @@ fn blocked_view(
                     )),
                     None => r.url.clone(),
                 }),
-                action: match kind {
-                    RequirementKind::Training => "Take the training",
-                    RequirementKind::Agreement => "Sign the agreement",
-                    RequirementKind::Policy => "Read and accept the policy",
-                },
+                action: kind.action(),
                 due: day(m.due),
             }
         })

@@ -1,14 +1,17 @@
 //! An in-process store for `clearance demo` and unit tests; same contract as the Redis store.
 
 use super::{
-    DenialLog, FollowUpStore, Health, RecordStore, SessionStore, Standing, StoreError, audit_event,
+    DenialLog, FollowUpStore, Health, Outbox, OutboxBatch, RecordStore, SessionStore, Standing,
+    StoreError, audit_event,
 };
 use crate::domain::audit::{AuditEvent, ChainHead, seal};
+use crate::domain::notify::Message;
 use crate::domain::{
     Action, Case, Decline, DenialEvent, Exemption, HistoryEntry, Person, Principal, Record,
     RequirementId, Revocation, SubjectKey,
 };
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use std::collections::HashSet;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
@@ -33,6 +36,19 @@ struct Inner {
     cases: HashMap<SubjectKey, Vec<Case>>,
     actions: HashMap<SubjectKey, Vec<Action>>,
     first_access: HashMap<SubjectKey, chrono::DateTime<chrono::Utc>>,
+    outbox: OutboxState,
+}
+
+/// The notification outbox, as the Redis keys `Pnotify:*` hold it.
+#[derive(Default)]
+struct OutboxState {
+    dirty: BTreeMap<SubjectKey, DateTime<Utc>>,
+    sent: HashMap<String, DateTime<Utc>>,
+    messages: HashMap<String, Message>,
+    /// Message id -> due (or lease end).
+    queue: HashMap<String, DateTime<Utc>>,
+    dead: Vec<Message>,
+    once: HashMap<String, Instant>,
 }
 
 impl Inner {
@@ -522,6 +538,152 @@ impl FollowUpStore for MemoryStore {
     }
 }
 
+#[async_trait]
+impl Outbox for MemoryStore {
+    async fn mark_dirty(&self, subject: &SubjectKey, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.lock()?
+            .outbox
+            .dirty
+            .entry(subject.clone())
+            .or_insert(at);
+        Ok(())
+    }
+
+    async fn dirty(&self) -> Result<Vec<(SubjectKey, DateTime<Utc>)>, StoreError> {
+        let inner = self.lock()?;
+        let mut all: Vec<_> = inner
+            .outbox
+            .dirty
+            .iter()
+            .map(|(s, t)| (s.clone(), *t))
+            .collect();
+        all.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
+        Ok(all)
+    }
+
+    async fn last_sent(&self, keys: &[String]) -> Result<Vec<Option<DateTime<Utc>>>, StoreError> {
+        let inner = self.lock()?;
+        Ok(keys
+            .iter()
+            .map(|k| inner.outbox.sent.get(k).copied())
+            .collect())
+    }
+
+    async fn commit(&self, batch: &OutboxBatch) -> Result<bool, StoreError> {
+        let mut inner = self.lock()?;
+        let o = &mut inner.outbox;
+        // Marks are compared at millisecond precision, like the Redis scores.
+        let unchanged = batch.marks.iter().all(|(s, t)| {
+            o.dirty
+                .get(s)
+                .is_some_and(|d| d.timestamp_millis() == t.timestamp_millis())
+        });
+        let allowed = batch.rate.as_ref().is_none_or(|(key, latest)| {
+            o.sent
+                .get(key)
+                .is_none_or(|last| last.timestamp_millis() <= latest.timestamp_millis())
+        });
+        if !(unchanged && allowed) {
+            return Ok(false);
+        }
+        for (s, _) in &batch.marks {
+            o.dirty.remove(s);
+        }
+        if let Some((key, _)) = &batch.rate {
+            o.sent.insert(key.clone(), batch.now);
+        }
+        for m in &batch.messages {
+            o.messages.insert(m.id.clone(), m.clone());
+            o.queue.insert(m.id.clone(), batch.now);
+        }
+        Ok(true)
+    }
+
+    async fn once(&self, name: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let mut inner = self.lock()?;
+        let now = Instant::now();
+        if inner
+            .outbox
+            .once
+            .get(name)
+            .is_some_and(|until| *until > now)
+        {
+            return Ok(false);
+        }
+        inner.outbox.once.insert(name.to_owned(), now + ttl);
+        Ok(true)
+    }
+
+    async fn release_once(&self, name: &str) -> Result<(), StoreError> {
+        self.lock()?.outbox.once.remove(name);
+        Ok(())
+    }
+
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        max: usize,
+    ) -> Result<Vec<Message>, StoreError> {
+        let mut inner = self.lock()?;
+        let o = &mut inner.outbox;
+        let mut due: Vec<(DateTime<Utc>, String)> = o
+            .queue
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(id, t)| (*t, id.clone()))
+            .collect();
+        due.sort();
+        let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::minutes(1));
+        let mut out = Vec::new();
+        for (_, id) in due.into_iter().take(max) {
+            match o.messages.get(&id) {
+                Some(m) => {
+                    out.push(m.clone());
+                    o.queue.insert(id, until);
+                }
+                None => {
+                    o.queue.remove(&id);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn complete(&self, id: &str) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        inner.outbox.queue.remove(id);
+        inner.outbox.messages.remove(id);
+        Ok(())
+    }
+
+    async fn retry(&self, message: &Message, next_at: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        inner
+            .outbox
+            .messages
+            .insert(message.id.clone(), message.clone());
+        inner.outbox.queue.insert(message.id.clone(), next_at);
+        Ok(())
+    }
+
+    async fn dead(&self, message: &Message) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        inner.outbox.queue.remove(&message.id);
+        inner.outbox.messages.remove(&message.id);
+        inner.outbox.dead.push(message.clone());
+        Ok(())
+    }
+
+    async fn dead_letters(&self) -> Result<Vec<Message>, StoreError> {
+        Ok(self.lock()?.outbox.dead.clone())
+    }
+
+    async fn queued(&self) -> Result<usize, StoreError> {
+        Ok(self.lock()?.outbox.queue.len())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -572,5 +734,74 @@ mod tests {
             .unwrap();
         tokio::time::sleep(Duration::from_millis(5)).await;
         assert_eq!(s.get_session("id").await.unwrap(), None);
+    }
+
+    fn message(id: &str) -> Message {
+        Message {
+            id: id.into(),
+            kind: crate::domain::notify::MessageKind::Digest,
+            recipient: SubjectKey::parse("mona@example.com").unwrap(),
+            created_at: Utc::now(),
+            body: "{}".into(),
+            attempts: 0,
+            last_error: None,
+            gave_up_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn outbox_marks_rate_limits_and_leases() {
+        let s = MemoryStore::default();
+        let alice = SubjectKey::parse("alice@example.com").unwrap();
+        let t0 = Utc::now();
+        s.mark_dirty(&alice, t0).await.unwrap();
+        s.mark_dirty(&alice, t0 + chrono::Duration::seconds(5))
+            .await
+            .unwrap();
+        let marks = s.dirty().await.unwrap();
+        assert_eq!(marks, vec![(alice.clone(), t0)], "the first mark stays");
+        let batch = OutboxBatch {
+            marks: marks.clone(),
+            rate: Some(("mona@example.com".into(), t0)),
+            messages: vec![message("m1")],
+            now: t0,
+        };
+        assert!(s.commit(&batch).await.unwrap());
+        assert!(!s.commit(&batch).await.unwrap(), "marks consumed once");
+        assert!(s.dirty().await.unwrap().is_empty());
+        // Rate-limited: the last send is newer than allowed.
+        s.mark_dirty(&alice, t0).await.unwrap();
+        let limited = OutboxBatch {
+            marks: s.dirty().await.unwrap(),
+            rate: Some(("mona@example.com".into(), t0 - chrono::Duration::seconds(1))),
+            messages: vec![message("m2")],
+            now: t0,
+        };
+        assert!(!s.commit(&limited).await.unwrap());
+        assert_eq!(s.dirty().await.unwrap().len(), 1, "still dirty");
+
+        let claimed = s.claim_due(t0, Duration::from_secs(30), 10).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert!(
+            s.claim_due(t0, Duration::from_secs(30), 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "leased"
+        );
+        let later = t0 + chrono::Duration::seconds(31);
+        assert_eq!(
+            s.claim_due(later, Duration::from_secs(30), 10)
+                .await
+                .unwrap()
+                .len(),
+            1,
+            "the lease ran out"
+        );
+        s.dead(&claimed[0]).await.unwrap();
+        assert_eq!(s.queued().await.unwrap(), 0);
+        assert_eq!(s.dead_letters().await.unwrap().len(), 1);
+        assert!(s.once("daily:x", Duration::from_secs(60)).await.unwrap());
+        assert!(!s.once("daily:x", Duration::from_secs(60)).await.unwrap());
     }
 }

@@ -1,4 +1,5 @@
-//! Storage behind traits: records, sessions and login state, and the denial log.
+//! Storage behind traits: records, sessions and login state, the denial log, follow-up and the
+//! notification outbox.
 //!
 //! [`redis::RedisStore`] is the production implementation; [`memory::MemoryStore`] serves the demo and
 //! unit tests. Every method either completes fully or fails with [`StoreError`]; callers fail closed.
@@ -7,13 +8,16 @@ pub mod audit_event;
 pub mod memory;
 pub mod redis;
 mod redis_followup;
+mod redis_outbox;
 
 use crate::domain::audit::{AuditEvent, ChainHead};
+use crate::domain::notify::Message;
 use crate::domain::{
     Action, Case, Decline, DenialEvent, Exemption, HistoryEntry, Person, Principal, Record,
     RequirementId, Revocation, SubjectKey,
 };
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -183,6 +187,61 @@ pub trait FollowUpStore: Send + Sync {
     async fn audit_chain(&self) -> Result<(Vec<String>, ChainHead), StoreError>;
 }
 
+/// One atomic step of the notification worker: consume dirty marks, check and move a
+/// recipient's rate limit, and enqueue messages, all or nothing.
+#[derive(Clone, Debug, Default)]
+pub struct OutboxBatch {
+    /// Dirty marks to remove, as read by [`Outbox::dirty`]. If any of them changed or is gone
+    /// (another instance consumed it), nothing is written.
+    pub marks: Vec<(SubjectKey, DateTime<Utc>)>,
+    /// The rate-limit key (a manager's subject, or the person's when nobody answers for them)
+    /// and the latest last-send time that still allows sending now; the key's last-send time
+    /// becomes `now`. Nothing is written when it was sent to later than that.
+    pub rate: Option<(String, DateTime<Utc>)>,
+    /// Messages to deliver, due at `now`.
+    pub messages: Vec<Message>,
+    pub now: DateTime<Utc>,
+}
+
+/// The notification outbox: dirty marks (people with news for their manager), per-recipient
+/// rate limits, a queue of messages with leases, and the dead list. Shared by every Clearance
+/// instance on the same store; claiming is atomic.
+#[async_trait]
+pub trait Outbox: Send + Sync {
+    /// Marks a subject as having news (a new refusal). An existing mark keeps its time, so that
+    /// a person refused again and again does not starve the worker.
+    async fn mark_dirty(&self, subject: &SubjectKey, at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Every dirty mark, oldest first.
+    async fn dirty(&self) -> Result<Vec<(SubjectKey, DateTime<Utc>)>, StoreError>;
+    /// When each rate-limit key was last sent to.
+    async fn last_sent(&self, keys: &[String]) -> Result<Vec<Option<DateTime<Utc>>>, StoreError>;
+    /// Applies a batch atomically; returns false (nothing written) when a mark changed or the
+    /// rate limit forbids sending.
+    async fn commit(&self, batch: &OutboxBatch) -> Result<bool, StoreError>;
+    /// Takes `name` for `ttl` if nobody has (SET NX): once-a-day work, across instances.
+    async fn once(&self, name: &str, ttl: Duration) -> Result<bool, StoreError>;
+    /// Gives `name` back (the work failed and may be done again).
+    async fn release_once(&self, name: &str) -> Result<(), StoreError>;
+    /// Claims up to `max` messages due at `now`: their due time moves to `now + lease`, so that
+    /// no other instance takes them meanwhile and they come back if this one dies. Atomic.
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        max: usize,
+    ) -> Result<Vec<Message>, StoreError>;
+    /// Delivered: forget the message.
+    async fn complete(&self, id: &str) -> Result<(), StoreError>;
+    /// Failed: store the message as given (attempts, last error) and make it due at `next_at`.
+    async fn retry(&self, message: &Message, next_at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Given up: move the message to the dead list.
+    async fn dead(&self, message: &Message) -> Result<(), StoreError>;
+    /// Every message given up on, oldest first.
+    async fn dead_letters(&self) -> Result<Vec<Message>, StoreError>;
+    /// How many messages wait for delivery (leased ones included).
+    async fn queued(&self) -> Result<usize, StoreError>;
+}
+
 /// Liveness of the store, for `/readyz`.
 #[async_trait]
 pub trait Health: Send + Sync {
@@ -190,7 +249,7 @@ pub trait Health: Send + Sync {
 }
 
 /// One store that does everything.
-pub trait Store: RecordStore + SessionStore + DenialLog + FollowUpStore + Health {}
-impl<T: RecordStore + SessionStore + DenialLog + FollowUpStore + Health> Store for T {}
+pub trait Store: RecordStore + SessionStore + DenialLog + FollowUpStore + Outbox + Health {}
+impl<T: RecordStore + SessionStore + DenialLog + FollowUpStore + Outbox + Health> Store for T {}
 
 pub type SharedStore = Arc<dyn Store>;

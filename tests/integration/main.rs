@@ -18,6 +18,7 @@ mod gate;
 mod journey;
 mod manage;
 mod modes;
+mod notify;
 mod proxying;
 mod real_proxies;
 mod selfservice;
