@@ -263,6 +263,24 @@ fn load(config: &Path) -> Result<clearance::config::Settings, ExitCode> {
     })
 }
 
+/// The configuration and an input file: settings, the file's bytes, its path as shown, and its
+/// name (for the audit trail's actor and record evidence).
+fn load_input(
+    config: &Path,
+    file: &Path,
+) -> Result<(clearance::config::Settings, Vec<u8>, String, String), ExitCode> {
+    let settings = load(config)?;
+    let bytes = std::fs::read(file).map_err(|e| {
+        eprintln!("cannot read {}: {e}", file.display());
+        ExitCode::from(2)
+    })?;
+    let shown = file.display().to_string();
+    let name = file
+        .file_name()
+        .map_or_else(|| shown.clone(), |n| n.to_string_lossy().into_owned());
+    Ok((settings, bytes, shown, name))
+}
+
 /// A `--from`/`--to`/`--time` value, or the message naming the flag.
 fn time_flag(
     flag: &str,
@@ -290,21 +308,10 @@ fn subject_flag(text: &str) -> Result<clearance::domain::SubjectKey, ExitCode> {
 /// `clearance directory import`.
 fn import_directory(file: &Path, config: &Path, dry_run: bool) -> ExitCode {
     use clearance::directory_import as dir;
-    let settings = match load(config) {
-        Ok(s) => s,
+    let (settings, bytes, shown, name) = match load_input(config, file) {
+        Ok(input) => input,
         Err(code) => return code,
     };
-    let bytes = match std::fs::read(file) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("cannot read {}: {e}", file.display());
-            return ExitCode::from(2);
-        }
-    };
-    let shown = file.display().to_string();
-    let name = file
-        .file_name()
-        .map_or_else(|| shown.clone(), |n| n.to_string_lossy().into_owned());
     let rows = match dir::parse(&bytes, chrono::Utc::now()) {
         Ok(rows) => rows,
         Err(problems) => {
@@ -572,24 +579,10 @@ fn would_block(at: &str, config: &Path, format: &str) -> ExitCode {
 /// `--skip-invalid`) or the store fails, 2 when the file or the configuration cannot be read.
 fn import_records(file: &Path, config: &Path, skip_invalid: bool, dry_run: bool) -> ExitCode {
     use clearance::import;
-    let settings = match clearance::config::load(config) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("{}: {e}", config.display());
-            return ExitCode::from(2);
-        }
+    let (settings, bytes, shown, name) = match load_input(config, file) {
+        Ok(input) => input,
+        Err(code) => return code,
     };
-    let bytes = match std::fs::read(file) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("cannot read {}: {e}", file.display());
-            return ExitCode::from(2);
-        }
-    };
-    let shown = file.display().to_string();
-    let name = file
-        .file_name()
-        .map_or_else(|| shown.clone(), |n| n.to_string_lossy().into_owned());
     let parsed = match import::parse(&bytes, &name, &settings.policy, chrono::Utc::now()) {
         Ok(p) => p,
         Err(problems) => {

@@ -5,39 +5,24 @@
 // env: START_URL (a gated URL), LOGIN (account at the provider), REQUIREMENT (the id to accept),
 //      CHROMIUM (default /usr/bin/chromium), SCREENSHOT_DIR (optional)
 
-import { chromium } from 'playwright-core';
+import { launch, screenshots, signIn } from './common.mjs';
 
 const start = process.env.START_URL;
 const login = process.env.LOGIN;
 const requirement = process.env.REQUIREMENT;
-const shots = process.env.SCREENSHOT_DIR;
 if (!start || !login || !requirement) {
   console.error('START_URL, LOGIN and REQUIREMENT are required');
   process.exit(2);
 }
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 const seen = {};
 try {
   const page = await browser.newPage();
-  const shot = async (name) => { if (shots) await page.screenshot({ path: `${shots}/${name}.png`, fullPage: true }); };
+  const shot = screenshots(page);
 
   // 1. Sign in at the provider (oidc-provider's login form, then consent if asked).
-  await page.goto(start);
-  await page.waitForSelector('input[name="login"]', { timeout: 15000 });
-  await page.fill('input[name="login"]', login);
-  await page.fill('input[name="password"]', 'any-password');
-  await Promise.all([page.waitForLoadState('load'), page.click('button[type="submit"]')]);
-  for (let i = 0; i < 3 && !page.url().startsWith(new URL(start).origin); i++) {
-    const consent = await page.$('button[type="submit"]');
-    if (!consent) break;
-    await Promise.all([page.waitForLoadState('load'), consent.click()]);
-  }
+  await signIn(page, start, login);
 
   // 2. The block page.
   await page.waitForSelector('section[data-requirement]', { timeout: 15000 });
