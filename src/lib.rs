@@ -60,6 +60,7 @@ pub fn build_state(settings: Settings, store: SharedStore) -> anyhow::Result<App
         store,
         oidc,
         clock: Arc::new(SystemClock),
+        known_subjects: Arc::default(),
     })
 }
 

@@ -17,6 +17,7 @@ use crate::store::{Store, StoreError};
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 /// Why an oversight request is refused.
 #[derive(Debug, thiserror::Error)]
@@ -138,19 +139,70 @@ impl Viewer {
     }
 }
 
-/// The directory as of `now`: SCIM/CSV entries, the claims of everyone else who signed in,
-/// and everyone else with records.
-pub async fn directory(store: &dyn Store, now: DateTime<Utc>) -> Result<Directory, StoreError> {
-    let entries = store.people().await?;
-    let listed: BTreeSet<SubjectKey> = entries.iter().map(|p| p.subject.clone()).collect();
-    let mut profiles = Vec::new();
-    for subject in store.subjects().await? {
-        if !listed.contains(&subject) {
+/// Everyone known from sign-in or records: the costly part of the directory (a key-space scan
+/// and one read per profile), kept for a short while so that page views, including refused
+/// ones, do not scan Redis each time. A sign-in on this instance clears it; on other instances
+/// a new person shows up within the time to live.
+pub struct KnownSubjects {
+    ttl: std::time::Duration,
+    cached: std::sync::Mutex<Option<(std::time::Instant, Arc<Vec<Principal>>)>>,
+}
+
+impl KnownSubjects {
+    pub fn new(ttl: std::time::Duration) -> Self {
+        Self {
+            ttl,
+            cached: std::sync::Mutex::new(None),
+        }
+    }
+
+    pub fn invalidate(&self) {
+        if let Ok(mut c) = self.cached.lock() {
+            *c = None;
+        }
+    }
+
+    fn fresh(&self) -> Option<Arc<Vec<Principal>>> {
+        let c = self.cached.lock().ok()?;
+        c.as_ref()
+            .filter(|(at, _)| at.elapsed() < self.ttl)
+            .map(|(_, p)| p.clone())
+    }
+
+    async fn get(&self, store: &dyn Store) -> Result<Arc<Vec<Principal>>, StoreError> {
+        if let Some(p) = self.fresh() {
+            return Ok(p);
+        }
+        let mut profiles = Vec::new();
+        for subject in store.subjects().await? {
             // People with records but no sign-in yet are listed by their subject alone.
             let profile = store.profile(&subject).await?;
             profiles.push(profile.unwrap_or_else(|| Principal::bare(subject)));
         }
+        let profiles = Arc::new(profiles);
+        if let Ok(mut c) = self.cached.lock() {
+            *c = Some((std::time::Instant::now(), profiles.clone()));
+        }
+        Ok(profiles)
     }
+}
+
+impl Default for KnownSubjects {
+    fn default() -> Self {
+        Self::new(std::time::Duration::from_secs(30))
+    }
+}
+
+/// The directory as of `now`: SCIM/CSV entries (read fresh), and for everyone else the claims
+/// of their last sign-in, or their subject alone if they only have records.
+pub async fn directory(
+    store: &dyn Store,
+    known: &KnownSubjects,
+    now: DateTime<Utc>,
+) -> Result<Directory, StoreError> {
+    let entries = store.people().await?;
+    let profiles = known.get(store).await?;
+    // Directory entries win over claims for the people they list.
     Ok(Directory::new(entries, &profiles, now))
 }
 
@@ -463,6 +515,18 @@ pub async fn record_action(
     Ok(action)
 }
 
+/// Asking for and granting exemptions takes a named person, so that "not yourself, not your
+/// manager, not the one who asked" can be checked: admin API tokens may reject and revoke only.
+fn require_named(viewer: &Viewer) -> Result<(), OversightError> {
+    if viewer.person.is_some() {
+        Ok(())
+    } else {
+        Err(OversightError::Forbidden(
+            "Exemptions are asked for and approved by named people: sign in, or use your own access token, not an admin API token.".into(),
+        ))
+    }
+}
+
 /// What is asked for in an exemption request.
 pub struct ExemptionAsk {
     pub requirements: Vec<String>,
@@ -482,6 +546,7 @@ pub async fn request_exemption(
     now: DateTime<Utc>,
 ) -> Result<Exemption, OversightError> {
     viewer.require_act(subject)?;
+    require_named(viewer)?;
     if ask.break_glass && !viewer.admin {
         return Err(OversightError::Forbidden(
             "Only admins can use break-glass.".into(),
@@ -504,7 +569,9 @@ pub async fn request_exemption(
         subject: subject.clone(),
         requirements,
         reason: ask.reason,
-        duration: Duration::hours(ask.hours),
+        duration: Duration::try_hours(ask.hours).ok_or_else(|| {
+            OversightError::Invalid(format!("hours: {} is out of range", ask.hours))
+        })?,
         requested_by: viewer.actor.clone(),
     };
     let limits = settings.followup.exemptions;
@@ -584,6 +651,9 @@ pub async fn decide_exemption(
         .filter(|e| viewer.can_read(&e.subject))
         .ok_or_else(|| OversightError::NotFound(format!("There is no exemption {id:?}.")))?;
     viewer.require_act(&current.subject)?;
+    if decision == "approve" {
+        require_named(viewer)?;
+    }
     let comment = comment
         .map(|c| c.trim().to_owned())
         .filter(|c| !c.is_empty());

@@ -223,7 +223,10 @@ impl Exemption {
         if self.state != ExemptionState::Requested {
             return Err(ExemptionError::NotPending(self.state.as_str()));
         }
-        let duration = Duration::hours(self.duration_hours);
+        let duration = Duration::try_hours(self.duration_hours).ok_or(ExemptionError::TooLong {
+            max_hours: limits.max.num_hours(),
+            max_days: limits.max.num_days(),
+        })?;
         check_duration(duration, limits.max)?;
         check_approver(
             approver,

@@ -27,6 +27,8 @@ pub struct Authenticated {
     pub csrf: Option<String>,
     /// A machine client named exempt in `[[bearer.machine_clients]]`: no requirement applies.
     pub exempt: bool,
+    /// A machine client (exempt, or acting for a person): never an overseer.
+    pub machine: bool,
 }
 
 /// The host the client asked for (never taken from forwarded headers here).
@@ -90,6 +92,7 @@ pub async fn authenticate(
         principal: Box::new(session.principal),
         csrf: Some(session.csrf),
         exempt: false,
+        machine: false,
     })
 }
 
@@ -105,6 +108,7 @@ async fn bearer_identity(state: &AppState, header_value: &str) -> Result<Authent
             principal: Box::new(principal),
             csrf: None,
             exempt: false,
+            machine: false,
         });
     }
     // No person in the token: a client-credentials token, admitted only if configured.
@@ -138,6 +142,7 @@ async fn bearer_identity(state: &AppState, header_value: &str) -> Result<Authent
                 principal: Box::new(principal),
                 csrf: None,
                 exempt: true,
+                machine: true,
             })
         }
         MachineAccess::ActsFor(person) => {
@@ -151,6 +156,7 @@ async fn bearer_identity(state: &AppState, header_value: &str) -> Result<Authent
                 principal: Box::new(principal),
                 csrf: None,
                 exempt: false,
+                machine: true,
             })
         }
     }
@@ -435,6 +441,7 @@ pub async fn admit_authenticated(
         principal,
         csrf,
         exempt,
+        ..
     } = who;
     if exempt {
         tracing::info!(user.subject = %principal.subject, "exempt machine client admitted");

@@ -50,7 +50,8 @@ async fn caller(req: &HttpRequest, state: &AppState, api: bool) -> Result<Caller
         if let Ok(name) = super::api::token_name(req, &state.settings.admin_tokens, "admin") {
             return Ok(Caller {
                 viewer: Viewer::admin_token(&name),
-                directory: oversight::directory(state.store.as_ref(), now).await?,
+                directory: oversight::directory(state.store.as_ref(), &state.known_subjects, now)
+                    .await?,
                 csrf: None,
             });
         }
@@ -66,6 +67,12 @@ async fn caller(req: &HttpRequest, state: &AppState, api: bool) -> Result<Caller
         None => req.path().to_owned(),
     };
     let who = authenticate(req, state, &start_url(&original)).await?;
+    if who.machine {
+        // A client acting for a person must not inherit their oversight role.
+        return Err(AppError::Forbidden(
+            "Machine clients cannot use the manager pages or their API.".into(),
+        ));
+    }
     let csrf = who.csrf.clone();
     let route = manage_route(state);
     let target = Target {
@@ -80,7 +87,7 @@ async fn caller(req: &HttpRequest, state: &AppState, api: bool) -> Result<Caller
     let principal = admission
         .principal()
         .ok_or_else(|| AppError::Internal("the manager pages admitted nobody".into()))?;
-    let directory = oversight::directory(state.store.as_ref(), now).await?;
+    let directory = oversight::directory(state.store.as_ref(), &state.known_subjects, now).await?;
     Ok(Caller {
         viewer: Viewer::person(principal, &state.settings.followup.manage, &directory),
         directory,

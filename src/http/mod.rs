@@ -58,6 +58,8 @@ pub struct AppState {
     /// Verifies `Authorization: Bearer` access tokens against the provider's keys.
     pub bearer: Arc<crate::auth::bearer::BearerVerifier>,
     pub clock: Arc<dyn Clock>,
+    /// People known from sign-in or records, for the manager pages' directory.
+    pub known_subjects: Arc<crate::oversight::KnownSubjects>,
 }
 
 /// The id of one request, echoed as `X-Request-Id` and written into denial records.

@@ -145,6 +145,7 @@ pub async fn callback(
         .put_profile(&session.principal)
         .await
         .http(&req)?;
+    state.known_subjects.invalidate();
     let (id, cookie) = state.sessions.create(&session).await.http(&req)?;
     tracing::info!(
         user.subject = %session.principal.subject,

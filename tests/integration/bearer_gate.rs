@@ -180,6 +180,23 @@ async fn machine_clients_inherit_or_are_exempt() {
         echo["headers"]["x-auth-request-user"][0],
         "carl@example.com"
     );
+    // Acting for a person never lends it their oversight role on the manager API.
+    let r = reqwest::Client::new()
+        .get(format!("{}/.clearance/api/v1/team", world.gate.url()))
+        .bearer_auth(&token)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Machine clients"),
+        "{body}"
+    );
 
     // Named exempt: admitted without any requirement, and marked as a machine upstream.
     drop(world);

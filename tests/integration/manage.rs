@@ -46,6 +46,17 @@ fn people(p: ProviderConfig) -> ProviderConfig {
         ),
     )
     .with_account(
+        "ivan@example.com",
+        Account::new(
+            "sub-ivan",
+            "ivan@example.com",
+            "Ivan Iam",
+            "employee",
+            &["iam"],
+            None,
+        ),
+    )
+    .with_account(
         "nick@example.com",
         Account::new(
             "sub-nick",
@@ -550,13 +561,47 @@ async fn exemptions_need_someone_else_and_expire_by_themselves() {
     .await;
     assert_eq!(status, 403, "{body}");
 
-    // Nor their own manager: the admin token files one for Mona, Ada (who reports to Mona)
-    // may not approve it.
-    let (status, for_mona) = admin(
+    // Admin API tokens name no person, so they can neither ask for nor approve exemptions
+    // (one holder could otherwise ask as a person and approve as the token).
+    let (status, body) = admin(
         &world,
         reqwest::Method::POST,
         "people/mona%40example.com/exemptions",
         Some(json!({"days": 2, "reason": "travel"})),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    let (status, _) = admin(
+        &world,
+        reqwest::Method::POST,
+        &format!("exemptions/{id}"),
+        Some(json!({"decision": "approve"})),
+    )
+    .await;
+    assert_eq!(status, 403);
+    // An absurd duration is a 400, not a crash.
+    let (status, body) = api_post(
+        &ada,
+        &world,
+        "people/alice%40example.com/exemptions",
+        &json!({"hours": i64::MAX, "reason": "x"}),
+        Some(&ada_token),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+
+    // Nor their own manager: Ivan (an admin) files one for Mona; Ada, who reports to Mona, may
+    // not approve it.
+    complete_everything(&world, "ivan@example.com").await;
+    let (ivan, page) = signed_in(&world, "ivan@example.com").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let ivan_token = session_csrf(&ivan, &world).await;
+    let (status, for_mona) = api_post(
+        &ivan,
+        &world,
+        "people/mona%40example.com/exemptions",
+        &json!({"days": 2, "reason": "travel"}),
+        Some(&ivan_token),
     )
     .await;
     assert_eq!(status, 201, "{for_mona}");
@@ -615,11 +660,12 @@ async fn exemptions_need_someone_else_and_expire_by_themselves() {
     assert!(file["exempt_until"].is_null(), "{file}");
 
     // Break-glass: admins only, within its own shorter maximum, granted at once and reported.
-    let (status, _) = admin(
+    let (status, _) = api_post(
+        &ada,
         &world,
-        reqwest::Method::POST,
         "people/alice%40example.com/exemptions",
-        Some(json!({"hours": 5, "reason": "incident", "break_glass": true})),
+        &json!({"hours": 5, "reason": "incident", "break_glass": true}),
+        Some(&ada_token),
     )
     .await;
     assert_eq!(status, 400, "longer than break_glass_max_hours");
