@@ -9,9 +9,14 @@
 //! nothing.
 //!
 //! Columns (header required, any order, names case-insensitive): `user_name` (required: the
-//! subject), and optionally `active` (`true`/`false`, default `true`), `user_type` (lowercased,
-//! as over SCIM), `manager`, `sponsor`, `employee_number`, `department`, `start_date`
-//! (`YYYY-MM-DD`), `display_name`, `email`. Other columns are refused.
+//! subject), and optionally `active` (`true`/`false`, default `true` for a new entry),
+//! `user_type` (lowercased, as over SCIM), `manager`, `sponsor`, `employee_number`,
+//! `department`, `start_date` (`YYYY-MM-DD`), `display_name`, `email`. Other columns are refused.
+//!
+//! For an entry already on file the row is merged in: a column the file lacks, or an empty cell,
+//! keeps what is on file. In particular an inactive (or SCIM-deleted) entry stays so unless the
+//! row says `active` `true`. Entries provisioned over SCIM are SCIM's: a row for one is refused
+//! (and so nothing is written) unless `--force` is given.
 
 use crate::domain::{DirectorySource, Person, SubjectKey};
 use crate::import::{Lines, Problem};
@@ -40,6 +45,14 @@ pub const COLUMNS: [&str; 10] = [
 pub struct Row {
     pub line: u64,
     pub person: Person,
+    /// The columns this row has a non-empty cell in (`user_name` always).
+    pub given: Vec<&'static str>,
+}
+
+impl Row {
+    fn has(&self, column: &str) -> bool {
+        self.given.contains(&column)
+    }
 }
 
 fn problem(line: u64, column: Option<&str>, message: impl Into<String>) -> Problem {
@@ -80,7 +93,7 @@ pub fn parse(input: &[u8], now: DateTime<Utc>) -> Result<Vec<Row>, Vec<Problem>>
             continue;
         }
         match row(&columns, &raw, line, now) {
-            Ok(person) => {
+            Ok((person, given)) => {
                 if let Some(first) = seen.get(&person.subject) {
                     problems.push(problem(
                         line,
@@ -89,7 +102,11 @@ pub fn parse(input: &[u8], now: DateTime<Utc>) -> Result<Vec<Row>, Vec<Problem>>
                     ));
                 } else {
                     seen.insert(person.subject.clone(), line);
-                    rows.push(Row { line, person });
+                    rows.push(Row {
+                        line,
+                        person,
+                        given,
+                    });
                 }
             }
             Err(p) => problems.extend(p),
@@ -152,7 +169,7 @@ fn row(
     raw: &csv::ByteRecord,
     line: u64,
     now: DateTime<Utc>,
-) -> Result<Person, Vec<Problem>> {
+) -> Result<(Person, Vec<&'static str>), Vec<Problem>> {
     if raw.len() != columns.len() {
         return Err(vec![problem(
             line,
@@ -246,8 +263,12 @@ fn row(
         };
         problems.push(problem(line, Some(column), e.to_string()));
     }
+    let given = COLUMNS
+        .into_iter()
+        .filter(|c| !cell(c).is_empty())
+        .collect();
     if problems.is_empty() {
-        Ok(person)
+        Ok((person, given))
     } else {
         Err(problems)
     }
@@ -277,41 +298,141 @@ pub struct WriteError {
     pub source: StoreError,
 }
 
-/// Writes every row as `actor` (`csv:<file name>`). An entry already on file keeps its SCIM id
-/// and external id, so that SCIM provisioning still finds it.
+/// What to do with one row.
+#[derive(Clone, Debug, PartialEq)]
+enum Plan {
+    Create(Person),
+    Update(Person),
+    Unchanged,
+}
+
+/// Merges `row` into the entry on file (`old`), pure. A column the file lacks or an empty cell
+/// keeps what is on file; an inactive or deleted entry becomes active only when the row says
+/// `active` `true`. The entry keeps its SCIM id and external id, so that SCIM provisioning still
+/// finds it. An entry provisioned over SCIM is refused unless `force`.
+fn plan(row: &Row, old: Option<&Person>, force: bool) -> Result<Plan, Problem> {
+    let Some(old) = old else {
+        return Ok(Plan::Create(row.person.clone()));
+    };
+    if old.source == DirectorySource::Scim && !force {
+        let name = match &old.display_name {
+            Some(n) => format!("{} ({n})", old.subject),
+            None => old.subject.to_string(),
+        };
+        return Err(problem(
+            row.line,
+            Some("user_name"),
+            format!(
+                "{name} is provisioned over SCIM, which owns the entry; \
+                 remove the row, or give --force to overwrite it from the file"
+            ),
+        ));
+    }
+    let new = &row.person;
+    let mut person = old.clone();
+    new.user_name.clone_into(&mut person.user_name);
+    person.source = DirectorySource::Csv;
+    person.updated_at = new.updated_at;
+    if row.has("active") {
+        person.active = new.active;
+        if new.active {
+            person.deleted = false;
+        }
+    }
+    let fields: [(&str, &Option<String>, &mut Option<String>); 7] = [
+        ("user_type", &new.user_type, &mut person.user_type),
+        ("manager", &new.manager, &mut person.manager),
+        ("sponsor", &new.sponsor, &mut person.sponsor),
+        (
+            "employee_number",
+            &new.employee_number,
+            &mut person.employee_number,
+        ),
+        ("department", &new.department, &mut person.department),
+        ("display_name", &new.display_name, &mut person.display_name),
+        ("email", &new.email, &mut person.email),
+    ];
+    for (column, from, to) in fields {
+        if row.has(column) {
+            to.clone_from(from);
+        }
+    }
+    if row.has("start_date") {
+        person.start_date = new.start_date;
+    }
+    if let Err(e) = person.check() {
+        return Err(problem(
+            row.line,
+            None,
+            format!("merged with the entry on file: {e}"),
+        ));
+    }
+    if same(old, &person) {
+        Ok(Plan::Unchanged)
+    } else {
+        Ok(Plan::Update(person))
+    }
+}
+
+/// Why [`write`] wrote nothing, or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// Rows that cannot be merged (SCIM's entries without `--force`): nothing was written.
+    #[error("{} row(s) refused", .0.len())]
+    Refused(Vec<Problem>),
+    #[error(transparent)]
+    Store(#[from] WriteError),
+}
+
+/// Writes every row as `actor` (`csv:<file name>`), merged into what is on file (see [`plan`]).
+/// Every row is planned before anything is written: if one is refused, nothing is.
 pub async fn write(
     store: &dyn FollowUpStore,
     rows: &[Row],
     actor: &str,
-) -> Result<Written, WriteError> {
+    force: bool,
+) -> Result<Written, ImportError> {
     let mut written = Written::default();
+    let mut plans = Vec::with_capacity(rows.len());
+    let mut problems = Vec::new();
     for row in rows {
-        let fail = |written: &Written, source| WriteError {
-            line: row.line,
-            written: written.clone(),
-            source,
-        };
         let existing = store
             .person(&row.person.subject)
             .await
-            .map_err(|e| fail(&written, e))?;
-        let mut person = row.person.clone();
-        if let Some(old) = &existing {
-            person.scim_id.clone_from(&old.scim_id);
-            person.external_id.clone_from(&old.external_id);
-            if same(old, &person) {
+            .map_err(|source| WriteError {
+                line: row.line,
+                written: written.clone(),
+                source,
+            })?;
+        match plan(row, existing.as_ref(), force) {
+            Ok(p) => plans.push((row.line, p)),
+            Err(p) => problems.push(p),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ImportError::Refused(problems));
+    }
+    for (line, plan) in plans {
+        let (person, created) = match plan {
+            Plan::Unchanged => {
                 written.unchanged += 1;
                 continue;
             }
-        }
+            Plan::Create(p) => (p, true),
+            Plan::Update(p) => (p, false),
+        };
         store
             .put_person(&person, actor)
             .await
-            .map_err(|e| fail(&written, e))?;
-        if existing.is_some() {
-            written.updated += 1;
-        } else {
+            .map_err(|source| WriteError {
+                line,
+                written: written.clone(),
+                source,
+            })?;
+        if created {
             written.created += 1;
+        } else {
+            written.updated += 1;
         }
     }
     Ok(written)
@@ -427,10 +548,12 @@ mod tests {
     async fn write_is_audited_and_idempotent() {
         let store = MemoryStore::default();
         let rows = parse(GOOD.as_bytes(), now()).unwrap();
-        let w = write(&store, &rows, "csv:people.csv").await.unwrap();
+        let w = write(&store, &rows, "csv:people.csv", false).await.unwrap();
         assert_eq!((w.created, w.updated, w.unchanged), (3, 0, 0));
         let later = parse(GOOD.as_bytes(), now() + chrono::Duration::hours(1)).unwrap();
-        let w = write(&store, &later, "csv:people.csv").await.unwrap();
+        let w = write(&store, &later, "csv:people.csv", false)
+            .await
+            .unwrap();
         assert_eq!((w.created, w.updated, w.unchanged), (0, 0, 3));
         let (lines, head) = store.audit_chain().await.unwrap();
         assert_eq!((lines.len(), head.seq), (3, 3));
@@ -442,5 +565,110 @@ mod tests {
         assert!(lines[0].contains("directory.changed"));
         let people = store.people().await.unwrap();
         assert_eq!(people.len(), 3);
+    }
+
+    fn on_file(subject: &str, source: DirectorySource) -> Person {
+        let mut p = Person::new(SubjectKey::parse(subject).unwrap(), source, now());
+        p.display_name = Some("Ann Old".into());
+        p.email = Some("ann@old.example".into());
+        p.department = Some("Finance".into());
+        p.employee_number = Some("7".into());
+        p.manager = Some("boss@example.com".into());
+        p.scim_id = Some("scim-1".into());
+        p
+    }
+
+    fn one_row(text: &str) -> Row {
+        parse(text.as_bytes(), now() + chrono::Duration::hours(1))
+            .unwrap()
+            .remove(0)
+    }
+
+    #[test]
+    fn missing_columns_and_empty_cells_keep_what_is_on_file() {
+        let old = on_file("ann@example.com", DirectorySource::Csv);
+        let row = one_row("user_name,department,email\nann@example.com,Audit,\n");
+        let Plan::Update(p) = plan(&row, Some(&old), false).unwrap() else {
+            panic!("an update")
+        };
+        assert_eq!(p.department.as_deref(), Some("Audit"));
+        assert_eq!(p.email.as_deref(), Some("ann@old.example"), "empty cell");
+        assert_eq!(p.display_name.as_deref(), Some("Ann Old"), "no column");
+        assert_eq!(p.employee_number.as_deref(), Some("7"));
+        assert_eq!(p.manager.as_deref(), Some("boss@example.com"));
+        assert_eq!(p.scim_id.as_deref(), Some("scim-1"));
+        assert_eq!(p.source, DirectorySource::Csv);
+        let same_again = one_row("user_name,department\nann@example.com,Finance\n");
+        assert_eq!(
+            plan(&same_again, Some(&old), false).unwrap(),
+            Plan::Unchanged
+        );
+    }
+
+    #[test]
+    fn an_inactive_or_deleted_entry_is_reactivated_only_by_an_explicit_true() {
+        let mut old = on_file("ann@example.com", DirectorySource::Claims);
+        old.active = false;
+        old.deleted = true;
+        for text in [
+            "user_name,department\nann@example.com,Audit\n",
+            "user_name,active,department\nann@example.com,,Audit\n",
+        ] {
+            let Plan::Update(p) = plan(&one_row(text), Some(&old), false).unwrap() else {
+                panic!("an update")
+            };
+            assert!(!p.active && p.deleted, "{text}: {p:?}");
+        }
+        let row = one_row("user_name,active\nann@example.com,true\n");
+        let Plan::Update(p) = plan(&row, Some(&old), false).unwrap() else {
+            panic!("an update")
+        };
+        assert!(p.active && !p.deleted, "{p:?}");
+        // A new entry without the column is active, as before.
+        let Plan::Create(p) = plan(&row_for("new@example.com"), None, false).unwrap() else {
+            panic!("a creation")
+        };
+        assert!(p.active);
+    }
+
+    fn row_for(subject: &str) -> Row {
+        one_row(&format!("user_name\n{subject}\n"))
+    }
+
+    #[tokio::test]
+    async fn scim_entries_are_refused_without_force_and_nothing_is_written() {
+        let store = MemoryStore::default();
+        let mut scim = on_file("ann@example.com", DirectorySource::Scim);
+        scim.active = false;
+        store.put_person(&scim, "scim").await.unwrap();
+        let rows = parse(
+            b"user_name,department\nnew@example.com,Ops\nann@example.com,Ops\n",
+            now(),
+        )
+        .unwrap();
+        let Err(ImportError::Refused(problems)) = write(&store, &rows, "csv:p.csv", false).await
+        else {
+            panic!("refused")
+        };
+        assert_eq!(problems.len(), 1);
+        let shown = problems[0].to_string();
+        assert!(
+            shown.starts_with(
+                "line 3, user_name: ann@example.com (Ann Old) is provisioned over SCIM"
+            ),
+            "{shown}"
+        );
+        assert!(shown.contains("--force"), "{shown}");
+        assert_eq!(store.people().await.unwrap().len(), 1, "nothing written");
+        let w = write(&store, &rows, "csv:p.csv", true).await.unwrap();
+        assert_eq!((w.created, w.updated), (1, 1));
+        let ann = store
+            .person(&SubjectKey::parse("ann@example.com").unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(ann.department.as_deref(), Some("Ops"));
+        assert!(!ann.active, "--force does not reactivate either");
+        assert_eq!(ann.scim_id.as_deref(), Some("scim-1"));
     }
 }

@@ -75,9 +75,12 @@ enum DirectoryCommand {
         file: PathBuf,
         #[arg(long, short, env = "CLEARANCE_CONFIG")]
         config: PathBuf,
-        /// Check the file and report, write nothing.
+        /// Check the file and report, write nothing (entries on file are not consulted).
         #[arg(long)]
         dry_run: bool,
+        /// Overwrite entries provisioned over SCIM too (refused by default: SCIM owns them).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -232,8 +235,9 @@ fn main() -> ExitCode {
                     file,
                     config,
                     dry_run,
+                    force,
                 },
-        } => import_directory(&file, &config, dry_run),
+        } => import_directory(&file, &config, dry_run, force),
         Command::Evidence {
             command:
                 EvidenceCommand::Export {
@@ -306,7 +310,7 @@ fn subject_flag(text: &str) -> Result<clearance::domain::SubjectKey, ExitCode> {
 }
 
 /// `clearance directory import`.
-fn import_directory(file: &Path, config: &Path, dry_run: bool) -> ExitCode {
+fn import_directory(file: &Path, config: &Path, dry_run: bool, force: bool) -> ExitCode {
     use clearance::directory_import as dir;
     let (settings, bytes, shown, name) = match load_input(config, file) {
         Ok(input) => input,
@@ -329,7 +333,7 @@ fn import_directory(file: &Path, config: &Path, dry_run: bool) -> ExitCode {
     let actor = format!("csv:{name}");
     let written = actix_web::rt::System::new().block_on(async {
         let store = clearance::redis_store(&settings)?;
-        anyhow::Ok(dir::write(store.as_ref(), &rows, &actor).await)
+        anyhow::Ok(dir::write(store.as_ref(), &rows, &actor, force).await)
     });
     match written {
         Err(e) => {
@@ -343,7 +347,11 @@ fn import_directory(file: &Path, config: &Path, dry_run: bool) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Ok(Err(e)) => {
+        Ok(Err(dir::ImportError::Refused(problems))) => {
+            eprint!("{}", dir::problem_report(&shown, &problems));
+            ExitCode::FAILURE
+        }
+        Ok(Err(dir::ImportError::Store(e))) => {
             eprintln!(
                 "{shown}: {e}; before that {} created, {} updated. Importing the file again is safe.",
                 e.written.created, e.written.updated

@@ -29,6 +29,12 @@ impl Filter {
     fn covers(&self, t: DateTime<Utc>) -> bool {
         self.from.is_none_or(|f| t >= f) && self.to.is_none_or(|to| t <= to)
     }
+
+    /// Whether something in force from `start` until `end` (open-ended when none) overlaps the
+    /// period.
+    fn overlaps(&self, start: DateTime<Utc>, end: Option<DateTime<Utc>>) -> bool {
+        self.to.is_none_or(|to| start <= to) && self.from.is_none_or(|f| end.is_none_or(|e| e >= f))
+    }
 }
 
 /// One exported table: named columns and rows of JSON values.
@@ -352,8 +358,17 @@ pub async fn export(
             );
         }
 
+        // Actions by when they were taken; cases by when they opened, and every case an
+        // exported action refers to.
+        let actions: Vec<_> = store
+            .actions(subject)
+            .await?
+            .into_iter()
+            .filter(|a| filter.covers(a.at))
+            .collect();
+        let referred: BTreeSet<&str> = actions.iter().map(|a| a.case_id.as_str()).collect();
         for case in store.cases(subject).await? {
-            if filter.covers(case.opened_at) {
+            if filter.covers(case.opened_at) || referred.contains(case.id.as_str()) {
                 cases_t.push(vec![
                     json!(case.id),
                     json!(case.subject),
@@ -366,18 +381,16 @@ pub async fn export(
                 ]);
             }
         }
-        for action in store.actions(subject).await? {
-            if filter.covers(action.at) {
-                actions_t.push(vec![
-                    json!(action.id),
-                    json!(action.case_id),
-                    json!(action.subject),
-                    json!(action.kind.as_str()),
-                    json!(action.by),
-                    t(Some(action.at)),
-                    json!(action.comment),
-                ]);
-            }
+        for action in &actions {
+            actions_t.push(vec![
+                json!(action.id),
+                json!(action.case_id),
+                json!(action.subject),
+                json!(action.kind.as_str()),
+                json!(action.by),
+                t(Some(action.at)),
+                json!(action.comment),
+            ]);
         }
 
         let person = directory.get(subject);
@@ -420,10 +433,16 @@ pub async fn export(
             .iter()
             .filter(|r| r.kind == RequirementKind::Agreement && r.applies_to(&principal))
         {
+            // A withdrawn signature (revoked, voided) never counts as signing.
             let first: Option<&Record> = history
                 .iter()
-                .filter_map(|e| match e {
-                    HistoryEntry::Recorded(r) if r.requirement == req.id => Some(r),
+                .zip(&revoked)
+                .filter_map(|(e, revoked_at)| match e {
+                    HistoryEntry::Recorded(r)
+                        if r.requirement == req.id && revoked_at.is_none() =>
+                    {
+                        Some(r)
+                    }
                     _ => None,
                 })
                 .min_by_key(|r| r.completed_at);
@@ -480,7 +499,7 @@ pub async fn export(
     let mut exemptions_t = Table::new("exemptions", EXEMPTIONS);
     for e in exemptions
         .iter()
-        .filter(|e| selected.contains(&e.subject) && filter.covers(e.requested_at))
+        .filter(|e| selected.contains(&e.subject) && filter.overlaps(e.requested_at, e.expires_at))
     {
         exemptions_t.push(vec![
             json!(e.id),
@@ -1007,6 +1026,93 @@ mod tests {
         assert_eq!(table(&e, "denials").rows.len(), 0, "denied at 1");
         assert_eq!(table(&e, "actions").rows.len(), 0);
         assert_eq!(table(&e, "exemptions").rows.len(), 0, "bob's");
+    }
+
+    #[tokio::test]
+    async fn a_revoked_signature_does_not_hide_access_before_agreement() {
+        let (settings, store) = sample().await;
+        let agreement = RequirementId("confidentiality-agreement".into());
+        let revoke = |who: &str, h: i64| Revocation {
+            subject: sk(who),
+            requirement: agreement.clone(),
+            revoked_at: at(h),
+            revoked_by: "admin-token:t".into(),
+            reason: "voided".into(),
+            source: Source::Api,
+            evidence: Map::new(),
+        };
+        // dan: signed at 0, voided at 1, accessed at 2, signed again at 3.
+        store
+            .put_record(&record("dan@x", "confidentiality-agreement", "1", 0))
+            .await
+            .unwrap();
+        store.revoke(&revoke("dan@x", 1)).await.unwrap();
+        store.mark_first_access(&sk("dan@x"), at(2)).await.unwrap();
+        store
+            .put_record(&record("dan@x", "confidentiality-agreement", "1", 3))
+            .await
+            .unwrap();
+        // eve: signed at 0, voided at 1, accessed at 2, never again.
+        store
+            .put_record(&record("eve@x", "confidentiality-agreement", "1", 0))
+            .await
+            .unwrap();
+        store.revoke(&revoke("eve@x", 1)).await.unwrap();
+        store.mark_first_access(&sk("eve@x"), at(2)).await.unwrap();
+        let filter = Filter {
+            subjects: vec![sk("dan@x"), sk("eve@x")],
+            ..Filter::default()
+        };
+        let e = export(&settings, &store, &filter, None, at(10))
+            .await
+            .unwrap();
+        let abba = table(&e, "access-before-agreement");
+        let row = |who: &str| {
+            (0..abba.rows.len())
+                .find(|&i| {
+                    col(abba, i, "subject") == json!(who)
+                        && col(abba, i, "requirement") == json!("confidentiality-agreement")
+                })
+                .unwrap()
+        };
+        let dan = row("dan@x");
+        assert_eq!(col(abba, dan, "exception"), json!(true));
+        assert_eq!(col(abba, dan, "finding"), json!("access before signing"));
+        assert_eq!(col(abba, dan, "first_signed_at"), t(Some(at(3))));
+        let eve = row("eve@x");
+        assert_eq!(col(abba, eve, "exception"), json!(true));
+        assert_eq!(
+            col(abba, eve, "finding"),
+            json!("access without a signature")
+        );
+    }
+
+    #[tokio::test]
+    async fn exemptions_by_overlap_and_cases_of_exported_actions() {
+        let (settings, store) = sample().await;
+        // bob's exemption: requested at 4, until 8. ann's case opened at 1, action at 2.
+        let period = |from, to, who: &str| Filter {
+            from: Some(at(from)),
+            to: Some(at(to)),
+            subjects: vec![sk(who)],
+        };
+        for (from, to, n) in [(5, 6, 1), (7, 9, 1), (0, 3, 0), (9, 12, 0), (0, 4, 1)] {
+            let e = export(&settings, &store, &period(from, to, "bob@x"), None, at(20))
+                .await
+                .unwrap();
+            assert_eq!(table(&e, "exemptions").rows.len(), n, "period {from}..{to}");
+        }
+        let e = export(&settings, &store, &period(2, 3, "ann@x"), None, at(20))
+            .await
+            .unwrap();
+        assert_eq!(table(&e, "actions").rows.len(), 1);
+        let cases = table(&e, "cases");
+        assert_eq!(cases.rows.len(), 1, "the action's case, opened before");
+        assert_eq!(col(cases, 0, "id"), col(table(&e, "actions"), 0, "case_id"));
+        let e = export(&settings, &store, &period(3, 4, "ann@x"), None, at(20))
+            .await
+            .unwrap();
+        assert_eq!(table(&e, "cases").rows.len(), 0, "no action, opened before");
     }
 
     #[tokio::test]

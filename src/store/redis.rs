@@ -576,15 +576,22 @@ impl DenialLog for RedisStore {
         from: Option<chrono::DateTime<chrono::Utc>>,
         to: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<Vec<(String, DenialEvent)>, StoreError> {
-        // Stream ids are `<milliseconds>-<n>` of the append, which is the denial's time give or
-        // take the write; the events' own times are checked again below.
+        // Stream ids are `<milliseconds>-<n>` of the append by the Redis server's clock, which
+        // is the denial's time (the gate's clock) give or take the write and any skew between
+        // the two clocks: read DENIAL_SLACK_MS wider on each side, then check the events' own
+        // times exactly below.
         let mut start = from.map_or_else(
             || "-".to_owned(),
-            |t| format!("{}-0", (t.timestamp_millis() - 1000).max(0)),
+            |t| {
+                format!(
+                    "{}-0",
+                    t.timestamp_millis().saturating_sub(DENIAL_SLACK_MS).max(0)
+                )
+            },
         );
         let end = to.map_or_else(
             || "+".to_owned(),
-            |t| format!("{}", t.timestamp_millis().saturating_add(1000)),
+            |t| format!("{}", t.timestamp_millis().saturating_add(DENIAL_SLACK_MS)),
         );
         let mut conn = self.conn.clone();
         let mut out = Vec::new();
@@ -614,6 +621,10 @@ impl DenialLog for RedisStore {
 
 /// How many denial entries one `XRANGE` reads.
 const DENIAL_PAGE: usize = 1000;
+
+/// How far the Redis server's clock (stream ids) may be from the gate's (event times) and still
+/// have a denial found by time: 5 minutes.
+const DENIAL_SLACK_MS: i64 = 5 * 60 * 1000;
 
 #[async_trait]
 impl Health for RedisStore {

@@ -552,6 +552,81 @@ async fn directory_import_writes_all_or_nothing() {
     let (code, out, err) = cli(&["audit", "verify", "--config", config_arg]).await;
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("intact: 3 entries"), "{out}");
+
+    // A file without an active column: tom stays inactive (denied), what the file lacks is kept.
+    let partial = dir.path().join("partial.csv");
+    std::fs::write(
+        &partial,
+        "user_name,department\ntom@example.com,Ops\nann@example.com,\n",
+    )
+    .expect("write");
+    let (code, out, err) = cli(&[
+        "directory",
+        "import",
+        partial.to_str().expect("path"),
+        "--config",
+        config_arg,
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("0 created, 1 updated, 1 unchanged"), "{out}");
+    let tom: String = conn
+        .hget("clearance:directory", "tom@example.com")
+        .await
+        .expect("HGET");
+    let tom: Value = serde_json::from_str(&tom).expect("JSON");
+    assert_eq!(tom["active"], false, "{tom}");
+    assert_eq!(tom["department"], "Ops", "{tom}");
+    assert_eq!(tom["display_name"], "Tom", "{tom}");
+    assert_eq!(tom["sponsor"], "boss@example.com", "{tom}");
+
+    // An entry SCIM deactivated: refused without --force, nothing written; with it, still inactive.
+    let mut zoe = tom.clone();
+    zoe["subject"] = "zoe@example.com".into();
+    zoe["user_name"] = "zoe@example.com".into();
+    zoe["display_name"] = "Zoe".into();
+    zoe["source"] = "scim".into();
+    let () = conn
+        .hset("clearance:directory", "zoe@example.com", zoe.to_string())
+        .await
+        .expect("HSET");
+    let scim = dir.path().join("scim.csv");
+    std::fs::write(
+        &scim,
+        "user_name,department\nnew@example.com,Ops\nzoe@example.com,Ops\n",
+    )
+    .expect("write");
+    let args = [
+        "directory",
+        "import",
+        scim.to_str().expect("path"),
+        "--config",
+        config_arg,
+    ];
+    let (code, _, err) = cli(&args).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("line 3, user_name: zoe@example.com (Zoe) is provisioned over SCIM"),
+        "{err}"
+    );
+    assert!(err.contains("nothing was written"), "{err}");
+    let new: Option<String> = conn
+        .hget("clearance:directory", "new@example.com")
+        .await
+        .expect("HGET");
+    assert_eq!(new, None, "nothing written");
+    let (code, out, err) = cli(&[args.as_slice(), &["--force"]].concat()).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("1 created, 1 updated, 0 unchanged"), "{out}");
+    let zoe: String = conn
+        .hget("clearance:directory", "zoe@example.com")
+        .await
+        .expect("HGET");
+    let zoe: Value = serde_json::from_str(&zoe).expect("JSON");
+    assert_eq!(
+        (zoe["active"].clone(), zoe["department"].clone()),
+        (Value::Bool(false), Value::from("Ops"))
+    );
 }
 
 #[tokio::test]
