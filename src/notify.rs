@@ -651,7 +651,7 @@ url = "http://127.0.0.1:9/hook"
             }],
         );
         event.host = "app.example.com".into();
-        store.touch_case(&event, "case-1").await.unwrap();
+        store.touch_case(&event, "case-1", false).await.unwrap();
     }
 
     fn worker(settings: &Arc<Settings>, store: &Arc<MemoryStore>, clock: &Arc<Fixed>) -> Notifier {

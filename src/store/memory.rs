@@ -424,10 +424,22 @@ impl FollowUpStore for MemoryStore {
         Ok(self.lock()?.directory.values().cloned().collect())
     }
 
-    async fn touch_case(&self, event: &DenialEvent, new_id: &str) -> Result<Case, StoreError> {
+    async fn touch_case(
+        &self,
+        event: &DenialEvent,
+        new_id: &str,
+        mark_dirty: bool,
+    ) -> Result<Case, StoreError> {
         let subject = SubjectKey::parse(&event.subject)
             .map_err(|e| StoreError::Corrupt(format!("denial subject: {e}")))?;
         let mut inner = self.lock()?;
+        if mark_dirty {
+            inner
+                .outbox
+                .dirty
+                .entry(subject.clone())
+                .or_insert(event.time);
+        }
         let cases = inner.cases.entry(subject.clone()).or_default();
         let case = match cases.iter_mut().find(|c| c.is_open()) {
             Some(c) => c,

@@ -154,7 +154,14 @@ pub trait FollowUpStore: Send + Sync {
     async fn people(&self) -> Result<Vec<Person>, StoreError>;
 
     /// Counts a denial into the subject's open case, opening one (with `new_id`) if none is open.
-    async fn touch_case(&self, event: &DenialEvent, new_id: &str) -> Result<Case, StoreError>;
+    /// With `mark_dirty`, also marks the subject as news for their manager
+    /// ([`Outbox::mark_dirty`]), in the same atomic step.
+    async fn touch_case(
+        &self,
+        event: &DenialEvent,
+        new_id: &str,
+        mark_dirty: bool,
+    ) -> Result<Case, StoreError>;
     /// Closes the subject's open case, if any, as of `at`.
     async fn close_case(
         &self,

@@ -45,7 +45,7 @@ fn to_json(m: &Message) -> Result<String, StoreError> {
 }
 
 impl RedisStore {
-    fn notify_key(&self, name: &str) -> String {
+    pub(super) fn notify_key(&self, name: &str) -> String {
         format!("{}notify:{name}", self.prefix)
     }
 
