@@ -16,7 +16,7 @@ use crate::domain::notify::{
 };
 use crate::domain::{Directory, SubjectKey};
 use crate::http::{AppState, Clock};
-use crate::store::{OutboxBatch, SharedStore, StoreError};
+use crate::store::{OnceGuard, OutboxBatch, SharedStore, StoreError};
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,8 +30,11 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 /// Messages delivered concurrently per round; rounds per tick.
 const PER_ROUND: usize = 16;
 const ROUNDS: usize = 8;
-/// How long the once-a-day guard is kept.
+/// How long the once-a-day guard is kept once the day's messages are queued.
 const DAILY_GUARD: Duration = Duration::from_secs(3 * 24 * 3600);
+/// How long the once-a-day guard is held while building the day's messages: if this instance
+/// dies before queuing them, another one does it after this.
+const DAILY_LEASE: Duration = Duration::from_secs(5 * 60);
 
 /// Starts the worker on the current tokio runtime when `[notifications]` is configured. It runs
 /// until that runtime stops (the server's).
@@ -56,6 +59,8 @@ pub struct Notifier {
     /// Marks left pending by the rate limit at the last build, and when the first of them may
     /// go: while the marks are exactly these, there is nothing to build before then.
     held: Option<(Vec<Mark>, DateTime<Utc>)>,
+    /// [`DAILY_LEASE`] (shorter in tests).
+    daily_lease: Duration,
 }
 
 /// A dirty mark: who, and since when.
@@ -95,6 +100,7 @@ impl Notifier {
             client,
             daily_done: None,
             held: None,
+            daily_lease: DAILY_LEASE,
         })
     }
 
@@ -145,6 +151,7 @@ impl Notifier {
         self.held = None;
         let read = marks.clone();
         let mut next_allowed: Option<DateTime<Utc>> = None;
+        let mut failed = false;
         let subjects: Vec<SubjectKey> = marks.iter().map(|(s, _)| s.clone()).collect();
         let directory = self.directory(&subjects, now).await?;
         let mut groups: BTreeMap<String, Group> = BTreeMap::new();
@@ -171,36 +178,56 @@ impl Notifier {
                 next_allowed = Some(next_allowed.map_or(allowed, |n| n.min(allowed)));
                 continue;
             }
-            let mut reports = Vec::new();
-            for (subject, _) in &marks {
-                if let Some(r) = self.report(subject, &directory, now).await? {
-                    reports.push(r);
-                }
-            }
-            let messages = self
-                .messages(manager.as_ref(), &reports, &directory, now)
-                .await?;
-            let batch = OutboxBatch {
-                rate: (!messages.is_empty()).then(|| (key.clone(), latest)),
-                marks,
-                messages,
-                now,
-            };
-            let count = batch.messages.len();
-            if self.store.commit(&batch).await? {
-                if count > 0 {
-                    tracing::info!(notify.group = %key, notify.messages = count, "notifications queued");
-                }
-            } else {
-                tracing::debug!(notify.group = %key, "news changed meanwhile or another instance sent it; next tick");
+            if let Err(e) = self
+                .build_group(&key, manager.as_ref(), marks, &directory, latest, now)
+                .await
+            {
+                // Only this group waits: its marks stay, the others go on.
+                failed = true;
+                tracing::warn!(notify.group = %key, error = %e, "notifications: this digest could not be built now; trying again");
             }
         }
-        if let Some(until) = next_allowed {
+        if let Some(until) = next_allowed.filter(|_| !failed) {
             // Everything else was consumed; what is left waits for the rate limit.
             let left: Vec<_> = self.store.dirty().await?;
             if left.iter().all(|m| read.contains(m)) {
                 self.held = Some((left, until));
             }
+        }
+        Ok(())
+    }
+
+    /// Builds and enqueues one group's messages, consuming its marks, in one atomic step.
+    async fn build_group(
+        &self,
+        key: &str,
+        manager: Option<&SubjectKey>,
+        marks: Vec<Mark>,
+        directory: &Directory,
+        latest: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut reports = Vec::new();
+        for (subject, _) in &marks {
+            if let Some(r) = self.report(subject, directory, now).await? {
+                reports.push(r);
+            }
+        }
+        let messages = self.messages(manager, &reports, directory, now).await?;
+        let batch = OutboxBatch {
+            rate: (!messages.is_empty()).then(|| (key.to_owned(), latest)),
+            marks,
+            messages,
+            now,
+            guard: None,
+        };
+        let count = batch.messages.len();
+        if self.store.commit(&batch).await? {
+            if count > 0 {
+                tracing::info!(notify.group = %key, notify.messages = count, "notifications queued");
+            }
+        } else {
+            tracing::debug!(notify.group = %key, "news changed meanwhile or another instance sent it; next tick");
         }
         Ok(())
     }
@@ -213,36 +240,54 @@ impl Notifier {
             return Ok(());
         }
         let name = format!("daily:{today}");
-        if !self.store.once(&name, DAILY_GUARD).await? {
+        let token = uuid::Uuid::new_v4().to_string();
+        // A short lease while building; the commit that queues the day's messages keeps it for
+        // days. If this instance dies in between, another one takes over after the lease.
+        if !self.store.once(&name, &token, self.daily_lease).await? {
             self.daily_done = Some(today);
             return Ok(());
         }
-        match self.daily_messages(now).await {
-            Ok(messages) => {
-                let count = messages.len();
-                let batch = OutboxBatch {
-                    marks: Vec::new(),
-                    rate: None,
-                    messages,
-                    now,
-                };
-                if let Err(e) = self.store.commit(&batch).await {
-                    self.release(&name).await;
-                    return Err(e);
-                }
+        let messages = match self.daily_messages(now).await {
+            Ok(m) => m,
+            Err(e) => {
+                self.release(&name, &token).await;
+                return Err(e);
+            }
+        };
+        let count = messages.len();
+        let batch = OutboxBatch {
+            marks: Vec::new(),
+            rate: None,
+            messages,
+            now,
+            guard: Some(OnceGuard {
+                name: name.clone(),
+                token: token.clone(),
+                keep: DAILY_GUARD,
+            }),
+        };
+        match self.store.commit(&batch).await {
+            Ok(true) => {
                 self.daily_done = Some(today);
                 tracing::info!(notify.messages = count, "daily notifications queued");
                 Ok(())
             }
+            Ok(false) => {
+                // The lease ran out while building: whoever holds it now does the day.
+                tracing::warn!(
+                    "notifications: the daily lease ran out before the digests were queued; another instance sends them"
+                );
+                Ok(())
+            }
             Err(e) => {
-                self.release(&name).await;
+                self.release(&name, &token).await;
                 Err(e)
             }
         }
     }
 
-    async fn release(&self, name: &str) {
-        if let Err(e) = self.store.release_once(name).await {
+    async fn release(&self, name: &str, token: &str) {
+        if let Err(e) = self.store.release_once(name, token).await {
             tracing::warn!(error = %e, "notifications: the daily guard could not be released");
         }
     }
@@ -252,19 +297,30 @@ impl Notifier {
         let directory = self.directory(&subjects, now).await?;
         let mut groups: BTreeMap<Option<SubjectKey>, Vec<Report>> = BTreeMap::new();
         for subject in &subjects {
-            if let Some(r) = self.report(subject, &directory, now).await? {
-                groups
+            match self.report(subject, &directory, now).await {
+                Ok(Some(r)) => groups
                     .entry(directory.responsible_for(subject).cloned())
                     .or_default()
-                    .push(r);
+                    .push(r),
+                Ok(None) => {}
+                // One person who cannot be reported on does not cost everyone their digest.
+                Err(e) => {
+                    tracing::warn!(notify.subject = %subject, error = %e, "notifications: left out of today's digests");
+                }
             }
         }
         let mut out = Vec::new();
         for (manager, reports) in groups {
-            out.extend(
-                self.messages(manager.as_ref(), &reports, &directory, now)
-                    .await?,
-            );
+            match self
+                .messages(manager.as_ref(), &reports, &directory, now)
+                .await
+            {
+                Ok(m) => out.extend(m),
+                Err(e) => {
+                    let group = manager.as_ref().map_or("", SubjectKey::as_str);
+                    tracing::warn!(notify.manager = %group, error = %e, "notifications: today's digest to this manager could not be built");
+                }
+            }
         }
         Ok(out)
     }
@@ -595,7 +651,7 @@ url = "http://127.0.0.1:9/hook"
             }],
         );
         event.host = "app.example.com".into();
-        store.touch_case(&event, "case-1").await.unwrap();
+        store.touch_case(&event, "case-1", false).await.unwrap();
     }
 
     fn worker(settings: &Arc<Settings>, store: &Arc<MemoryStore>, clock: &Arc<Fixed>) -> Notifier {
@@ -638,6 +694,62 @@ url = "http://127.0.0.1:9/hook"
             .expect("reminder");
         let body: serde_json::Value = serde_json::from_str(&reminder.body).unwrap();
         assert_eq!(body["items"][0]["url"], "https://lms.example.com/s");
+    }
+
+    #[tokio::test]
+    async fn a_crash_after_taking_the_daily_guard_loses_nothing() {
+        let settings = settings("mode = \"daily\"\ndaily_at = \"08:00\"");
+        let store = Arc::new(MemoryStore::default());
+        refused(&store, &settings, at(7, 0)).await;
+        let clock = Arc::new(Fixed(Mutex::new(at(8, 0))));
+        let lease = Duration::from_millis(50);
+        // One instance takes today's guard as build_daily does, then dies before committing.
+        assert!(
+            store
+                .once("daily:2026-05-04", "crashed", lease)
+                .await
+                .unwrap()
+        );
+        let mut two = worker(&settings, &store, &clock);
+        two.daily_lease = lease;
+        let mut probe = worker(&settings, &store, &clock);
+        probe.daily_lease = lease;
+        // Within the lease: someone else holds the day.
+        assert!(
+            !store
+                .once("daily:2026-05-04", "probe", lease)
+                .await
+                .unwrap()
+        );
+        tokio::time::sleep(lease * 2).await;
+        // The lease ran out: the other instance sends the day's digests...
+        two.tick().await;
+        let queued = store.claim_due(at(23, 0), lease, 10).await.unwrap();
+        assert_eq!(queued.len(), 2, "{queued:?}");
+        // ...and its commit kept the guard for days, past the lease: nobody sends them twice.
+        tokio::time::sleep(lease * 2).await;
+        probe.tick().await;
+        assert!(
+            !store
+                .once("daily:2026-05-04", "probe", lease)
+                .await
+                .unwrap()
+        );
+        assert_eq!(store.queued().await.unwrap(), 2);
+        // A commit whose lease ran out writes nothing.
+        assert!(store.once("daily:late", "slow", lease).await.unwrap());
+        tokio::time::sleep(lease * 2).await;
+        let late = OutboxBatch {
+            messages: vec![queued[0].clone()],
+            now: at(8, 0),
+            guard: Some(OnceGuard {
+                name: "daily:late".into(),
+                token: "slow".into(),
+                keep: DAILY_GUARD,
+            }),
+            ..OutboxBatch::default()
+        };
+        assert!(!store.commit(&late).await.unwrap());
     }
 
     #[tokio::test]

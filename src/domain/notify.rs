@@ -268,7 +268,8 @@ pub fn digest_payload(
                         .join(", ")
                 ));
             }
-            json!({"text": text, "blocks": blocks})
+            // The fallback text is mrkdwn too: names and titles must not mention or link.
+            json!({"text": esc(&text), "blocks": blocks})
         }
     }
 }
@@ -308,7 +309,7 @@ pub fn reminder_payload(
                 }
             }
             json!({
-                "text": text,
+                "text": esc(&text),
                 "blocks": [
                     section(format!("*Clearance:* {}", esc(&summary))),
                     section(lines.join("\n")),
@@ -497,6 +498,28 @@ mod tests {
         let r = reminder_payload(Format::Slack, "m2", at(), &alice(), None, &items(&p, &[]));
         assert!(r["text"].as_str().unwrap().contains("2 items"));
         assert!(r.get("blocks").is_some());
+    }
+
+    #[test]
+    fn slack_fallback_text_cannot_mention_or_link() {
+        let p = policy();
+        let mut hostile = alice();
+        hostile.name = Some("<!channel> <https://evil.example|click> & co".into());
+        let reports = vec![ReportEntry {
+            person: hostile.clone(),
+            case: case(),
+            missing: items(&p, &[]),
+        }];
+        let digest = digest_payload(Format::Slack, "m1", at(), &alice(), &reports, "https://x/m");
+        let reminder = reminder_payload(Format::Slack, "m2", at(), &hostile, None, &items(&p, &[]));
+        for v in [digest, reminder] {
+            let text = v["text"].as_str().unwrap();
+            assert!(!text.contains('<') && !text.contains('>'), "{text}");
+            assert!(
+                text.contains("&lt;!channel&gt; &lt;https://evil.example|click&gt; &amp; co"),
+                "{text}"
+            );
+        }
     }
 
     #[test]

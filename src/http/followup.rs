@@ -14,22 +14,16 @@ use chrono::{DateTime, Utc};
 /// the denial itself is already in the denial log.
 pub async fn count_into_case(state: &AppState, event: &DenialEvent) {
     let id = uuid::Uuid::new_v4().to_string();
-    if let Err(e) = state.store.touch_case(event, &id).await {
-        tracing::error!(user.subject = %event.subject, error = %e, "the denial could not be counted into a case");
-        return;
-    }
-    // Daily digests read the open cases; immediate ones need to know who has news.
+    // Daily digests read the open cases; immediate ones need to know who has news, marked in
+    // the same atomic step as the count.
     let immediate = state
         .settings
         .followup
         .notifications
         .as_ref()
         .is_some_and(|n| matches!(n.mode, NotifyMode::Immediate { .. }));
-    if immediate
-        && let Ok(subject) = SubjectKey::parse(&event.subject)
-        && let Err(e) = state.store.mark_dirty(&subject, event.time).await
-    {
-        tracing::error!(user.subject = %event.subject, error = %e, "the denial could not be queued for the manager's digest");
+    if let Err(e) = state.store.touch_case(event, &id, immediate).await {
+        tracing::error!(user.subject = %event.subject, error = %e, "the denial could not be counted into a case");
     }
 }
 

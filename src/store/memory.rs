@@ -48,7 +48,8 @@ struct OutboxState {
     /// Message id -> due (or lease end).
     queue: HashMap<String, DateTime<Utc>>,
     dead: Vec<Message>,
-    once: HashMap<String, Instant>,
+    /// Name -> (holder's token, held until).
+    once: HashMap<String, (String, Instant)>,
 }
 
 impl Inner {
@@ -423,10 +424,22 @@ impl FollowUpStore for MemoryStore {
         Ok(self.lock()?.directory.values().cloned().collect())
     }
 
-    async fn touch_case(&self, event: &DenialEvent, new_id: &str) -> Result<Case, StoreError> {
+    async fn touch_case(
+        &self,
+        event: &DenialEvent,
+        new_id: &str,
+        mark_dirty: bool,
+    ) -> Result<Case, StoreError> {
         let subject = SubjectKey::parse(&event.subject)
             .map_err(|e| StoreError::Corrupt(format!("denial subject: {e}")))?;
         let mut inner = self.lock()?;
+        if mark_dirty {
+            inner
+                .outbox
+                .dirty
+                .entry(subject.clone())
+                .or_insert(event.time);
+        }
         let cases = inner.cases.entry(subject.clone()).or_default();
         let case = match cases.iter_mut().find(|c| c.is_open()) {
             Some(c) => c,
@@ -583,8 +596,17 @@ impl Outbox for MemoryStore {
                 .get(key)
                 .is_none_or(|last| last.timestamp_millis() <= latest.timestamp_millis())
         });
-        if !(unchanged && allowed) {
+        let guarded = batch.guard.as_ref().is_none_or(|g| {
+            o.once
+                .get(&g.name)
+                .is_some_and(|(token, until)| *token == g.token && *until > Instant::now())
+        });
+        if !(unchanged && allowed && guarded) {
             return Ok(false);
+        }
+        if let Some(g) = &batch.guard {
+            o.once
+                .insert(g.name.clone(), (g.token.clone(), Instant::now() + g.keep));
         }
         for (s, _) in &batch.marks {
             o.dirty.remove(s);
@@ -599,23 +621,29 @@ impl Outbox for MemoryStore {
         Ok(true)
     }
 
-    async fn once(&self, name: &str, ttl: Duration) -> Result<bool, StoreError> {
+    async fn once(&self, name: &str, token: &str, ttl: Duration) -> Result<bool, StoreError> {
         let mut inner = self.lock()?;
         let now = Instant::now();
         if inner
             .outbox
             .once
             .get(name)
-            .is_some_and(|until| *until > now)
+            .is_some_and(|(_, until)| *until > now)
         {
             return Ok(false);
         }
-        inner.outbox.once.insert(name.to_owned(), now + ttl);
+        inner
+            .outbox
+            .once
+            .insert(name.to_owned(), (token.to_owned(), now + ttl));
         Ok(true)
     }
 
-    async fn release_once(&self, name: &str) -> Result<(), StoreError> {
-        self.lock()?.outbox.once.remove(name);
+    async fn release_once(&self, name: &str, token: &str) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        if inner.outbox.once.get(name).is_some_and(|(t, _)| t == token) {
+            inner.outbox.once.remove(name);
+        }
         Ok(())
     }
 
@@ -765,6 +793,7 @@ mod tests {
             rate: Some(("mona@example.com".into(), t0)),
             messages: vec![message("m1")],
             now: t0,
+            guard: None,
         };
         assert!(s.commit(&batch).await.unwrap());
         assert!(!s.commit(&batch).await.unwrap(), "marks consumed once");
@@ -776,6 +805,7 @@ mod tests {
             rate: Some(("mona@example.com".into(), t0 - chrono::Duration::seconds(1))),
             messages: vec![message("m2")],
             now: t0,
+            guard: None,
         };
         assert!(!s.commit(&limited).await.unwrap());
         assert_eq!(s.dirty().await.unwrap().len(), 1, "still dirty");
@@ -801,7 +831,28 @@ mod tests {
         s.dead(&claimed[0]).await.unwrap();
         assert_eq!(s.queued().await.unwrap(), 0);
         assert_eq!(s.dead_letters().await.unwrap().len(), 1);
-        assert!(s.once("daily:x", Duration::from_secs(60)).await.unwrap());
-        assert!(!s.once("daily:x", Duration::from_secs(60)).await.unwrap());
+        assert!(
+            s.once("daily:x", "a", Duration::from_secs(60))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !s.once("daily:x", "b", Duration::from_secs(60))
+                .await
+                .unwrap()
+        );
+        s.release_once("daily:x", "b").await.unwrap();
+        assert!(
+            !s.once("daily:x", "b", Duration::from_secs(60))
+                .await
+                .unwrap(),
+            "only the holder releases"
+        );
+        s.release_once("daily:x", "a").await.unwrap();
+        assert!(
+            s.once("daily:x", "b", Duration::from_secs(60))
+                .await
+                .unwrap()
+        );
     }
 }

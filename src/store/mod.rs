@@ -154,7 +154,14 @@ pub trait FollowUpStore: Send + Sync {
     async fn people(&self) -> Result<Vec<Person>, StoreError>;
 
     /// Counts a denial into the subject's open case, opening one (with `new_id`) if none is open.
-    async fn touch_case(&self, event: &DenialEvent, new_id: &str) -> Result<Case, StoreError>;
+    /// With `mark_dirty`, also marks the subject as news for their manager
+    /// ([`Outbox::mark_dirty`]), in the same atomic step.
+    async fn touch_case(
+        &self,
+        event: &DenialEvent,
+        new_id: &str,
+        mark_dirty: bool,
+    ) -> Result<Case, StoreError>;
     /// Closes the subject's open case, if any, as of `at`.
     async fn close_case(
         &self,
@@ -201,6 +208,20 @@ pub struct OutboxBatch {
     /// Messages to deliver, due at `now`.
     pub messages: Vec<Message>,
     pub now: DateTime<Utc>,
+    /// A lease taken with [`Outbox::once`] that this batch completes: nothing is written unless
+    /// the lease is still held with this token, and then it is kept for `keep` (the work is
+    /// done), in the same step.
+    pub guard: Option<OnceGuard>,
+}
+
+/// A lease on once-only work ([`Outbox::once`]), to be made lasting by the commit that does it.
+#[derive(Clone, Debug, Default)]
+pub struct OnceGuard {
+    pub name: String,
+    /// The value [`Outbox::once`] stored: who holds the lease.
+    pub token: String,
+    /// How long the name stays taken once the work is committed.
+    pub keep: Duration,
 }
 
 /// The notification outbox: dirty marks (people with news for their manager), per-recipient
@@ -215,13 +236,16 @@ pub trait Outbox: Send + Sync {
     async fn dirty(&self) -> Result<Vec<(SubjectKey, DateTime<Utc>)>, StoreError>;
     /// When each rate-limit key was last sent to.
     async fn last_sent(&self, keys: &[String]) -> Result<Vec<Option<DateTime<Utc>>>, StoreError>;
-    /// Applies a batch atomically; returns false (nothing written) when a mark changed or the
-    /// rate limit forbids sending.
+    /// Applies a batch atomically; returns false (nothing written) when a mark changed, the
+    /// rate limit forbids sending, or the batch's guard is no longer held with its token.
     async fn commit(&self, batch: &OutboxBatch) -> Result<bool, StoreError>;
-    /// Takes `name` for `ttl` if nobody has (SET NX): once-a-day work, across instances.
-    async fn once(&self, name: &str, ttl: Duration) -> Result<bool, StoreError>;
-    /// Gives `name` back (the work failed and may be done again).
-    async fn release_once(&self, name: &str) -> Result<(), StoreError>;
+    /// Takes `name` for `ttl` with `token` if nobody holds it (SET NX): once-a-day work, across
+    /// instances. Take it for a short lease and let the commit that does the work keep it
+    /// ([`OutboxBatch::guard`]), so that if this instance dies first another one does it.
+    async fn once(&self, name: &str, token: &str, ttl: Duration) -> Result<bool, StoreError>;
+    /// Gives `name` back if it is still held with `token` (the work failed and may be done
+    /// again).
+    async fn release_once(&self, name: &str, token: &str) -> Result<(), StoreError>;
     /// Claims up to `max` messages due at `now`: their due time moves to `now + lease`, so that
     /// no other instance takes them meanwhile and they come back if this one dies. Atomic.
     async fn claim_due(

@@ -171,7 +171,12 @@ impl FollowUpStore for RedisStore {
         parse_all("directory entry", all)
     }
 
-    async fn touch_case(&self, event: &DenialEvent, new_id: &str) -> Result<Case, StoreError> {
+    async fn touch_case(
+        &self,
+        event: &DenialEvent,
+        new_id: &str,
+        mark_dirty: bool,
+    ) -> Result<Case, StoreError> {
         let subject = SubjectKey::parse(&event.subject)
             .map_err(|e| StoreError::Corrupt(format!("denial subject: {e}")))?;
         let mut conn = self.conn.clone();
@@ -180,10 +185,16 @@ impl FollowUpStore for RedisStore {
             .key(self.open_case_key(&subject))
             .key(self.cases_key(&subject))
             .key(self.case_subjects_key())
+            .key(self.notify_key("dirty"))
             .arg(new_id)
             .arg(subject.as_str())
             .arg(stamp(event.time))
             .arg(&event.host);
+        if mark_dirty {
+            invocation.arg(event.time.timestamp_millis());
+        } else {
+            invocation.arg("");
+        }
         for m in &event.missing {
             invocation.arg(m.requirement.as_str());
         }

@@ -21,6 +21,12 @@ static COMMIT: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(include_str!("lua/outbox_commit.lua")));
 static CLAIM: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(include_str!("lua/outbox_claim.lua")));
+/// Deletes a once-only lease only when it is still held with the caller's token.
+static RELEASE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+    )
+});
 
 fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
@@ -39,8 +45,26 @@ fn to_json(m: &Message) -> Result<String, StoreError> {
 }
 
 impl RedisStore {
-    fn notify_key(&self, name: &str) -> String {
+    pub(super) fn notify_key(&self, name: &str) -> String {
         format!("{}notify:{name}", self.prefix)
+    }
+
+    fn once_key(&self, name: &str) -> String {
+        self.notify_key(&format!("once:{name}"))
+    }
+
+    /// Moves a claimed message that cannot be read to the dead list as it is stored, so that
+    /// it no longer blocks the queue.
+    async fn dead_raw(&self, id: &str, raw: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        redis::pipe()
+            .atomic()
+            .zrem(self.notify_key("queue"), id)
+            .hdel(self.notify_key("messages"), id)
+            .rpush(self.notify_key("dead"), raw)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(unavailable)
     }
 }
 
@@ -102,6 +126,17 @@ impl Outbox for RedisStore {
             Some((key, latest)) => invocation.arg(key).arg(ms(*latest)),
             None => invocation.arg("").arg(0),
         };
+        match &batch.guard {
+            Some(g) => {
+                invocation
+                    .key(self.once_key(&g.name))
+                    .arg(&g.token)
+                    .arg(g.keep.as_millis().max(1) as u64);
+            }
+            None => {
+                invocation.arg("").arg(0);
+            }
+        }
         for (subject, at) in &batch.marks {
             invocation.arg(subject.as_str()).arg(ms(*at));
         }
@@ -115,11 +150,11 @@ impl Outbox for RedisStore {
         Ok(written == 1)
     }
 
-    async fn once(&self, name: &str, ttl: Duration) -> Result<bool, StoreError> {
+    async fn once(&self, name: &str, token: &str, ttl: Duration) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
         let set: Option<String> = redis::cmd("SET")
-            .arg(self.notify_key(&format!("once:{name}")))
-            .arg(ms(Utc::now()))
+            .arg(self.once_key(name))
+            .arg(token)
             .arg("NX")
             .arg("PX")
             .arg(ttl.as_millis().max(1) as u64)
@@ -129,10 +164,14 @@ impl Outbox for RedisStore {
         Ok(set.is_some())
     }
 
-    async fn release_once(&self, name: &str) -> Result<(), StoreError> {
+    async fn release_once(&self, name: &str, token: &str) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        conn.del::<_, ()>(self.notify_key(&format!("once:{name}")))
+        RELEASE
+            .key(self.once_key(name))
+            .arg(token)
+            .invoke_async::<i64>(&mut conn)
             .await
+            .map(|_| ())
             .map_err(unavailable)
     }
 
@@ -144,7 +183,7 @@ impl Outbox for RedisStore {
     ) -> Result<Vec<Message>, StoreError> {
         let mut conn = self.conn.clone();
         let lease = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::minutes(1));
-        let claimed: Vec<String> = CLAIM
+        let claimed: Vec<(String, String)> = CLAIM
             .key(self.notify_key("queue"))
             .key(self.notify_key("messages"))
             .arg(ms(now))
@@ -153,7 +192,21 @@ impl Outbox for RedisStore {
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        claimed.iter().map(|j| parse(j)).collect()
+        let mut out = Vec::with_capacity(claimed.len());
+        for (id, json) in claimed {
+            match parse(&json) {
+                Ok(m) => out.push(m),
+                Err(e) => {
+                    // One bad message must not block the others: it goes to the dead list as
+                    // it is (if that fails, its lease runs out and it is tried again).
+                    tracing::error!(notify.id = %id, error = %e, "notification message cannot be read; moved to the dead list");
+                    if let Err(e) = self.dead_raw(&id, &json).await {
+                        tracing::warn!(notify.id = %id, error = %e, "unreadable notification message could not be moved to the dead list");
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn complete(&self, id: &str) -> Result<(), StoreError> {
@@ -196,7 +249,18 @@ impl Outbox for RedisStore {
             .lrange(self.notify_key("dead"), 0, -1)
             .await
             .map_err(unavailable)?;
-        all.iter().map(|j| parse(j)).collect()
+        // Messages that could not be read when claimed are kept here as they were stored;
+        // they are left out (and can be read with LRANGE).
+        Ok(all
+            .iter()
+            .filter_map(|j| match parse(j) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    tracing::warn!(error = %e, "a dead notification message cannot be read; left out");
+                    None
+                }
+            })
+            .collect())
     }
 
     async fn queued(&self) -> Result<usize, StoreError> {

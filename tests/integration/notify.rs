@@ -593,6 +593,7 @@ async fn notify_redis_outbox_commits_once_leases_and_keeps_the_dead() {
         rate: Some(("manager:mona@example.com".into(), t0)),
         messages: vec![message(id)],
         now: t0,
+        guard: None,
     };
     let (b1, b2) = (batch("m1"), batch("m2"));
     let (x, y) = tokio::join!(a.commit(&b1), b.commit(&b2));
@@ -619,6 +620,7 @@ async fn notify_redis_outbox_commits_once_leases_and_keeps_the_dead() {
         )),
         messages: vec![message("m3")],
         now: t0,
+        guard: None,
     };
     assert!(!a.commit(&limited).await.unwrap());
     assert_eq!(a.dirty().await.unwrap().len(), 1);
@@ -649,11 +651,50 @@ async fn notify_redis_outbox_commits_once_leases_and_keeps_the_dead() {
     assert_eq!(a.queued().await.unwrap(), 0);
     assert_eq!(a.dead_letters().await.unwrap()[0].id, again[0].id);
 
-    // Once a day, across instances.
-    assert!(a.once("daily:2026-01-01", lease).await.unwrap());
-    assert!(!b.once("daily:2026-01-01", lease).await.unwrap());
-    b.release_once("daily:2026-01-01").await.unwrap();
-    assert!(b.once("daily:2026-01-01", lease).await.unwrap());
+    // Once a day, across instances; only the holder gives it back.
+    assert!(a.once("daily:2026-01-01", "a", lease).await.unwrap());
+    assert!(!b.once("daily:2026-01-01", "b", lease).await.unwrap());
+    b.release_once("daily:2026-01-01", "b").await.unwrap();
+    assert!(!b.once("daily:2026-01-01", "b", lease).await.unwrap());
+    a.release_once("daily:2026-01-01", "a").await.unwrap();
+    assert!(b.once("daily:2026-01-01", "b", lease).await.unwrap());
+
+    // The guard is a short lease that the commit queuing the work makes lasting; a commit
+    // whose lease ran out (another instance took over) writes nothing.
+    let short = Duration::from_millis(300);
+    assert!(a.once("daily:2026-01-02", "a", short).await.unwrap());
+    let guarded = |id: &str, token: &str| OutboxBatch {
+        messages: vec![message(id)],
+        now: t0,
+        guard: Some(clearance::store::OnceGuard {
+            name: "daily:2026-01-02".into(),
+            token: token.into(),
+            keep: Duration::from_secs(3600),
+        }),
+        ..OutboxBatch::default()
+    };
+    assert!(
+        !a.commit(&guarded("m7", "b")).await.unwrap(),
+        "not the holder"
+    );
+    assert!(a.commit(&guarded("m8", "a")).await.unwrap());
+    tokio::time::sleep(short * 2).await;
+    assert!(
+        !b.once("daily:2026-01-02", "b", short).await.unwrap(),
+        "kept past the lease"
+    );
+    assert!(a.once("daily:2026-01-03", "a", short).await.unwrap());
+    tokio::time::sleep(short * 2).await;
+    let late = OutboxBatch {
+        guard: Some(clearance::store::OnceGuard {
+            name: "daily:2026-01-03".into(),
+            token: "a".into(),
+            keep: Duration::from_secs(3600),
+        }),
+        ..guarded("m6", "a")
+    };
+    assert!(!a.commit(&late).await.unwrap(), "the lease ran out");
+    a.complete("m8").await.unwrap();
 
     // Delivered: gone.
     a.commit(&OutboxBatch {
@@ -661,9 +702,45 @@ async fn notify_redis_outbox_commits_once_leases_and_keeps_the_dead() {
         rate: None,
         messages: vec![message("m9")],
         now: t0,
+        guard: None,
     })
     .await
     .unwrap();
     a.complete("m9").await.unwrap();
     assert_eq!(a.queued().await.unwrap(), 0);
+
+    // A message that cannot be read goes to the dead list as stored; the others are delivered.
+    a.commit(&OutboxBatch {
+        messages: vec![message("g1"), message("g2")],
+        now: t0,
+        ..OutboxBatch::default()
+    })
+    .await
+    .unwrap();
+    let mut conn = ::redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = conn
+        .hset("t:notify:messages", "bad", "{not json")
+        .await
+        .unwrap();
+    let _: () = conn
+        .zadd("t:notify:queue", "bad", t0.timestamp_millis() - 1)
+        .await
+        .unwrap();
+    let claimed = a.claim_due(t0, lease, 10).await.unwrap();
+    let ids: BTreeSet<String> = claimed.iter().map(|m| m.id.clone()).collect();
+    assert_eq!(ids, BTreeSet::from(["g1".to_string(), "g2".to_string()]));
+    let dead: Vec<String> = conn.lrange("t:notify:dead", 0, -1).await.unwrap();
+    assert_eq!(dead.last().map(String::as_str), Some("{not json"));
+    let in_queue: Option<f64> = conn.zscore("t:notify:queue", "bad").await.unwrap();
+    assert_eq!(in_queue, None);
+    assert_eq!(a.queued().await.unwrap(), 2);
+    assert_eq!(
+        a.dead_letters().await.unwrap().len(),
+        1,
+        "the unreadable one is left out"
+    );
 }

@@ -7,7 +7,7 @@ use clearance::config::{DenialSettings, RedisSettings};
 use clearance::domain::audit::verify;
 use clearance::domain::{DenialEvent, Principal, Record, RequirementId, Source, SubjectKey};
 use clearance::store::redis::RedisStore;
-use clearance::store::{DenialLog, FollowUpStore, Health, RecordStore, SessionStore};
+use clearance::store::{DenialLog, FollowUpStore, Health, Outbox, RecordStore, SessionStore};
 use redis::AsyncCommands;
 use std::time::Duration as StdDuration;
 
@@ -297,10 +297,10 @@ async fn cases_count_denials_until_closed() {
     let alice = SubjectKey::parse("alice@example.com").unwrap();
     let mut event = DenialEvent::for_principal(&Principal::bare(alice.clone()), Utc::now(), vec![]);
     event.host = "wiki.example.com".into();
-    let first = s.touch_case(&event, "case-1").await.unwrap();
+    let first = s.touch_case(&event, "case-1", false).await.unwrap();
     event.host = "git.example.com".into();
     event.time += Duration::minutes(5);
-    let second = s.touch_case(&event, "case-2").await.unwrap();
+    let second = s.touch_case(&event, "case-2", false).await.unwrap();
     assert_eq!(first.id, "case-1");
     assert_eq!(second.id, "case-1", "the open case is reused");
     assert_eq!(second.count, 2);
@@ -309,12 +309,24 @@ async fn cases_count_denials_until_closed() {
     let closed = s.close_case(&alice, Utc::now()).await.unwrap().unwrap();
     assert!(closed.closed_at.is_some());
     assert!(s.close_case(&alice, Utc::now()).await.unwrap().is_none());
-    let third = s.touch_case(&event, "case-3").await.unwrap();
+    let third = s.touch_case(&event, "case-3", false).await.unwrap();
     assert_eq!((third.id.as_str(), third.count), ("case-3", 1));
     let cases = s.cases(&alice).await.unwrap();
     assert_eq!(cases.len(), 2);
     assert!(!cases[0].is_open() && cases[1].is_open());
-    assert_eq!(s.case_subjects().await.unwrap(), vec![alice]);
+    assert_eq!(s.case_subjects().await.unwrap(), vec![alice.clone()]);
+    // With notifications (immediate), the count marks the person as news in the same step; the
+    // first mark's time is kept.
+    assert!(s.dirty().await.unwrap().is_empty(), "no mark unless asked");
+    let marked = event.time;
+    s.touch_case(&event, "case-4", true).await.unwrap();
+    event.time += Duration::minutes(1);
+    let fourth = s.touch_case(&event, "case-4", true).await.unwrap();
+    assert_eq!((fourth.id.as_str(), fourth.count), ("case-3", 3));
+    let dirty = s.dirty().await.unwrap();
+    assert_eq!(dirty.len(), 1);
+    assert_eq!(dirty[0].0, alice);
+    assert_eq!(dirty[0].1.timestamp_millis(), marked.timestamp_millis());
     // The raw stored entries are what the chain says: a direct edit breaks it.
     let mut conn = redis::Client::open(redis.url())
         .unwrap()

@@ -1,7 +1,9 @@
 -- Counts a denial into the subject's open case, opening a new case if none is open.
--- KEYS[1] open case id (string), KEYS[2] cases hash (id -> JSON), KEYS[3] set of subjects with cases
+-- With a mark time, also marks the subject as news for their manager (notifications).
+-- KEYS[1] open case id (string), KEYS[2] cases hash (id -> JSON), KEYS[3] set of subjects with cases,
+-- KEYS[4] dirty marks (zset subject -> ms)
 -- ARGV[1] new case id, ARGV[2] subject, ARGV[3] time (RFC 3339, UTC, fixed width),
--- ARGV[4] host, ARGV[5..] missing requirement ids
+-- ARGV[4] host, ARGV[5] mark time (ms, '' for no mark), ARGV[6..] missing requirement ids
 -- Returns the case JSON.
 local id = redis.call('GET', KEYS[1])
 local case
@@ -24,9 +26,12 @@ if ARGV[3] > case.last_seen then
   case.last_seen = ARGV[3]
 end
 case.apps[ARGV[4]] = (case.apps[ARGV[4]] or 0) + 1
-for i = 5, #ARGV do
+for i = 6, #ARGV do
   case.missing[ARGV[i]] = (case.missing[ARGV[i]] or 0) + 1
 end
 local out = cjson.encode(case)
 redis.call('HSET', KEYS[2], id, out)
+if ARGV[5] ~= '' then
+  redis.call('ZADD', KEYS[4], 'NX', ARGV[5], ARGV[2])
+end
 return out
