@@ -319,6 +319,9 @@ impl ResponseError for HttpError {
             _ => {}
         }
         let mut builder = HttpResponse::build(status);
+        builder
+            .extensions_mut()
+            .insert(super::security::OwnResponse);
         builder.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
         if let Some(id) = &self.request_id {
             builder.insert_header(("x-request-id", id.as_str()));

@@ -17,6 +17,7 @@ pub mod oauth;
 pub mod pages;
 pub mod proxy;
 pub mod scim;
+pub mod security;
 pub mod selfservice;
 pub mod warnings;
 pub mod webhooks;
@@ -199,12 +200,20 @@ pub fn app(
         .wrap_fn(|req, srv| {
             let id = uuid::Uuid::new_v4().to_string();
             req.extensions_mut().insert(RequestId(id.clone()));
+            let path = req.path().to_owned();
             let fut = srv.call(req);
             async move {
                 let mut res = fut.await?;
                 if let Ok(v) = HeaderValue::from_str(&id) {
                     res.headers_mut()
                         .insert(HeaderName::from_static("x-request-id"), v);
+                }
+                let own = res
+                    .response()
+                    .extensions()
+                    .contains::<security::OwnResponse>();
+                if security::applies(&path, res.status(), own) {
+                    security::protect(res.headers_mut());
                 }
                 Ok(res)
             }

@@ -46,12 +46,17 @@ fn example(name: &str) -> String {
 /// examples and these tests cannot drift apart unnoticed.
 fn substitute(name: &str, pairs: &[(&str, String)]) -> String {
     let mut text = example(name);
-    for (marker, value) in pairs {
+    // Markers first become placeholders, so that a value put in (say a port starting with 4180)
+    // is never taken for a later marker.
+    for (i, (marker, _)) in pairs.iter().enumerate() {
         assert!(
             text.contains(marker),
             "config/examples/{name} no longer contains the marked default {marker:?}"
         );
-        text = text.replace(marker, value);
+        text = text.replace(marker, &format!("\u{0}{i}\u{0}"));
+    }
+    for (i, (_, value)) in pairs.iter().enumerate() {
+        text = text.replace(&format!("\u{0}{i}\u{0}"), value);
     }
     text
 }
