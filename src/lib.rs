@@ -56,7 +56,7 @@ pub fn build_state(settings: Settings, store: SharedStore) -> anyhow::Result<App
         documents,
         bearer,
         sessions: Sessions::new(store.clone(), settings.session.clone()),
-        settings: Arc::new(settings),
+        live: Arc::new(arc_swap::ArcSwap::from_pointee(settings)),
         store,
         oidc,
         clock: Arc::new(SystemClock),
@@ -78,7 +78,7 @@ pub fn redis_store(settings: &Settings) -> anyhow::Result<SharedStore> {
 pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<actix_web::dev::Server> {
     // The worker runs until the runtime that runs the server stops.
     let _worker = notify::spawn(&state);
-    let workers = match state.settings.workers {
+    let workers = match state.settings().workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
     };
@@ -104,10 +104,10 @@ pub async fn serve(settings: Settings, config: (String, String)) -> anyhow::Resu
     }
     let state = build_state(settings, store)?;
     tracing::info!(
-        listen = %state.settings.listen,
-        public_url = %state.settings.public_url,
-        requirements = state.settings.policy.requirements.len(),
-        routes = state.settings.routes.routes().len(),
+        listen = %state.settings().listen,
+        public_url = %state.settings().public_url,
+        requirements = state.settings().policy.requirements.len(),
+        routes = state.settings().routes.routes().len(),
         "clearance is serving"
     );
     server(state, listener)?.await?;

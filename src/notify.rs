@@ -40,7 +40,7 @@ const DAILY_LEASE: Duration = Duration::from_secs(5 * 60);
 /// until that runtime stops (the server's).
 pub fn spawn(state: &AppState) -> Option<tokio::task::JoinHandle<()>> {
     let worker = Notifier::new(
-        state.settings.clone(),
+        state.settings().clone(),
         state.store.clone(),
         state.clock.clone(),
     )?;

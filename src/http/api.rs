@@ -18,7 +18,7 @@ use subtle::ConstantTimeEq;
 /// Checks `Authorization: Bearer <token>` against the configured admin token hashes; returns
 /// the token's name.
 pub(super) fn admin(req: &HttpRequest, state: &AppState) -> Result<String, AppError> {
-    token_name(req, &state.settings.admin_tokens, "admin")
+    token_name(req, &state.settings().admin_tokens, "admin")
 }
 
 /// Checks `Authorization: Bearer <token>` against `tokens` (by SHA-256, in constant time);
@@ -95,8 +95,8 @@ pub async fn post_record(
     let subject = SubjectKey::parse(&input.subject)
         .map_err(|e| bad("subject", e.to_string()))
         .http(&req)?;
-    let requirement = state
-        .settings
+    let settings = state.settings();
+    let requirement = settings
         .policy
         .get_str(&input.requirement)
         .ok_or_else(|| {
@@ -178,7 +178,7 @@ pub async fn get_subject(
     let known = profile.is_some();
     let principal = profile.unwrap_or_else(|| Principal::bare(subject.clone()));
     let evaluation = evaluate(
-        &state.settings.policy.requirements,
+        &state.settings().policy.requirements,
         &principal,
         &records,
         at,
@@ -227,8 +227,8 @@ pub async fn post_revocation(
     let revoked_by = admin(&req, &state).http(&req)?;
     let input = body.into_inner();
     let subject = parse_subject(&input.subject).http(&req)?;
-    let requirement = state
-        .settings
+    let settings = state.settings();
+    let requirement = settings
         .policy
         .get_str(&input.requirement)
         .ok_or_else(|| {

@@ -70,7 +70,7 @@ pub async fn at(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResp
     let when = time(&params, "time")
         .and_then(|t| t.ok_or_else(|| AppError::bad_request("invalid_query", "time is required")))
         .http(&req)?;
-    let answer = evidence::at(&state.settings, state.store.as_ref(), &who, when)
+    let answer = evidence::at(&state.settings(), state.store.as_ref(), &who, when)
         .await
         .http(&req)?;
     Ok(HttpResponse::Ok().json(answer))
@@ -105,7 +105,7 @@ pub async fn export(
         .http(&req)?;
     let filter = Filter { from, to, subjects };
     let export = evidence::export(
-        &state.settings,
+        &state.settings(),
         state.store.as_ref(),
         &filter,
         None,

@@ -17,7 +17,7 @@ pub async fn count_into_case(state: &AppState, event: &DenialEvent) {
     // Daily digests read the open cases; immediate ones need to know who has news, marked in
     // the same atomic step as the count.
     let immediate = state
-        .settings
+        .settings()
         .followup
         .notifications
         .as_ref()
@@ -84,7 +84,7 @@ pub async fn settle(
 /// [`settle`] with the server's state.
 pub async fn settle_case(state: &AppState, subject: &SubjectKey) -> bool {
     settle(
-        &state.settings,
+        &state.settings(),
         state.store.as_ref(),
         subject,
         state.clock.now(),

@@ -83,7 +83,7 @@ fn original(
     state: &AppState,
     mode: ForwardAuthMode,
 ) -> Result<Original, AppError> {
-    let trusted = &state.settings.trusted_proxies;
+    let trusted = &state.settings().trusted_proxies;
     if !peer_is_trusted(req, trusted) {
         return Err(AppError::UntrustedProxy(
             req.peer_addr()
@@ -141,8 +141,13 @@ fn original(
 
 /// The route for the original request; where none matches, every requirement applies (a gap in
 /// the route table never makes an app less protected).
-fn route_for<'a>(state: &'a AppState, host: &str, path: &str) -> Cow<'a, Route> {
-    match state.settings.routes.find(host, path) {
+fn route_for<'a>(
+    state: &AppState,
+    settings: &'a crate::config::Settings,
+    host: &str,
+    path: &str,
+) -> Cow<'a, Route> {
+    match settings.routes.find(host, path) {
         Some(route) => Cow::Borrowed(route),
         None => Cow::Owned(strictest(state)),
     }
@@ -202,11 +207,12 @@ async fn decide(
     let path = normalize_path(&original.raw_path)
         .map_err(|e| AppError::bad_request("invalid_path", e.to_string()))
         .http(&req)?;
-    let route = route_for(&state, &original.host, path.as_str());
+    let settings = state.settings();
+    let route = route_for(&state, &settings, &original.host, path.as_str());
     let url = original.url(path.as_str());
     let sign_in_url = format!(
         "{}oauth2/start?rd={}",
-        state.settings.public_url,
+        state.settings().public_url,
         percent_encoding::utf8_percent_encode(&url, percent_encoding::NON_ALPHANUMERIC)
     );
     let target = Target {
@@ -232,7 +238,7 @@ async fn decide(
 
 /// `/oauth2/auth`: the configured default mode.
 pub async fn auth(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, HttpError> {
-    let mode = state.settings.forward_auth_mode;
+    let mode = state.settings().forward_auth_mode;
     decide(req, state, mode).await
 }
 
@@ -291,7 +297,8 @@ pub async fn blocked(
     let path = normalize_path(&original.raw_path)
         .map_err(|e| AppError::bad_request("invalid_path", e.to_string()))
         .http(&req)?;
-    let route = route_for(&state, &original.host, path.as_str());
+    let settings = state.settings();
+    let route = route_for(&state, &settings, &original.host, path.as_str());
     let target = Target {
         host: original.host.clone(),
         path,

@@ -74,7 +74,7 @@ pub async fn authenticate(
     state: &AppState,
     sign_in_url: &str,
 ) -> Result<Authenticated, AppError> {
-    if state.settings.bearer.enabled
+    if state.settings().bearer.enabled
         && let Some(value) = req.headers().get(header::AUTHORIZATION)
     {
         let value = value.to_str().unwrap_or("");
@@ -103,7 +103,7 @@ async fn bearer_identity(state: &AppState, header_value: &str) -> Result<Authent
         state.bearer.set_jwks_uri(state.oidc.jwks_uri().await?);
     }
     let claims = state.bearer.verify(token).await?;
-    if let Ok(principal) = principal_from_claims(&claims, &state.settings.oidc.claims) {
+    if let Ok(principal) = principal_from_claims(&claims, &state.settings().oidc.claims) {
         return Ok(Authenticated {
             principal: Box::new(principal),
             csrf: None,
@@ -116,8 +116,8 @@ async fn bearer_identity(state: &AppState, header_value: &str) -> Result<Authent
         .iter()
         .find_map(|k| claims.get(*k).and_then(|v| v.as_str()))
         .unwrap_or("");
-    let machine = state
-        .settings
+    let settings = state.settings();
+    let machine = settings
         .bearer
         .machine_clients
         .iter()
@@ -180,7 +180,7 @@ pub async fn session_identity(
         }
     };
     let now = state.clock.now();
-    let refresh_before = chrono::Duration::from_std(state.settings.oidc.refresh_before)
+    let refresh_before = chrono::Duration::from_std(state.settings().oidc.refresh_before)
         .unwrap_or_else(|_| chrono::Duration::seconds(60));
     let due = session
         .access_expires_at
@@ -193,7 +193,7 @@ pub async fn session_identity(
         {
             Ok(signed) => {
                 if let Ok(principal) =
-                    principal_from_claims(&signed.claims, &state.settings.oidc.claims)
+                    principal_from_claims(&signed.claims, &state.settings().oidc.claims)
                 {
                     if principal.subject != session.principal.subject {
                         state.sessions.destroy(&id).await?;
@@ -239,10 +239,11 @@ fn blocked_view(
     missing: &[Unmet],
     request_id: &str,
 ) -> BlockedView {
+    let settings = state.settings();
     let items = missing
         .iter()
         .map(|m| {
-            let req = state.settings.policy.get(&m.requirement);
+            let req = settings.policy.get(&m.requirement);
             let kind = req.map_or(RequirementKind::Training, |r| r.kind);
             BlockedItem {
                 requirement: m.requirement.to_string(),
@@ -333,7 +334,7 @@ pub fn every_requirement(state: &AppState, path_prefix: &str, upstream: Option<&
         upstream: upstream.map(str::to_owned),
         access: RouteAccess::Gated,
         requirements: state
-            .settings
+            .settings()
             .policy
             .requirements
             .iter()
@@ -468,7 +469,7 @@ pub async fn admit_authenticated(
         event.path = target.path.as_str().to_owned();
         event.route = route_label(route);
         event.request_id = request_id.clone();
-        event.client_addr = forwarded::client_addr(req, &state.settings.trusted_proxies);
+        event.client_addr = forwarded::client_addr(req, &state.settings().trusted_proxies);
         event.user_agent = req
             .headers()
             .get(header::USER_AGENT)
@@ -490,10 +491,11 @@ pub async fn admit_authenticated(
     }
     let first_access = standing.first_access;
     let records = standing.records;
+    let settings = state.settings();
     let requirements = route
         .requirements
         .iter()
-        .filter_map(|id| state.settings.policy.get(id));
+        .filter_map(|id| settings.policy.get(id));
     let evaluation = evaluate(requirements, &principal, &records, now);
     match evaluation.decision() {
         Decision::Deny { missing } => {
@@ -594,8 +596,8 @@ pub async fn gate(
         .map_err(|e| AppError::bad_request("invalid_path", e.to_string()))
         .http(&req)?;
     let host = request_host(&req);
-    let route = state
-        .settings
+    let settings = state.settings();
+    let route = settings
         .routes
         .find(&host, path.as_str())
         .ok_or(AppError::NoRoute)
@@ -639,7 +641,7 @@ pub async fn gate(
             path: &target.path,
             principal: admission.principal(),
             request_id: &request_id,
-            trusted: &state.settings.trusted_proxies,
+            trusted: &state.settings().trusted_proxies,
         },
         &upstreams,
     )

@@ -47,7 +47,7 @@ fn bearer_header(req: &HttpRequest) -> bool {
 async fn caller(req: &HttpRequest, state: &AppState, api: bool) -> Result<Caller, AppError> {
     let now = state.clock.now();
     if api && bearer_header(req) {
-        if let Ok(name) = super::api::token_name(req, &state.settings.admin_tokens, "admin") {
+        if let Ok(name) = super::api::token_name(req, &state.settings().admin_tokens, "admin") {
             return Ok(Caller {
                 viewer: Viewer::admin_token(&name),
                 directory: oversight::directory(state.store.as_ref(), &state.known_subjects, now)
@@ -55,7 +55,7 @@ async fn caller(req: &HttpRequest, state: &AppState, api: bool) -> Result<Caller
                 csrf: None,
             });
         }
-        if !state.settings.bearer.enabled {
+        if !state.settings().bearer.enabled {
             return Err(AppError::Unauthorized(
                 "The bearer token is not a valid admin token (and provider access tokens are not enabled: bearer.enabled)."
                     .into(),
@@ -89,7 +89,7 @@ async fn caller(req: &HttpRequest, state: &AppState, api: bool) -> Result<Caller
         .ok_or_else(|| AppError::Internal("the manager pages admitted nobody".into()))?;
     let directory = oversight::directory(state.store.as_ref(), &state.known_subjects, now).await?;
     Ok(Caller {
-        viewer: Viewer::person(principal, &state.settings.followup.manage, &directory),
+        viewer: Viewer::person(principal, &state.settings().followup.manage, &directory),
         directory,
         csrf,
     })
@@ -192,7 +192,7 @@ pub async fn team_page(
     let c = caller(&req, &state, false).await.http(&req)?;
     let now = state.clock.now();
     let view = oversight::team(
-        &state.settings,
+        &state.settings(),
         state.store.as_ref(),
         &c.directory,
         c.viewer,
@@ -247,7 +247,7 @@ pub async fn person_page(
     let subject = subject(&path).http(&req)?;
     let now = state.clock.now();
     let m = oversight::person_file(
-        &state.settings,
+        &state.settings(),
         state.store.as_ref(),
         &c.directory,
         &c.viewer,
@@ -259,7 +259,7 @@ pub async fn person_page(
     .http(&req)?;
     let titles = |id: &str| {
         state
-            .settings
+            .settings()
             .policy
             .get_str(id)
             .map_or_else(|| id.to_owned(), |r| r.title.clone())
@@ -301,7 +301,7 @@ pub async fn person_page(
         .rev()
         .map(|e| exemption_row(e, &c.viewer, now, &titles))
         .collect();
-    let limits = state.settings.followup.exemptions;
+    let limits = state.settings().followup.exemptions;
     let body = super::pages::render(
         "manage_person.html",
         json!({
@@ -313,7 +313,7 @@ pub async fn person_page(
             "can_act": c.viewer.can_act(&m.subject),
             "admin": c.viewer.admin,
             "kinds": crate::domain::ActionKind::ALL.map(|k| json!({"value": k.as_str(), "label": k.label()})),
-            "requirements": state.settings.policy.requirements.iter().map(|r| json!({"id": r.id, "title": r.title})).collect::<Vec<_>>(),
+            "requirements": state.settings().policy.requirements.iter().map(|r| json!({"id": r.id, "title": r.title})).collect::<Vec<_>>(),
             "max_days": limits.max.num_days(),
             "break_glass_max_hours": limits.break_glass_max.num_hours(),
             "csrf": c.csrf,
@@ -434,7 +434,7 @@ pub async fn exemption_form(
     let subject = subject(&path).http(&req)?;
     let ask = ask_from(&fields).http(&req)?;
     let e = oversight::request_exemption(
-        &state.settings,
+        &state.settings(),
         state.store.as_ref(),
         &c.directory,
         &c.viewer,
@@ -467,7 +467,7 @@ pub async fn exemptions_page(
         .http(&req)?;
     let titles = |id: &str| {
         state
-            .settings
+            .settings()
             .policy
             .get_str(id)
             .map_or_else(|| id.to_owned(), |r| r.title.clone())
@@ -505,7 +505,7 @@ pub async fn decide_form(
     check_form(&c, field(&fields, "csrf")).http(&req)?;
     let decision = field(&fields, "decision").unwrap_or("");
     oversight::decide_exemption(
-        &state.settings,
+        &state.settings(),
         state.store.as_ref(),
         &c.directory,
         &c.viewer,
@@ -534,7 +534,7 @@ pub async fn team_api(
 ) -> Result<HttpResponse, HttpError> {
     let c = caller(&req, &state, true).await.http(&req)?;
     let view = oversight::team(
-        &state.settings,
+        &state.settings(),
         state.store.as_ref(),
         &c.directory,
         c.viewer,
@@ -560,7 +560,7 @@ pub async fn person_api(
     let c = caller(&req, &state, true).await.http(&req)?;
     let subject = subject(&path).http(&req)?;
     let m = oversight::person_file(
-        &state.settings,
+        &state.settings(),
         state.store.as_ref(),
         &c.directory,
         &c.viewer,
@@ -632,7 +632,7 @@ pub async fn exemption_api(
     let input = body.into_inner();
     let hours = duration_hours(input.hours, input.days).http(&req)?;
     let e = oversight::request_exemption(
-        &state.settings,
+        &state.settings(),
         state.store.as_ref(),
         &c.directory,
         &c.viewer,
@@ -683,7 +683,7 @@ pub async fn decide_api(
     check_api_write(&c, &req).http(&req)?;
     let input = body.into_inner();
     let e = oversight::decide_exemption(
-        &state.settings,
+        &state.settings(),
         state.store.as_ref(),
         &c.directory,
         &c.viewer,

@@ -50,7 +50,8 @@ impl Clock for SystemClock {
 /// Shared by every worker.
 #[derive(Clone)]
 pub struct AppState {
-    pub settings: Arc<Settings>,
+    /// The settings in force; swapped as a whole by a hot reload (read with [`AppState::settings`]).
+    pub live: Arc<arc_swap::ArcSwap<Settings>>,
     pub store: SharedStore,
     pub sessions: Sessions,
     pub oidc: Arc<Oidc>,
@@ -61,6 +62,14 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// People known from sign-in or records, for the manager pages' directory.
     pub known_subjects: Arc<crate::oversight::KnownSubjects>,
+}
+
+impl AppState {
+    /// The settings in force now. Take it once per request and use that copy throughout, so that
+    /// a reload in the middle of a request cannot mix two policies.
+    pub fn settings(&self) -> Arc<Settings> {
+        self.live.load_full()
+    }
 }
 
 /// The id of one request, echoed as `X-Request-Id` and written into denial records.
@@ -187,7 +196,7 @@ pub fn app(
         InitError = (),
     >,
 > {
-    let upstreams = proxy::Upstreams::new(&state.settings);
+    let upstreams = proxy::Upstreams::new(&state.settings());
     actix_web::App::new()
         .app_data(web::Data::new(state))
         .app_data(web::Data::new(upstreams))

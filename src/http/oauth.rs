@@ -20,7 +20,7 @@ pub struct StartQuery {
 
 /// Validates an `rd=` target (default `/`): relative, or on an allowed host.
 pub fn checked_rd(rd: Option<&str>, state: &AppState) -> Result<String, AppError> {
-    safe_redirect(rd.unwrap_or("/"), &state.settings.redirect_hosts).map_err(|e| {
+    safe_redirect(rd.unwrap_or("/"), &state.settings().redirect_hosts).map_err(|e| {
         AppError::bad_request(
             "invalid_redirect",
             format!("The rd parameter is not allowed: {e}"),
@@ -119,7 +119,7 @@ pub async fn callback(
         .complete(code.clone(), &pending)
         .await
         .http(&req)?;
-    let principal = principal_from_claims(&signed.claims, &state.settings.oidc.claims)
+    let principal = principal_from_claims(&signed.claims, &state.settings().oidc.claims)
         .map_err(|e| AppError::SignInFailed(e.to_string()))
         .http(&req)?;
 

@@ -15,7 +15,7 @@ fn scim_error(e: ScimError) -> AppError {
 
 /// The SCIM client's token name, as the audit trail's actor.
 fn client(req: &HttpRequest, state: &AppState) -> Result<String, HttpError> {
-    super::api::token_name(req, &state.settings.followup.scim_tokens, "SCIM")
+    super::api::token_name(req, &state.settings().followup.scim_tokens, "SCIM")
         .map(|name| format!("scim:{name}"))
         .http(req)
 }
@@ -31,7 +31,7 @@ fn body(req: &HttpRequest, bytes: &[u8]) -> Result<Value, HttpError> {
 fn base(state: &AppState) -> String {
     format!(
         "{}/.clearance/scim/v2",
-        state.settings.public_url.as_str().trim_end_matches('/')
+        state.settings().public_url.as_str().trim_end_matches('/')
     )
 }
 

@@ -46,7 +46,7 @@ fn read_value(session: &Session, req: &Requirement, sha256: &str) -> String {
 
 fn with_document(state: &AppState, id: &str) -> Result<Requirement, AppError> {
     state
-        .settings
+        .settings()
         .policy
         .get_str(id)
         .filter(|r| r.document.is_some())
@@ -240,7 +240,7 @@ pub async fn decide(
     evidence.insert("document".into(), Value::String(document.origin.clone()));
     evidence.insert(
         "client_address".into(),
-        Value::String(client_addr(&req, &state.settings.trusted_proxies)),
+        Value::String(client_addr(&req, &state.settings().trusted_proxies)),
     );
     if let Some(ua) = req
         .headers()

@@ -42,7 +42,8 @@ pub async fn acknowledge(
         .map(str::trim)
         .filter(|s| !s.is_empty())
     {
-        let Some(requirement) = state.settings.policy.get_str(id) else {
+        let settings = state.settings();
+        let Some(requirement) = settings.policy.get_str(id) else {
             return Err(AppError::bad_request(
                 "invalid_requirement",
                 format!("There is no requirement {id:?}."),

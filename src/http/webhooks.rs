@@ -63,8 +63,8 @@ async fn record(
         ..Outcome::default()
     };
     let now = state.clock.now();
-    let Some(requirement) = state
-        .settings
+    let settings = state.settings();
+    let Some(requirement) = settings
         .policy
         .get_str(completed.target.requirement.as_str())
     else {
@@ -140,7 +140,7 @@ async fn record(
 fn refused(req: &HttpRequest, state: &AppState, webhook: &str, message: &str) -> HttpError {
     tracing::warn!(
         webhook,
-        client.address = %super::forwarded::client_addr(req, &state.settings.trusted_proxies),
+        client.address = %super::forwarded::client_addr(req, &state.settings().trusted_proxies),
         "webhook refused: {message}; nothing recorded"
     );
     HttpError::new(AppError::WebhookRejected(message.to_owned()), req)
@@ -157,7 +157,8 @@ pub async fn docusign(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, HttpError> {
-    let Some(config) = state.settings.webhooks.docusign.as_ref() else {
+    let settings = state.settings();
+    let Some(config) = settings.webhooks.docusign.as_ref() else {
         return Err(AppError::NotFound(
             "DocuSign callbacks are not accepted here: [webhooks.docusign] is not configured."
                 .into(),
@@ -215,7 +216,8 @@ pub async fn dropbox_sign(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, HttpError> {
-    let Some(config) = state.settings.webhooks.dropbox_sign.as_ref() else {
+    let settings = state.settings();
+    let Some(config) = settings.webhooks.dropbox_sign.as_ref() else {
         return Err(AppError::NotFound(
             "Dropbox Sign callbacks are not accepted here: [webhooks.dropbox_sign] is not configured."
                 .into(),

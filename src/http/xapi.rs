@@ -79,13 +79,13 @@ pub async fn post_statements(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, HttpError> {
-    if state.settings.xapi.credentials.is_empty() {
+    if state.settings().xapi.credentials.is_empty() {
         return Err(AppError::NotFound(
             "xAPI statements are not accepted here: no [xapi] credentials are configured.".into(),
         ))
         .http(&req);
     }
-    let credential = authenticate(&req, &state.settings).http(&req)?;
+    let credential = authenticate(&req, &state.settings()).http(&req)?;
     match req
         .headers()
         .get(VERSION_HEADER)
@@ -142,7 +142,7 @@ pub async fn post_statements(
         .http(&req)?;
     let now = state.clock.now();
     let ctx = Context {
-        mappings: &state.settings.xapi.mappings,
+        mappings: &state.settings().xapi.mappings,
         credential: &credential,
         now,
     };
