@@ -27,6 +27,14 @@ if command -v redis-server >/dev/null 2>&1; then
 else
     apt_packages+=(redis-server)
 fi
+# redis-cli builds the Redis Cluster of the topology tests (`--cluster create`); Debian ships it
+# in redis-tools, which redis-server depends on. Cluster mode and Sentinel (`--sentinel`) are
+# part of redis-server itself.
+if command -v redis-cli >/dev/null 2>&1; then
+    log "redis-cli present: $(command -v redis-cli)"
+else
+    apt_packages+=(redis-tools)
+fi
 if command -v node >/dev/null 2>&1; then
     log "node present: $(command -v node) $(node --version)"
 else

@@ -555,7 +555,11 @@ mod tests {
             .await
             .unwrap();
         assert_eq!((w.created, w.updated, w.unchanged), (0, 0, 3));
-        let (lines, head) = store.audit_chain().await.unwrap();
+        let chain = store
+            .audit_chain(&crate::domain::audit::ChainId::Directory)
+            .await
+            .unwrap();
+        let (lines, head) = (chain.lines, chain.head);
         assert_eq!((lines.len(), head.seq), (3, 3));
         assert!(
             lines[0].contains("\"actor\":\"csv:people.csv\""),

@@ -13,8 +13,8 @@ pub use export::{
     Export, ExportDirError, ExportFile, Filter, Table, export, files, response_json, write_dir,
 };
 
-use crate::domain::audit::{ChainBreak, verify};
-use crate::store::{FollowUpStore, StoreError};
+use crate::domain::audit::{ChainBreak, ChainId, verify_chain as verify};
+use crate::store::{AuditChain, FollowUpStore, StoreError};
 use chrono::{DateTime, NaiveDate, Utc};
 
 /// A command-line or query time: a date (`YYYY-MM-DD`, meaning 00:00 UTC) or an RFC 3339 time.
@@ -40,17 +40,41 @@ pub fn time_hint(name: &str, text: &str) -> String {
 
 /// The outcome of `clearance audit verify`.
 pub enum ChainCheck {
-    Intact { entries: u64 },
-    Broken(ChainBreak),
+    Intact {
+        entries: u64,
+        chains: usize,
+    },
+    /// The first chain (by name) that does not verify, and where.
+    Broken {
+        chain: ChainId,
+        at: ChainBreak,
+    },
 }
 
-/// Reads the whole chain and checks every link under `key`.
+/// Reads every audit chain and checks every link under `key`.
 pub async fn verify_chain(store: &dyn FollowUpStore, key: &[u8]) -> Result<ChainCheck, StoreError> {
-    let (lines, head) = store.audit_chain().await?;
-    Ok(match verify(key, &lines, &head) {
-        Ok(entries) => ChainCheck::Intact { entries },
-        Err(b) => ChainCheck::Broken(b),
-    })
+    let chains = store.audit_chains().await?;
+    Ok(check_chains(key, &chains))
+}
+
+/// Checks every chain under `key`; names the first chain and entry that does not verify.
+pub fn check_chains(key: &[u8], chains: &[AuditChain]) -> ChainCheck {
+    let mut entries = 0;
+    for c in chains {
+        match verify(key, &c.id, &c.lines, &c.head) {
+            Ok(n) => entries += n,
+            Err(at) => {
+                return ChainCheck::Broken {
+                    chain: c.id.clone(),
+                    at,
+                };
+            }
+        }
+    }
+    ChainCheck::Intact {
+        entries,
+        chains: chains.len(),
+    }
 }
 
 #[cfg(test)]
@@ -92,12 +116,15 @@ mod tests {
                 .is_empty()
         );
         match verify_chain(&store, &b"k".repeat(32)).await.unwrap() {
-            ChainCheck::Intact { entries } => assert_eq!(entries, 1),
-            ChainCheck::Broken(b) => panic!("{b}"),
+            ChainCheck::Intact { entries, chains } => assert_eq!((entries, chains), (1, 1)),
+            ChainCheck::Broken { at, .. } => panic!("{at}"),
         }
         assert!(matches!(
             verify_chain(&store, b"another key").await.unwrap(),
-            ChainCheck::Broken(_)
+            ChainCheck::Broken {
+                chain: ChainId::Clearance,
+                ..
+            }
         ));
     }
 }

@@ -516,12 +516,14 @@ fn audit_verify(config: &Path) -> ExitCode {
         anyhow::Ok(verify_chain(store.as_ref(), &settings.followup.audit_key).await?)
     });
     match checked {
-        Ok(ChainCheck::Intact { entries }) => {
-            println!("audit chain intact: {entries} entries, every link verified");
+        Ok(ChainCheck::Intact { entries, chains }) => {
+            println!(
+                "audit chain intact: {entries} entries in {chains} chains, every link verified"
+            );
             ExitCode::SUCCESS
         }
-        Ok(ChainCheck::Broken(b)) => {
-            println!("audit chain BROKEN at {b}");
+        Ok(ChainCheck::Broken { chain, at }) => {
+            println!("audit chain BROKEN in chain {chain} at {at}");
             ExitCode::FAILURE
         }
         Err(e) => {

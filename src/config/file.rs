@@ -176,6 +176,45 @@ pub struct RedisFile {
     pub response_timeout_ms: u64,
     #[serde(default = "default_redis_timeout")]
     pub connect_timeout_ms: u64,
+    /// `single` (one server at `url`), `cluster` (a Redis Cluster, seeded by `nodes`) or
+    /// `sentinel` (the primary that `sentinels` name for `master_name`).
+    #[serde(default = "default_redis_mode")]
+    pub mode: String,
+    /// Cluster mode: some of the cluster's nodes (`redis://host:port`), a list or one string
+    /// separated by commas.
+    #[serde(default, deserialize_with = "list_or_commas")]
+    pub nodes: Vec<String>,
+    /// Sentinel mode: the Sentinels (`redis://host:26379`), a list or one string separated by
+    /// commas.
+    #[serde(default, deserialize_with = "list_or_commas")]
+    pub sentinels: Vec<String>,
+    /// Sentinel mode: the name of the monitored primary (`sentinel monitor <name> ...`).
+    #[serde(default)]
+    pub master_name: String,
+}
+
+fn default_redis_mode() -> String {
+    "single".into()
+}
+
+/// A list of strings, or one string of items separated by commas (handy in an environment
+/// variable: `CLEARANCE_REDIS__NODES=redis://a:6379,redis://b:6379`).
+fn list_or_commas<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        List(Vec<String>),
+        One(String),
+    }
+    Ok(match Raw::deserialize(d)? {
+        Raw::List(v) => v,
+        Raw::One(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
 }
 
 impl Default for RedisFile {
@@ -185,6 +224,10 @@ impl Default for RedisFile {
             key_prefix: default_prefix(),
             response_timeout_ms: default_redis_timeout(),
             connect_timeout_ms: default_redis_timeout(),
+            mode: default_redis_mode(),
+            nodes: Vec::new(),
+            sentinels: Vec::new(),
+            master_name: String::new(),
         }
     }
 }

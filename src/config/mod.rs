@@ -13,7 +13,7 @@ pub mod settings_types {
 
 pub use settings::{
     AdminToken, BearerSettings, ClaimNames, DenialSettings, ForwardAuthMode, MachineAccess,
-    MachineClient, OidcSettings, RedisSettings, SessionSettings, Settings,
+    MachineClient, OidcSettings, RedisSettings, RedisTopology, SessionSettings, Settings,
 };
 pub use settings::{XapiCredential, XapiSettings};
 
@@ -185,6 +185,72 @@ pub(crate) mod tests {
             "https://gate.example.com/oauth2/callback"
         );
         assert!(s.redirect_hosts.contains(&"wiki.example.com".to_string()));
+    }
+
+    #[test]
+    fn redis_topologies_from_the_environment_and_their_errors() {
+        use super::RedisTopology;
+        let with = |extra: &[(&str, &str)]| {
+            let mut vars = secrets();
+            vars.extend(
+                extra
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+            );
+            load_with_env(&example(), &vars)
+        };
+        assert_eq!(
+            with(&[]).unwrap().redis.topology,
+            RedisTopology::Single,
+            "single by default"
+        );
+        let s = with(&[
+            ("CLEARANCE_REDIS__MODE", "cluster"),
+            (
+                "CLEARANCE_REDIS__NODES",
+                "redis://10.0.0.1:6379, redis://10.0.0.2:6379",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.redis.topology,
+            RedisTopology::Cluster {
+                nodes: vec![
+                    "redis://10.0.0.1:6379".into(),
+                    "redis://10.0.0.2:6379".into()
+                ]
+            }
+        );
+        let s = with(&[
+            ("CLEARANCE_REDIS__MODE", "sentinel"),
+            ("CLEARANCE_REDIS__SENTINELS", "[redis://10.0.0.9:26379]"),
+            ("CLEARANCE_REDIS__MASTER_NAME", "clearance"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.redis.topology,
+            RedisTopology::Sentinel {
+                sentinels: vec!["redis://10.0.0.9:26379".into()],
+                master_name: "clearance".into()
+            }
+        );
+        let e = err_text(with(&[("CLEARANCE_REDIS__MODE", "cluster")]));
+        assert!(e.contains("redis.nodes") && e.contains("required"), "{e}");
+        let e = err_text(with(&[("CLEARANCE_REDIS__MODE", "sentinel")]));
+        assert!(
+            e.contains("redis.sentinels") && e.contains("redis.master_name"),
+            "{e}"
+        );
+        let e = err_text(with(&[
+            ("CLEARANCE_REDIS__MODE", "cluster"),
+            ("CLEARANCE_REDIS__NODES", "10.0.0.1:6379"),
+        ]));
+        assert!(e.contains("redis.nodes") && e.contains("redis://"), "{e}");
+        let e = err_text(with(&[("CLEARANCE_REDIS__MODE", "replicated")]));
+        assert!(
+            e.contains("redis.mode") && e.contains("\"sentinel\""),
+            "{e}"
+        );
     }
 
     #[test]

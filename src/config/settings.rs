@@ -120,10 +120,67 @@ pub enum LogFormat {
 
 #[derive(Clone, Debug)]
 pub struct RedisSettings {
+    /// Single mode: the server. Sentinel mode: only its user, password and database are used,
+    /// for the primary.
     pub url: String,
+    pub topology: RedisTopology,
     pub key_prefix: String,
     pub response_timeout: Duration,
     pub connect_timeout: Duration,
+}
+
+/// How Redis is deployed (`redis.mode`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RedisTopology {
+    /// One server at `redis.url`.
+    Single,
+    /// A Redis Cluster, found through some of its nodes.
+    Cluster { nodes: Vec<String> },
+    /// The primary that the Sentinels name for `master_name`.
+    Sentinel {
+        sentinels: Vec<String>,
+        master_name: String,
+    },
+}
+
+/// Checks `redis.mode` and the keys it needs.
+fn redis_topology(p: &mut Problems, f: &super::file::RedisFile) -> RedisTopology {
+    let urls = |p: &mut Problems, key: &str, list: &[String]| {
+        if list.is_empty() {
+            p.add(key, format!("is required when redis.mode is {:?}", f.mode));
+        }
+        for u in list {
+            if !(u.starts_with("redis://") || u.starts_with("rediss://")) {
+                p.add(key, format!("{u:?} must start with redis:// or rediss://"));
+            }
+        }
+        list.to_vec()
+    };
+    match f.mode.as_str() {
+        "single" => RedisTopology::Single,
+        "cluster" => RedisTopology::Cluster {
+            nodes: urls(p, "redis.nodes", &f.nodes),
+        },
+        "sentinel" => {
+            if f.master_name.trim().is_empty() {
+                p.add(
+                    "redis.master_name",
+                    "is required when redis.mode is \"sentinel\": the name in `sentinel monitor <name> ...`",
+                );
+            }
+            RedisTopology::Sentinel {
+                sentinels: urls(p, "redis.sentinels", &f.sentinels),
+                master_name: f.master_name.trim().to_owned(),
+            }
+        }
+        other => {
+            p.add(
+                "redis.mode",
+                format!("{other:?} must be \"single\", \"cluster\" or \"sentinel\""),
+            );
+            RedisTopology::Single
+        }
+    }
 }
 
 /// Names of the claims Clearance reads.
@@ -578,6 +635,7 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
             ),
         );
     }
+    let redis_topology = redis_topology(&mut p, &f.redis);
     if f.redis.key_prefix.contains(['{', '}', ' ']) {
         p.add("redis.key_prefix", "must not contain braces or spaces");
     }
@@ -859,6 +917,7 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
             .then_some(f.server.max_request_body_bytes),
         redis: RedisSettings {
             url: f.redis.url,
+            topology: redis_topology,
             key_prefix: f.redis.key_prefix,
             response_timeout: ms(f.redis.response_timeout_ms),
             connect_timeout: ms(f.redis.connect_timeout_ms),

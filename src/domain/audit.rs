@@ -219,6 +219,84 @@ pub fn verify(key: &[u8], lines: &[String], head: &ChainHead) -> Result<u64, Cha
     Ok(count)
 }
 
+/// Which chain an entry is sealed into. There is one chain per subject (the subject's changes),
+/// one for the directory, and one for events about no one (`config.loaded`): each chain is
+/// stored beside the state it seals, so that a change and its entry are written in one atomic
+/// step even on a Redis Cluster.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ChainId {
+    Subject(String),
+    Directory,
+    Clearance,
+}
+
+impl ChainId {
+    /// The chain that an event belongs to.
+    pub fn of(event: &AuditEvent) -> Self {
+        if event.kind.starts_with("directory.") {
+            return Self::Directory;
+        }
+        match &event.subject {
+            Some(s) => Self::Subject(s.clone()),
+            None => Self::Clearance,
+        }
+    }
+
+    /// The chain's name in reports and the registry: `subject:<subject>`, `directory`,
+    /// `clearance`.
+    pub fn name(&self) -> String {
+        match self {
+            Self::Subject(s) => format!("subject:{s}"),
+            Self::Directory => "directory".into(),
+            Self::Clearance => "clearance".into(),
+        }
+    }
+
+    /// Reads a name written by [`ChainId::name`].
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "directory" => Some(Self::Directory),
+            "clearance" => Some(Self::Clearance),
+            _ => name
+                .strip_prefix("subject:")
+                .filter(|s| !s.is_empty())
+                .map(|s| Self::Subject(s.to_owned())),
+        }
+    }
+}
+
+impl std::fmt::Display for ChainId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+/// Like [`verify`], and every entry must belong to `chain` (so that entries or whole chains moved
+/// under another subject are caught).
+pub fn verify_chain(
+    key: &[u8],
+    chain: &ChainId,
+    lines: &[String],
+    head: &ChainHead,
+) -> Result<u64, ChainBreak> {
+    let count = verify(key, lines, head)?;
+    for (i, line) in lines.iter().enumerate() {
+        if let Ok((_, entry)) = parse_line(line)
+            && ChainId::of(&entry.event) != *chain
+        {
+            return Err(ChainBreak {
+                position: i + 1,
+                seq: Some(entry.seq),
+                problem: format!(
+                    "the entry belongs to chain {} but is stored in chain {chain}",
+                    ChainId::of(&entry.event)
+                ),
+            });
+        }
+    }
+    Ok(count)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,5 +372,28 @@ mod tests {
         let err = verify(b"another key", &lines, &head).unwrap_err();
         assert_eq!(err.position, 1);
         assert!(seal(b"", &head, &parse_line(&lines[0]).unwrap().1.event).is_err());
+    }
+
+    #[test]
+    fn chains_are_named_by_what_they_seal_and_entries_must_belong() {
+        let (lines, head) = chain(3);
+        let alice = ChainId::Subject("alice@example.com".into());
+        assert_eq!(ChainId::parse(&alice.name()), Some(alice.clone()));
+        assert_eq!(ChainId::parse("directory"), Some(ChainId::Directory));
+        assert_eq!(ChainId::parse("clearance"), Some(ChainId::Clearance));
+        assert_eq!(ChainId::parse("subject:"), None);
+        assert_eq!(verify_chain(KEY, &alice, &lines, &head), Ok(3));
+        let bob = ChainId::Subject("bob@example.com".into());
+        let b = verify_chain(KEY, &bob, &lines, &head).unwrap_err();
+        assert_eq!(b.position, 1);
+        assert!(b.problem.contains("subject:alice@example.com"), "{b}");
+        let e = AuditEvent::new(
+            Utc::now(),
+            "directory.changed",
+            "x",
+            Some("a"),
+            serde_json::json!({}),
+        );
+        assert_eq!(ChainId::of(&e), ChainId::Directory);
     }
 }

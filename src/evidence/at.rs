@@ -3,7 +3,7 @@
 //! then comes from the audit chain's `directory.changed` entries.
 
 use crate::config::Settings;
-use crate::domain::audit::parse_line;
+use crate::domain::audit::{ChainId, parse_line};
 use crate::domain::exemption::exempt_until;
 use crate::domain::followup::compliant;
 use crate::domain::{
@@ -74,8 +74,8 @@ async fn directory_at(
     subject: &SubjectKey,
     at: DateTime<Utc>,
 ) -> Result<Option<DirectoryAt>, StoreError> {
-    let (lines, _) = store.audit_chain().await?;
-    let from_chain = lines.iter().rev().find_map(|line| {
+    let chain = store.audit_chain(&ChainId::Directory).await?;
+    let from_chain = chain.lines.iter().rev().find_map(|line| {
         let (_, entry) = parse_line(line).ok()?;
         let e = entry.event;
         if e.kind != "directory.changed"

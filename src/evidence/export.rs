@@ -4,7 +4,7 @@
 //! chain's head.
 
 use crate::config::Settings;
-use crate::domain::audit::{parse_line, verify};
+use crate::domain::audit::{ChainId, parse_line};
 use crate::domain::followup::{Cell, checklist};
 use crate::domain::{
     HistoryEntry, Principal, Record, RequirementKind, SubjectKey, evaluate, records_as_of,
@@ -104,16 +104,61 @@ fn cell_text(v: &Value) -> String {
     }
 }
 
-/// The audit chain as found at export time.
+/// The audit chains as found at export time.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct ChainSummary {
-    pub head_seq: u64,
-    pub head_mac: String,
+    /// Entries in all chains together.
     pub entries: usize,
-    /// Whether every link verified under the configured audit key.
+    /// Whether every link of every chain verified under the configured audit key.
     pub verified: bool,
+    /// The first chain and entry that does not verify.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// SHA-256 over the heads, one line `<chain> <seq> <mac>\n` each in the order of `heads`:
+    /// one value that pins every chain.
+    pub heads_sha256: String,
+    /// Every chain's head, ordered by chain name.
+    pub heads: Vec<ChainHeadSummary>,
+}
+
+/// One chain's head: its last entry's number and seal.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ChainHeadSummary {
+    pub chain: String,
+    pub seq: u64,
+    pub mac: String,
+    pub entries: usize,
+}
+
+impl ChainSummary {
+    fn of(key: &[u8], chains: &[crate::store::AuditChain]) -> Self {
+        let problem = match crate::evidence::check_chains(key, chains) {
+            crate::evidence::ChainCheck::Intact { .. } => None,
+            crate::evidence::ChainCheck::Broken { chain, at } => {
+                Some(format!("chain {chain}: {at}"))
+            }
+        };
+        let heads: Vec<ChainHeadSummary> = chains
+            .iter()
+            .map(|c| ChainHeadSummary {
+                chain: c.id.name(),
+                seq: c.head.seq,
+                mac: c.head.mac.clone(),
+                entries: c.lines.len(),
+            })
+            .collect();
+        let mut digest = Sha256::new();
+        for h in &heads {
+            digest.update(format!("{} {} {}\n", h.chain, h.seq, h.mac).as_bytes());
+        }
+        Self {
+            entries: heads.iter().map(|h| h.entries).sum(),
+            verified: problem.is_none(),
+            problem,
+            heads_sha256: hex::encode(digest.finalize()),
+            heads,
+        }
+    }
 }
 
 /// Everything exported, before it is rendered into files.
@@ -518,24 +563,20 @@ pub async fn export(
         ]);
     }
 
-    let (lines, head) = store.audit_chain().await?;
-    let (verified, problem) = match verify(&settings.followup.audit_key, &lines, &head) {
-        Ok(_) => (true, None),
-        Err(b) => (false, Some(b.to_string())),
-    };
-    let config_sha256 = config_sha256.or_else(|| last_config_sha256(&lines));
+    let chains = store.audit_chains().await?;
+    let chain = ChainSummary::of(&settings.followup.audit_key, &chains);
+    let clearance_lines = chains
+        .iter()
+        .find(|c| c.id == ChainId::Clearance)
+        .map(|c| c.lines.as_slice())
+        .unwrap_or_default();
+    let config_sha256 = config_sha256.or_else(|| last_config_sha256(clearance_lines));
     Ok(Export {
         generated_at: now,
         filter: filter.clone(),
         people: subjects,
         config_sha256,
-        chain: ChainSummary {
-            head_seq: head.seq,
-            head_mac: head.mac,
-            entries: lines.len(),
-            verified,
-            problem,
-        },
+        chain,
         tables: vec![
             training,
             acceptances,
@@ -981,7 +1022,12 @@ mod tests {
             lists.rows
         );
         assert!(e.chain.verified && e.chain.entries > 0);
-        assert_eq!(e.chain.head_seq as usize, e.chain.entries);
+        assert_eq!(
+            e.chain.heads.iter().map(|h| h.seq as usize).sum::<usize>(),
+            e.chain.entries
+        );
+        assert!(e.chain.heads.iter().any(|h| h.chain == "subject:ann@x"));
+        assert_eq!(e.chain.heads_sha256.len(), 64);
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! An in-process store for `clearance demo` and unit tests; same contract as the Redis store.
 
 use super::{
-    DenialLog, FollowUpStore, Health, Outbox, OutboxBatch, RecordStore, SessionStore, Standing,
-    StoreError, audit_event,
+    AuditChain, DenialLog, FollowUpStore, Health, Outbox, OutboxBatch, RecordStore, SessionStore,
+    Standing, StoreError, audit_event,
 };
-use crate::domain::audit::{AuditEvent, ChainHead, seal};
+use crate::domain::audit::{AuditEvent, ChainHead, ChainId, seal};
 use crate::domain::notify::Message;
 use crate::domain::{
     Action, Case, Decline, DenialEvent, Exemption, HistoryEntry, Person, Principal, Record,
@@ -29,8 +29,8 @@ struct Inner {
     logins: HashMap<String, (String, Instant)>,
     denials: VecDeque<(String, DenialEvent)>,
     next_denial: u64,
-    audit: Vec<String>,
-    audit_head: ChainHead,
+    /// The audit chains by id: entries and head.
+    audit: BTreeMap<ChainId, (Vec<String>, ChainHead)>,
     directory: BTreeMap<SubjectKey, Person>,
     exemptions: BTreeMap<String, Exemption>,
     cases: HashMap<SubjectKey, Vec<Case>>,
@@ -56,10 +56,11 @@ impl Inner {
     /// Seals and appends an audit event; called under the lock, with the change, so that both
     /// happen or neither.
     fn audit(&mut self, key: &[u8], event: &AuditEvent) -> Result<(), StoreError> {
+        let chain = self.audit.entry(ChainId::of(event)).or_default();
         let (line, head) =
-            seal(key, &self.audit_head, event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.audit.push(line);
-        self.audit_head = head;
+            seal(key, &chain.1, event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        chain.0.push(line);
+        chain.1 = head;
         Ok(())
     }
 }
@@ -545,9 +546,29 @@ impl FollowUpStore for MemoryStore {
         inner.audit(&self.audit_key, event)
     }
 
-    async fn audit_chain(&self) -> Result<(Vec<String>, ChainHead), StoreError> {
+    async fn audit_chains(&self) -> Result<Vec<AuditChain>, StoreError> {
         let inner = self.lock()?;
-        Ok((inner.audit.clone(), inner.audit_head.clone()))
+        let mut chains: Vec<AuditChain> = inner
+            .audit
+            .iter()
+            .map(|(id, (lines, head))| AuditChain {
+                id: id.clone(),
+                lines: lines.clone(),
+                head: head.clone(),
+            })
+            .collect();
+        chains.sort_by_key(|c| c.id.name());
+        Ok(chains)
+    }
+
+    async fn audit_chain(&self, id: &ChainId) -> Result<AuditChain, StoreError> {
+        let inner = self.lock()?;
+        let (lines, head) = inner.audit.get(id).cloned().unwrap_or_default();
+        Ok(AuditChain {
+            id: id.clone(),
+            lines,
+            head,
+        })
     }
 }
 

@@ -7,10 +7,11 @@
 pub mod audit_event;
 pub mod memory;
 pub mod redis;
+mod redis_conn;
 mod redis_followup;
 mod redis_outbox;
 
-use crate::domain::audit::{AuditEvent, ChainHead};
+use crate::domain::audit::{AuditEvent, ChainHead, ChainId};
 use crate::domain::notify::Message;
 use crate::domain::{
     Action, Case, Decline, DenialEvent, Exemption, HistoryEntry, Person, Principal, Record,
@@ -190,8 +191,18 @@ pub trait FollowUpStore: Send + Sync {
 
     /// Appends an event that is not tied to a stored change (configuration loaded).
     async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
-    /// The whole chain as stored, oldest first, and its head.
-    async fn audit_chain(&self) -> Result<(Vec<String>, ChainHead), StoreError>;
+    /// Every audit chain (each subject's, the directory's, Clearance's own), ordered by name.
+    async fn audit_chains(&self) -> Result<Vec<AuditChain>, StoreError>;
+    /// One audit chain as stored (empty when it has no entries yet).
+    async fn audit_chain(&self, id: &ChainId) -> Result<AuditChain, StoreError>;
+}
+
+/// One audit chain as stored: its entries, oldest first, and its head.
+#[derive(Clone, Debug)]
+pub struct AuditChain {
+    pub id: ChainId,
+    pub lines: Vec<String>,
+    pub head: ChainHead,
 }
 
 /// One atomic step of the notification worker: consume dirty marks, check and move a

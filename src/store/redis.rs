@@ -7,21 +7,28 @@
 //! - `Psess:<id>`: session (JSON) with TTL; `Plogin:<state>`: one-time login state with TTL
 //! - `Pdenials`: stream of denial events
 //! - `Pxapi:stmt:<statement id>`: the (subject, requirement) an xAPI statement completed (JSON)
-//! - `Paudit:head`, `Paudit:log`: the audit chain (see `redis_followup.rs` for the follow-up keys)
+//! - `P{subject}:audit:head`, `P{subject}:audit:log`: the subject's audit chain;
+//!   `P{/directory}:audit:*` the directory's, `P{/clearance}:audit:*` Clearance's own
+//!   (`config.loaded`); `P{/clearance}:audit:chains`: set of chain names (the registry)
+//! - `P{/clearance}:subjects`: set of subjects with records or a profile (for reports)
+//!
+//! (See `redis_followup.rs` and `redis_outbox.rs` for the other keys.)
 //!
 //! Every state change goes through [`RedisStore::apply`]: one Lua script that writes the change
-//! and appends its sealed audit entry together, or neither.
+//! and appends its sealed audit entry to the chain beside it, together or neither. Every key of
+//! one script or transaction shares one hash tag, so that the same layout works on one Redis,
+//! behind Sentinel and on a Redis Cluster.
 
 use super::audit_event;
+use super::redis_conn::Conn;
 use super::{DenialLog, Health, RecordStore, SessionStore, StoreError};
 use crate::config::{DenialSettings, RedisSettings};
-use crate::domain::audit::{AuditEvent, ChainHead, seal};
+use crate::domain::audit::{AuditEvent, ChainHead, ChainId, seal};
 use crate::domain::{
     Decline, DenialEvent, HistoryEntry, Principal, Record, RequirementId, Revocation, SubjectKey,
 };
 use async_trait::async_trait;
 use redis::AsyncCommands;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -73,10 +80,10 @@ pub(super) struct Change {
 /// How often a revocation retries when the record changed under it.
 const REVOKE_ATTEMPTS: usize = 5;
 
-/// Stores backed by one Redis (or a Redis behind a proxy / Sentinel-aware URL).
+/// Stores backed by Redis: one server, a Redis Cluster, or the primary that Sentinel names.
 #[derive(Clone)]
 pub struct RedisStore {
-    pub(super) conn: ConnectionManager,
+    pub(super) conn: Conn,
     pub(super) prefix: String,
     denials: DenialSettings,
     audit_key: Vec<u8>,
@@ -94,15 +101,7 @@ impl RedisStore {
         denials: DenialSettings,
         audit_key: Vec<u8>,
     ) -> Result<Self, StoreError> {
-        let client = redis::Client::open(settings.url.as_str())
-            .map_err(|e| StoreError::Unavailable(format!("invalid redis.url: {e}")))?;
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(settings.response_timeout))
-            .set_connection_timeout(Some(settings.connect_timeout))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?;
+        let conn = Conn::new(settings).map_err(StoreError::Unavailable)?;
         Ok(Self {
             conn,
             prefix: settings.key_prefix.clone(),
@@ -111,28 +110,65 @@ impl RedisStore {
         })
     }
 
-    pub(super) fn audit_head_key(&self) -> String {
-        format!("{}audit:head", self.prefix)
+    /// The hash tag of a chain: the subject's own for a subject's chain, so that the chain lives
+    /// in the same cluster slot as the subject's state; `/directory` and `/clearance` for the
+    /// others (a subject never contains `/`).
+    fn chain_tag(chain: &ChainId) -> String {
+        match chain {
+            ChainId::Subject(s) => s.clone(),
+            ChainId::Directory => "/directory".into(),
+            ChainId::Clearance => "/clearance".into(),
+        }
     }
 
-    pub(super) fn audit_log_key(&self) -> String {
-        format!("{}audit:log", self.prefix)
+    pub(super) fn audit_head_key(&self, chain: &ChainId) -> String {
+        format!("{}{{{}}}:audit:head", self.prefix, Self::chain_tag(chain))
+    }
+
+    pub(super) fn audit_log_key(&self, chain: &ChainId) -> String {
+        format!("{}{{{}}}:audit:log", self.prefix, Self::chain_tag(chain))
+    }
+
+    /// The registry of chains: a set of chain names, written before a chain's first entry.
+    pub(super) fn audit_chains_key(&self) -> String {
+        format!("{}{{/clearance}}:audit:chains", self.prefix)
+    }
+
+    /// Every subject with records or a profile (for reports), written before either.
+    pub(super) fn subjects_key(&self) -> String {
+        format!("{}{{/clearance}}:subjects", self.prefix)
+    }
+
+    /// Adds the subject to the index that [`RecordStore::subjects`] reads.
+    async fn index_subject(&self, subject: &SubjectKey) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        conn.sadd::<_, _, ()>(self.subjects_key(), subject.as_str())
+            .await
+            .map_err(unavailable)
     }
 
     /// Writes a change and its sealed audit entry atomically. Returns false when the guard
     /// refused (nothing written). Retries while other writers move the chain's head.
     pub(super) async fn apply(&self, change: &Change) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
-        let head_key = self.audit_head_key();
+        let chain = ChainId::of(&change.event);
+        let head_key = self.audit_head_key(&chain);
         for attempt in 0..APPLY_ATTEMPTS {
             let current: Option<String> = conn.get(&head_key).await.map_err(unavailable)?;
             let current = current.unwrap_or_default();
+            if current.is_empty() {
+                // The registry lists the chain before its first entry, so that a chain is
+                // never missed by `audit verify` or an export.
+                conn.sadd::<_, _, ()>(self.audit_chains_key(), chain.name())
+                    .await
+                    .map_err(unavailable)?;
+            }
             let head =
                 ChainHead::decode(&current).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let (line, next) = seal(&self.audit_key, &head, &change.event)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let mut invocation = APPLY.prepare_invoke();
-            invocation.key(&head_key).key(self.audit_log_key());
+            invocation.key(&head_key).key(self.audit_log_key(&chain));
             for k in &change.keys {
                 invocation.key(k);
             }
@@ -298,6 +334,7 @@ impl RecordStore for RedisStore {
     }
 
     async fn put_record(&self, record: &Record) -> Result<(), StoreError> {
+        self.index_subject(&record.subject).await?;
         self.apply(&record_change(self, record, Guard::None)?)
             .await
             .map(|_| ())
@@ -308,6 +345,7 @@ impl RecordStore for RedisStore {
         record: &Record,
         idempotency_key: &str,
     ) -> Result<bool, StoreError> {
+        self.index_subject(&record.subject).await?;
         let guard = Guard::SetOnce {
             key: 2,
             field: idempotency_key.to_owned(),
@@ -416,29 +454,23 @@ impl RecordStore for RedisStore {
 
     async fn subjects(&self) -> Result<Vec<SubjectKey>, StoreError> {
         let mut conn = self.conn.clone();
-        let mut found = std::collections::BTreeSet::new();
-        for suffix in ["records", "profile"] {
-            let pattern = format!("{}{{*}}:{suffix}", self.prefix);
-            let mut iter: redis::AsyncIter<String> =
-                conn.scan_match(&pattern).await.map_err(unavailable)?;
-            while let Some(key) = futures_util::StreamExt::next(&mut iter).await {
-                let key = key.map_err(unavailable)?;
-                let subject = key
-                    .strip_prefix(&self.prefix)
-                    .and_then(|k| k.strip_prefix('{'))
-                    .and_then(|k| k.split_once('}'))
-                    .map(|(s, _)| s);
-                if let Some(Ok(subject)) = subject.map(SubjectKey::parse) {
-                    found.insert(subject);
-                }
-            }
-        }
-        Ok(found.into_iter().collect())
+        let all: Vec<String> = conn
+            .smembers(self.subjects_key())
+            .await
+            .map_err(unavailable)?;
+        let mut found: Vec<SubjectKey> = all
+            .iter()
+            .filter_map(|s| SubjectKey::parse(s).ok())
+            .collect();
+        found.sort();
+        found.dedup();
+        Ok(found)
     }
 
     async fn put_profile(&self, principal: &Principal) -> Result<(), StoreError> {
         let json =
             serde_json::to_string(principal).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.index_subject(&principal.subject).await?;
         let mut conn = self.conn.clone();
         conn.set::<_, _, ()>(self.profile_key(&principal.subject), json)
             .await

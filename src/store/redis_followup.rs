@@ -2,16 +2,18 @@
 //! audit chain.
 //!
 //! Keys (with the configured prefix `P`):
-//! - `Pdirectory`: hash, subject -> directory entry (JSON); `Pdirectory:scim`: SCIM id -> subject
+//! - `P{/directory}:people`: hash, subject -> directory entry (JSON); `P{/directory}:scim`: SCIM
+//!   id -> subject (changes are sealed into the directory's chain `P{/directory}:audit:*`)
 //! - `P{subject}:exemptions`: hash, id -> exemption (JSON); `Pexemptions`: hash, id -> subject
+//!   (written before the exemption: an index entry without an exemption is harmless)
 //! - `P{subject}:case:open`: id of the open case; `P{subject}:cases`: hash, id -> case (JSON);
-//!   `Pcases:subjects`: set of subjects who ever had a case
+//!   `Pcases:subjects`: set of subjects who ever had a case (written before the case)
 //! - `P{subject}:actions`: list of actions (JSON), oldest first
 //! - `P{subject}:first_access`: RFC 3339 time of the first admission to a gated route (`SET NX`)
 
 use super::redis::{Change, Guard, Op, RedisStore, to_json, unavailable};
-use super::{FollowUpStore, Standing, StoreError, audit_event};
-use crate::domain::audit::{AuditEvent, ChainHead};
+use super::{AuditChain, FollowUpStore, Outbox, Standing, StoreError, audit_event};
+use crate::domain::audit::{AuditEvent, ChainHead, ChainId};
 use crate::domain::{Action, Case, DenialEvent, Exemption, Person, Record, SubjectKey};
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -40,10 +42,10 @@ fn stamp(t: DateTime<Utc>) -> String {
 
 impl RedisStore {
     fn directory_key(&self) -> String {
-        format!("{}directory", self.prefix)
+        format!("{}{{/directory}}:people", self.prefix)
     }
     fn scim_ids_key(&self) -> String {
-        format!("{}directory:scim", self.prefix)
+        format!("{}{{/directory}}:scim", self.prefix)
     }
     fn exemptions_key(&self, subject: &SubjectKey) -> String {
         format!("{}{{{subject}}}:exemptions", self.prefix)
@@ -78,19 +80,20 @@ fn parse_time(what: &str, text: &str) -> Result<DateTime<Utc>, StoreError> {
 impl FollowUpStore for RedisStore {
     async fn standing(&self, subject: &SubjectKey) -> Result<Standing, StoreError> {
         let mut conn = self.conn.clone();
-        let (records, person, exemptions, first_access): (
-            Vec<String>,
-            Option<String>,
-            Vec<String>,
-            Option<String>,
-        ) = redis::pipe()
-            .hvals(self.records_key(subject))
-            .hget(self.directory_key(), subject.as_str())
+        let mut directory = self.conn.clone();
+        // The subject's keys share a slot (one pipeline); the directory lives in another, so it
+        // is read beside them, at the same time.
+        let mut pipe = redis::pipe();
+        pipe.hvals(self.records_key(subject))
             .hvals(self.exemptions_key(subject))
-            .get(self.first_access_key(subject))
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+            .get(self.first_access_key(subject));
+        let own = pipe.query_async::<(Vec<String>, Vec<String>, Option<String>)>(&mut conn);
+        let directory_key = self.directory_key();
+        let person = directory.hget::<_, _, Option<String>>(&directory_key, subject.as_str());
+        let ((records, exemptions, first_access), person) =
+            futures_util::future::try_join(own, person)
+                .await
+                .map_err(unavailable)?;
         Ok(Standing {
             records: parse_all::<Record>("record", records)?,
             person: person.map(|p| parse("directory entry", &p)).transpose()?,
@@ -180,21 +183,23 @@ impl FollowUpStore for RedisStore {
         let subject = SubjectKey::parse(&event.subject)
             .map_err(|e| StoreError::Corrupt(format!("denial subject: {e}")))?;
         let mut conn = self.conn.clone();
+        // The subject's case keys share a slot; the set of subjects with cases and the dirty
+        // marks live elsewhere, so they are written first: a mark or a listed subject without a
+        // counted case is harmless (the worker evaluates afresh, a listed subject shows no case).
+        if mark_dirty {
+            self.mark_dirty(&subject, event.time).await?;
+        }
+        conn.sadd::<_, _, ()>(self.case_subjects_key(), subject.as_str())
+            .await
+            .map_err(unavailable)?;
         let mut invocation = TOUCH_CASE.prepare_invoke();
         invocation
             .key(self.open_case_key(&subject))
             .key(self.cases_key(&subject))
-            .key(self.case_subjects_key())
-            .key(self.notify_key("dirty"))
             .arg(new_id)
             .arg(subject.as_str())
             .arg(stamp(event.time))
             .arg(&event.host);
-        if mark_dirty {
-            invocation.arg(event.time.timestamp_millis());
-        } else {
-            invocation.arg("");
-        }
         for m in &event.missing {
             invocation.arg(m.requirement.as_str());
         }
@@ -283,17 +288,21 @@ impl FollowUpStore for RedisStore {
             },
         };
         let change = Change {
-            keys: vec![
-                self.exemptions_key(&exemption.subject),
-                self.exemption_index_key(),
-            ],
+            keys: vec![self.exemptions_key(&exemption.subject)],
             guard,
-            ops: vec![
-                Op::HSet(0, exemption.id.clone(), to_json(exemption)?),
-                Op::HSet(1, exemption.id.clone(), exemption.subject.to_string()),
-            ],
+            ops: vec![Op::HSet(0, exemption.id.clone(), to_json(exemption)?)],
             event: audit_event::exemption(exemption, actor),
         };
+        // The index lives in another slot: written first (an entry without an exemption is
+        // harmless, a lookup then finds nothing).
+        let mut conn = self.conn.clone();
+        conn.hset::<_, _, _, ()>(
+            self.exemption_index_key(),
+            &exemption.id,
+            exemption.subject.as_str(),
+        )
+        .await
+        .map_err(unavailable)?;
         self.apply(&change).await
     }
 
@@ -346,18 +355,43 @@ impl FollowUpStore for RedisStore {
         self.apply(&change).await.map(|_| ())
     }
 
-    async fn audit_chain(&self) -> Result<(Vec<String>, ChainHead), StoreError> {
+    async fn audit_chains(&self) -> Result<Vec<AuditChain>, StoreError> {
         let mut conn = self.conn.clone();
-        // One transaction, so that the head belongs to the entries read.
+        let names: Vec<String> = conn
+            .smembers(self.audit_chains_key())
+            .await
+            .map_err(unavailable)?;
+        let mut ids = Vec::with_capacity(names.len());
+        for name in names {
+            ids.push(ChainId::parse(&name).ok_or_else(|| {
+                StoreError::Corrupt(format!("audit chain registry: unknown chain {name:?}"))
+            })?);
+        }
+        ids.sort_by_key(ChainId::name);
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(self.audit_chain(&id).await?);
+        }
+        Ok(out)
+    }
+
+    async fn audit_chain(&self, id: &ChainId) -> Result<AuditChain, StoreError> {
+        let mut conn = self.conn.clone();
+        // One transaction (the chain's keys share a slot), so that the head belongs to the
+        // entries read.
         let (lines, head): (Vec<String>, Option<String>) = redis::pipe()
             .atomic()
-            .lrange(self.audit_log_key(), 0, -1)
-            .get(self.audit_head_key())
+            .lrange(self.audit_log_key(id), 0, -1)
+            .get(self.audit_head_key(id))
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
         let head = ChainHead::decode(&head.unwrap_or_default())
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        Ok((lines, head))
+        Ok(AuditChain {
+            id: id.clone(),
+            lines,
+            head,
+        })
     }
 }

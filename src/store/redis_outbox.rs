@@ -1,12 +1,13 @@
 //! The Redis implementation of [`Outbox`]: the notification queue shared by every instance.
 //!
-//! Keys (with the configured prefix `P`):
-//! - `Pnotify:dirty`: zset, subject -> time of the oldest unreported refusal (ms)
-//! - `Pnotify:sent`: hash, rate-limit key (a manager's subject) -> last send (ms)
-//! - `Pnotify:messages`: hash, message id -> message (JSON)
-//! - `Pnotify:queue`: zset, message id -> due time (ms); a claim moves it to the lease's end
-//! - `Pnotify:dead`: list of messages given up on (JSON), oldest first
-//! - `Pnotify:once:<name>`: string with TTL, once-a-day work taken with `SET NX`
+//! Keys (with the configured prefix `P`), all with the hash tag `{/notify}` because the worker's
+//! scripts use them together (one cluster slot):
+//! - `P{/notify}:dirty`: zset, subject -> time of the oldest unreported refusal (ms)
+//! - `P{/notify}:sent`: hash, rate-limit key (a manager's subject) -> last send (ms)
+//! - `P{/notify}:messages`: hash, message id -> message (JSON)
+//! - `P{/notify}:queue`: zset, message id -> due time (ms); a claim moves it to the lease's end
+//! - `P{/notify}:dead`: list of messages given up on (JSON), oldest first
+//! - `P{/notify}:once:<name>`: string with TTL, once-a-day work taken with `SET NX`
 
 use super::redis::{RedisStore, unavailable};
 use super::{Outbox, OutboxBatch, StoreError};
@@ -46,7 +47,7 @@ fn to_json(m: &Message) -> Result<String, StoreError> {
 
 impl RedisStore {
     pub(super) fn notify_key(&self, name: &str) -> String {
-        format!("{}notify:{name}", self.prefix)
+        format!("{}{{/notify}}:{name}", self.prefix)
     }
 
     fn once_key(&self, name: &str) -> String {

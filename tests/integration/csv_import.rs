@@ -72,16 +72,22 @@ async fn connection(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
         .expect("redis connection")
 }
 
-/// Every key but the audit chain's, which `audit_entries` counts.
+/// Every key but the audit chains' (which `audit_entries` counts) and Clearance's indexes.
 async fn keys(conn: &mut redis::aio::MultiplexedConnection) -> Vec<String> {
     let mut keys: Vec<String> = conn.keys("*").await.expect("KEYS");
-    keys.retain(|k| !k.starts_with("clearance:audit:"));
+    keys.retain(|k| !k.contains(":audit:") && !k.starts_with("clearance:{/clearance}:"));
     keys.sort();
     keys
 }
 
+/// Entries in every audit chain together.
 async fn audit_entries(conn: &mut redis::aio::MultiplexedConnection) -> usize {
-    conn.llen("clearance:audit:log").await.expect("LLEN")
+    let logs: Vec<String> = conn.keys("clearance:*:audit:log").await.expect("KEYS");
+    let mut n = 0;
+    for log in logs {
+        n += conn.llen::<_, usize>(log).await.expect("LLEN");
+    }
+    n
 }
 
 async fn history_len(conn: &mut redis::aio::MultiplexedConnection, subject: &str) -> usize {

@@ -213,18 +213,42 @@ async fn export_at_and_access_before_agreement() {
     }
     let config_sha = hex::encode(Sha256::digest(std::fs::read(&config).expect("config")));
     assert_eq!(manifest["config_sha256"], config_sha);
-    let audit_len: usize = conn.llen("clearance:audit:log").await.expect("LLEN");
+    // Every chain's head is in the manifest, as stored, and a digest pins them all.
+    let heads = manifest["audit_chain"]["heads"].as_array().expect("heads");
+    assert!(!heads.is_empty());
+    let mut audit_len = 0;
+    let mut digest = Sha256::new();
+    for h in heads {
+        let chain = h["chain"].as_str().expect("chain name");
+        let tag = chain
+            .strip_prefix("subject:")
+            .map_or_else(|| format!("/{chain}"), str::to_owned);
+        let len: usize = conn
+            .llen(format!("clearance:{{{tag}}}:audit:log"))
+            .await
+            .expect("LLEN");
+        let head: String = conn
+            .get(format!("clearance:{{{tag}}}:audit:head"))
+            .await
+            .expect("GET head");
+        assert_eq!(
+            head,
+            format!("{}:{}", h["seq"], h["mac"].as_str().unwrap_or(""))
+        );
+        assert_eq!(h["entries"], len);
+        audit_len += len;
+        digest.update(format!(
+            "{} {} {}\n",
+            chain,
+            h["seq"],
+            h["mac"].as_str().unwrap_or("")
+        ));
+    }
     assert_eq!(manifest["audit_chain"]["entries"], audit_len);
-    assert_eq!(manifest["audit_chain"]["head_seq"], audit_len);
     assert_eq!(manifest["audit_chain"]["verified"], true);
-    let head: String = conn.get("clearance:audit:head").await.expect("GET head");
     assert_eq!(
-        head,
-        format!(
-            "{}:{}",
-            audit_len,
-            manifest["audit_chain"]["head_mac"].as_str().unwrap_or("")
-        )
+        manifest["audit_chain"]["heads_sha256"],
+        hex::encode(digest.finalize())
     );
 
     let training = read_json(&out_dir, "training-records.json");
@@ -509,7 +533,7 @@ async fn directory_import_writes_all_or_nothing() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("3 created, 0 updated, 0 unchanged"), "{out}");
     let ann: String = conn
-        .hget("clearance:directory", "ann@example.com")
+        .hget("clearance:{/directory}:people", "ann@example.com")
         .await
         .expect("HGET");
     let ann: Value = serde_json::from_str(&ann).expect("JSON");
@@ -518,7 +542,7 @@ async fn directory_import_writes_all_or_nothing() {
     assert_eq!(ann["source"], "csv");
     assert_eq!(ann["start_date"], "2026-03-01");
     let tom: String = conn
-        .hget("clearance:directory", "tom@example.com")
+        .hget("clearance:{/directory}:people", "tom@example.com")
         .await
         .expect("HGET");
     let tom: Value = serde_json::from_str(&tom).expect("JSON");
@@ -527,7 +551,7 @@ async fn directory_import_writes_all_or_nothing() {
         (Value::Bool(false), Value::from("boss@example.com"))
     );
     let log: Vec<String> = conn
-        .lrange("clearance:audit:log", 0, -1)
+        .lrange("clearance:{/directory}:audit:log", 0, -1)
         .await
         .expect("LRANGE");
     assert_eq!(
@@ -571,7 +595,7 @@ async fn directory_import_writes_all_or_nothing() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("0 created, 1 updated, 1 unchanged"), "{out}");
     let tom: String = conn
-        .hget("clearance:directory", "tom@example.com")
+        .hget("clearance:{/directory}:people", "tom@example.com")
         .await
         .expect("HGET");
     let tom: Value = serde_json::from_str(&tom).expect("JSON");
@@ -587,7 +611,11 @@ async fn directory_import_writes_all_or_nothing() {
     zoe["display_name"] = "Zoe".into();
     zoe["source"] = "scim".into();
     let () = conn
-        .hset("clearance:directory", "zoe@example.com", zoe.to_string())
+        .hset(
+            "clearance:{/directory}:people",
+            "zoe@example.com",
+            zoe.to_string(),
+        )
         .await
         .expect("HSET");
     let scim = dir.path().join("scim.csv");
@@ -611,7 +639,7 @@ async fn directory_import_writes_all_or_nothing() {
     );
     assert!(err.contains("nothing was written"), "{err}");
     let new: Option<String> = conn
-        .hget("clearance:directory", "new@example.com")
+        .hget("clearance:{/directory}:people", "new@example.com")
         .await
         .expect("HGET");
     assert_eq!(new, None, "nothing written");
@@ -619,7 +647,7 @@ async fn directory_import_writes_all_or_nothing() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("1 created, 1 updated, 0 unchanged"), "{out}");
     let zoe: String = conn
-        .hget("clearance:directory", "zoe@example.com")
+        .hget("clearance:{/directory}:people", "zoe@example.com")
         .await
         .expect("HGET");
     let zoe: Value = serde_json::from_str(&zoe).expect("JSON");
@@ -641,6 +669,7 @@ async fn redis_store_reads_denials_by_time_and_keeps_the_first_access() {
     let store = RedisStore::new(
         &RedisSettings {
             url: redis_server.url(),
+            topology: clearance::config::RedisTopology::Single,
             key_prefix: "t:".into(),
             response_timeout: Duration::from_millis(2000),
             connect_timeout: Duration::from_millis(500),

@@ -3,7 +3,7 @@
 //! checked by `clearance audit verify`, which names the entry edited, removed or reordered.
 
 use crate::gate::World;
-use crate::support::{Browser, free_port};
+use crate::support::Browser;
 use crate::{complete_everything, redis, sign_in};
 use redis::AsyncCommands;
 use serde_json::{Value, json};
@@ -185,7 +185,10 @@ async fn scim_directory_feeds_managers_and_deactivation_denies_everywhere() {
 
     // Every directory change is in the audit trail.
     let mut conn = redis(&world).await;
-    let log: Vec<String> = conn.lrange("clearance:audit:log", 0, -1).await.unwrap();
+    let log: Vec<String> = conn
+        .lrange("clearance:{/directory}:audit:log", 0, -1)
+        .await
+        .unwrap();
     let changes = log
         .iter()
         .filter(|l| l.contains("\"kind\":\"directory.changed\"") && l.contains("scim:entra"))
@@ -233,39 +236,15 @@ async fn a_case_counts_denials_and_closes_once_the_person_is_compliant() {
 
 /// Replaces the stored audit log, as someone with Redis access could.
 async fn restore(conn: &mut redis::aio::MultiplexedConnection, lines: Vec<String>) {
-    let key = "clearance:audit:log";
+    let key = "clearance:{b@example.com}:audit:log";
     let _: () = conn.del(key).await.unwrap();
     let _: () = conn.rpush(key, lines).await.unwrap();
 }
 
 /// Runs `clearance audit verify` against the world's Redis.
 async fn verify(world: &World) -> (i32, String) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("clearance.toml");
-    let toml = crate::gate::config(
-        free_port(),
-        &world.redis.url(),
-        "http://127.0.0.1:9/issuer",
-        "http://127.0.0.1:9",
-        "",
-        "",
-    );
-    std::fs::write(&config, toml).expect("write config");
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_clearance"))
-        .args(["audit", "verify", "--config"])
-        .arg(&config)
-        .env_remove("CLEARANCE_AUDIT__KEY")
-        .output()
-        .await
-        .expect("run clearance");
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    let (code, out, err) = crate::clearance_cli(world, None, &["audit", "verify"]).await;
+    (code, format!("{out}{err}"))
 }
 
 #[tokio::test]
@@ -276,11 +255,14 @@ async fn audit_verify_catches_edits_deletions_and_reordering() {
     }
     let (code, out) = verify(&world).await;
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("intact: 6 entries"), "{out}");
+    assert!(out.contains("intact: 6 entries in 2 chains"), "{out}");
 
+    // Each person's changes are a chain of their own; b's has three entries.
     let mut conn = redis(&world).await;
-    let key = "clearance:audit:log";
+    let key = "clearance:{b@example.com}:audit:log";
     let original: Vec<String> = conn.lrange(key, 0, -1).await.unwrap();
+    assert_eq!(original.len(), 3);
+    let chain = "chain subject:b@example.com at";
 
     // Edited: entry 3 says another version.
     let mut edited = original.clone();
@@ -292,37 +274,69 @@ async fn audit_verify_catches_edits_deletions_and_reordering() {
     let (code, out) = verify(&world).await;
     assert_eq!(code, 1, "{out}");
     assert!(
-        out.contains("entry 3 (seq 3)") && out.contains("edited"),
+        out.contains(chain) && out.contains("entry 3 (seq 3)") && out.contains("edited"),
         "{out}"
     );
 
-    // Removed: entry 2 is gone.
+    // Removed: entry 1 is gone.
     let mut removed = original.clone();
-    removed.remove(1);
+    removed.remove(0);
     restore(&mut conn, removed).await;
     let (code, out) = verify(&world).await;
     assert_eq!(code, 1, "{out}");
     assert!(
-        out.contains("entry 2 (seq 3)") && out.contains("removed"),
+        out.contains(chain) && out.contains("entry 1 (seq 2)") && out.contains("removed"),
         "{out}"
     );
 
-    // Reordered: entries 4 and 5 swapped.
+    // Reordered: entries 2 and 3 swapped.
     let mut swapped = original.clone();
-    swapped.swap(3, 4);
+    swapped.swap(1, 2);
     restore(&mut conn, swapped).await;
     let (code, out) = verify(&world).await;
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("entry 4 (seq 5)"), "{out}");
+    assert!(
+        out.contains(chain) && out.contains("entry 2 (seq 3)"),
+        "{out}"
+    );
 
-    // Cut off at the end: the head still counts 6.
+    // Cut off at the end: the head still counts 3.
     let mut cut = original.clone();
     cut.pop();
     restore(&mut conn, cut).await;
     let (code, out) = verify(&world).await;
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("end"), "{out}");
+    assert!(out.contains(chain) && out.contains("end"), "{out}");
 
+    // Another person's whole chain put in b's place: every seal holds, but the entries are a's.
+    let a_log: Vec<String> = conn
+        .lrange("clearance:{a@example.com}:audit:log", 0, -1)
+        .await
+        .unwrap();
+    let a_head: String = conn
+        .get("clearance:{a@example.com}:audit:head")
+        .await
+        .unwrap();
+    let b_head: String = conn
+        .get("clearance:{b@example.com}:audit:head")
+        .await
+        .unwrap();
+    restore(&mut conn, a_log).await;
+    let _: () = conn
+        .set("clearance:{b@example.com}:audit:head", &a_head)
+        .await
+        .unwrap();
+    let (code, out) = verify(&world).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("belongs to chain subject:a@example.com"),
+        "{out}"
+    );
+
+    let _: () = conn
+        .set("clearance:{b@example.com}:audit:head", &b_head)
+        .await
+        .unwrap();
     restore(&mut conn, original).await;
     let (code, out) = verify(&world).await;
     assert_eq!(code, 0, "{out}");

@@ -247,9 +247,26 @@ impl World {
         extra: &str,
         clock: Option<Arc<dyn clearance::http::Clock>>,
     ) -> Self {
+        let redis = RedisServer::start().await;
+        Self::boot(redis, None, provider_config, server_extra, extra, clock).await
+    }
+
+    /// Every real service plus a gate whose Redis is `topology` (a cluster, or a primary behind
+    /// Sentinel); `redis` is one of its servers, kept as the world's (direct looks go to it).
+    pub async fn start_on(redis: RedisServer, topology: clearance::config::RedisTopology) -> Self {
+        Self::boot(redis, Some(topology), |p| p, "", "", None).await
+    }
+
+    async fn boot(
+        redis: RedisServer,
+        topology: Option<clearance::config::RedisTopology>,
+        provider_config: impl FnOnce(ProviderConfig) -> ProviderConfig,
+        server_extra: &str,
+        extra: &str,
+        clock: Option<Arc<dyn clearance::http::Clock>>,
+    ) -> Self {
         let port = free_port();
         let gate_url = format!("http://127.0.0.1:{port}");
-        let redis = RedisServer::start().await;
         let provider = OidcProvider::start(provider_config(ProviderConfig::standard(
             &format!("{gate_url}/oauth2/callback"),
             &format!("{gate_url}/oauth2/signed_out"),
@@ -264,8 +281,11 @@ impl World {
             server_extra,
             extra,
         );
-        let settings =
+        let mut settings =
             clearance::config::from_toml_str(&toml).expect("test configuration is valid");
+        if let Some(topology) = topology {
+            settings.redis.topology = topology;
+        }
         let gate = Gate::start_clocked(port, settings, clock);
         gate.wait_ready().await;
         Self {

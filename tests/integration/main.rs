@@ -25,6 +25,7 @@ mod security_headers;
 mod selfservice;
 mod store;
 mod tokens;
+mod topologies;
 mod webhooks;
 mod xapi;
 
@@ -120,6 +121,43 @@ pub fn blocked_items(page: &Response) -> Vec<(String, String)> {
             )
         })
         .collect()
+}
+
+/// Runs the `clearance` binary against the world's Redis with the test configuration, its
+/// `[redis]` server line replaced by `redis` when given (e.g. `mode = "cluster"` and `nodes`).
+/// Returns the exit code, stdout and stderr.
+pub async fn clearance_cli(
+    world: &World,
+    redis: Option<&str>,
+    args: &[&str],
+) -> (i32, String, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("clearance.toml");
+    let mut toml = gate::config(
+        support::free_port(),
+        &world.redis.url(),
+        "http://127.0.0.1:9/issuer",
+        "http://127.0.0.1:9",
+        "",
+        "",
+    );
+    if let Some(redis) = redis {
+        toml = toml.replace(&format!("url = \"{}\"", world.redis.url()), redis);
+    }
+    std::fs::write(&config, toml).expect("write config");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_clearance"))
+        .args(args)
+        .arg("--config")
+        .arg(&config)
+        .env_remove("CLEARANCE_AUDIT__KEY")
+        .output()
+        .await
+        .expect("run clearance");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// A direct connection to the test Redis, to look at what Clearance stored.

@@ -229,7 +229,7 @@ fn digest_pairs(deliveries: &[Delivery]) -> BTreeSet<(String, String)> {
 /// Stored outbox messages (id -> JSON), straight from Redis.
 async fn stored_messages(conn: &mut ::redis::aio::MultiplexedConnection) -> Vec<Value> {
     let all: Vec<String> = conn
-        .hvals("clearance:notify:messages")
+        .hvals("clearance:{/notify}:messages")
         .await
         .expect("hvals");
     all.iter()
@@ -353,7 +353,7 @@ async fn notify_digest_to_the_manager_and_reminder_to_the_person() {
     let mut conn = redis(&world).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let queued: usize = conn.zcard("clearance:notify:queue").await.unwrap();
+        let queued: usize = conn.zcard("clearance:{/notify}:queue").await.unwrap();
         if queued == 0 {
             break;
         }
@@ -421,7 +421,7 @@ async fn notify_nothing_is_lost_while_the_receiver_is_down() {
                 .all(|s| to.contains(s))
         })
         .await;
-    let dead: usize = conn.llen("clearance:notify:dead").await.unwrap();
+    let dead: usize = conn.llen("clearance:{/notify}:dead").await.unwrap();
     assert_eq!(dead, 0, "nothing given up on");
 }
 
@@ -524,7 +524,7 @@ async fn notify_rate_limit_holds_the_second_digest_back() {
     // Many worker ticks (200 ms each) pass; carl stays marked, nothing more goes to mona.
     for _ in 0..15 {
         let marked: Option<f64> = conn
-            .zscore("clearance:notify:dirty", "carl@example.com")
+            .zscore("clearance:{/notify}:dirty", "carl@example.com")
             .await
             .unwrap();
         assert!(marked.is_some(), "carl's refusal stays pending");
@@ -542,6 +542,7 @@ fn outbox_store(redis: &RedisServer) -> RedisStore {
     RedisStore::new(
         &RedisSettings {
             url: redis.url(),
+            topology: clearance::config::RedisTopology::Single,
             key_prefix: "t:".into(),
             response_timeout: Duration::from_millis(500),
             connect_timeout: Duration::from_millis(500),
@@ -723,19 +724,19 @@ async fn notify_redis_outbox_commits_once_leases_and_keeps_the_dead() {
         .await
         .unwrap();
     let _: () = conn
-        .hset("t:notify:messages", "bad", "{not json")
+        .hset("t:{/notify}:messages", "bad", "{not json")
         .await
         .unwrap();
     let _: () = conn
-        .zadd("t:notify:queue", "bad", t0.timestamp_millis() - 1)
+        .zadd("t:{/notify}:queue", "bad", t0.timestamp_millis() - 1)
         .await
         .unwrap();
     let claimed = a.claim_due(t0, lease, 10).await.unwrap();
     let ids: BTreeSet<String> = claimed.iter().map(|m| m.id.clone()).collect();
     assert_eq!(ids, BTreeSet::from(["g1".to_string(), "g2".to_string()]));
-    let dead: Vec<String> = conn.lrange("t:notify:dead", 0, -1).await.unwrap();
+    let dead: Vec<String> = conn.lrange("t:{/notify}:dead", 0, -1).await.unwrap();
     assert_eq!(dead.last().map(String::as_str), Some("{not json"));
-    let in_queue: Option<f64> = conn.zscore("t:notify:queue", "bad").await.unwrap();
+    let in_queue: Option<f64> = conn.zscore("t:{/notify}:queue", "bad").await.unwrap();
     assert_eq!(in_queue, None);
     assert_eq!(a.queued().await.unwrap(), 2);
     assert_eq!(

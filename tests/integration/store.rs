@@ -3,11 +3,13 @@
 
 use crate::support::RedisServer;
 use chrono::{Duration, Utc};
-use clearance::config::{DenialSettings, RedisSettings};
-use clearance::domain::audit::verify;
+use clearance::config::{DenialSettings, RedisSettings, RedisTopology};
+use clearance::domain::audit::{ChainId, verify_chain};
 use clearance::domain::{DenialEvent, Principal, Record, RequirementId, Source, SubjectKey};
 use clearance::store::redis::RedisStore;
-use clearance::store::{DenialLog, FollowUpStore, Health, Outbox, RecordStore, SessionStore};
+use clearance::store::{
+    AuditChain, DenialLog, FollowUpStore, Health, Outbox, RecordStore, SessionStore,
+};
 use redis::AsyncCommands;
 use std::time::Duration as StdDuration;
 
@@ -15,6 +17,7 @@ fn store(redis: &RedisServer, denials: DenialSettings) -> RedisStore {
     RedisStore::new(
         &RedisSettings {
             url: redis.url(),
+            topology: RedisTopology::Single,
             key_prefix: "t:".into(),
             response_timeout: StdDuration::from_millis(500),
             connect_timeout: StdDuration::from_millis(500),
@@ -91,7 +94,7 @@ async fn records_history_and_profiles() {
     s.put_profile(&p).await.unwrap();
     assert_eq!(s.profile(&alice).await.unwrap(), Some(p));
 
-    // Subjects are found by scanning (reports).
+    // Subjects are found through their index (reports), on every topology.
     let mut p2 = Principal::bare(SubjectKey::parse("profile-only@example.com").unwrap());
     p2.name = Some("Never Completed".into());
     s.put_profile(&p2).await.unwrap();
@@ -128,8 +131,10 @@ async fn records_history_and_profiles() {
     assert_eq!(
         keys,
         vec![
-            "t:audit:head",
-            "t:audit:log",
+            "t:{/clearance}:audit:chains",
+            "t:{/clearance}:subjects",
+            "t:{alice@example.com}:audit:head",
+            "t:{alice@example.com}:audit:log",
             "t:{alice@example.com}:history",
             "t:{alice@example.com}:profile",
             "t:{alice@example.com}:records"
@@ -264,7 +269,15 @@ async fn audit_chain_holds_under_concurrent_writers() {
     let a = store(&redis, few_denials());
     let b = store(&redis, few_denials());
     let mut writes = Vec::new();
+    // One person's chain, written from both stores at once, plus a few other people's.
     for i in 0..40 {
+        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+        writes.push(tokio::spawn(async move {
+            s.put_record(&record("p0@example.com", &format!("r{i}"), 1))
+                .await
+        }));
+    }
+    for i in 1..4 {
         let s = if i % 2 == 0 { a.clone() } else { b.clone() };
         writes.push(tokio::spawn(async move {
             s.put_record(&record(&format!("p{i}@example.com"), "a", 1))
@@ -274,8 +287,19 @@ async fn audit_chain_holds_under_concurrent_writers() {
     for w in writes {
         w.await.unwrap().expect("write");
     }
-    let (lines, head) = a.audit_chain().await.unwrap();
-    assert_eq!(verify(AUDIT_KEY, &lines, &head), Ok(40));
+    let p0 = ChainId::Subject("p0@example.com".into());
+    let AuditChain { lines, head, .. } = a.audit_chain(&p0).await.unwrap();
+    assert_eq!(verify_chain(AUDIT_KEY, &p0, &lines, &head), Ok(40));
+    let chains = b.audit_chains().await.unwrap();
+    assert_eq!(
+        chains.iter().map(|c| c.id.name()).collect::<Vec<_>>(),
+        vec![
+            "subject:p0@example.com",
+            "subject:p1@example.com",
+            "subject:p2@example.com",
+            "subject:p3@example.com"
+        ]
+    );
     assert!(
         lines
             .iter()
@@ -285,8 +309,8 @@ async fn audit_chain_holds_under_concurrent_writers() {
     let r = record("p0@example.com", "b", 1);
     assert!(a.put_record_once(&r, "stmt-1").await.unwrap());
     assert!(!b.put_record_once(&r, "stmt-1").await.unwrap());
-    let (lines, head) = a.audit_chain().await.unwrap();
-    assert_eq!(verify(AUDIT_KEY, &lines, &head), Ok(41));
+    let AuditChain { lines, head, .. } = a.audit_chain(&p0).await.unwrap();
+    assert_eq!(verify_chain(AUDIT_KEY, &p0, &lines, &head), Ok(41));
 }
 
 /// Denials are counted into one open case per person until it is closed.
@@ -336,11 +360,18 @@ async fn cases_count_denials_until_closed() {
     s.put_record(&record("alice@example.com", "a", 1))
         .await
         .unwrap();
-    let line: String = conn.lindex("t:audit:log", 0).await.unwrap();
+    let key = "t:{alice@example.com}:audit:log";
+    let line: String = conn.lindex(key, 0).await.unwrap();
     let _: () = conn
-        .lset("t:audit:log", 0, line.replace("alice@", "mallory@"))
+        .lset(key, 0, line.replace("alice@", "mallory@"))
         .await
         .unwrap();
-    let (lines, head) = s.audit_chain().await.unwrap();
-    assert_eq!(verify(AUDIT_KEY, &lines, &head).unwrap_err().position, 1);
+    let alice_chain = ChainId::Subject("alice@example.com".into());
+    let AuditChain { lines, head, .. } = s.audit_chain(&alice_chain).await.unwrap();
+    assert_eq!(
+        verify_chain(AUDIT_KEY, &alice_chain, &lines, &head)
+            .unwrap_err()
+            .position,
+        1
+    );
 }

@@ -26,7 +26,7 @@ pub use oidc::{
     Account, CLIENT_ID, CLIENT_SECRET, ClientConfig, OidcProvider, ProviderConfig, repo_root,
 };
 pub use proxies::{Caddy, Nginx};
-pub use redis::RedisServer;
+pub use redis::{RedisCluster, RedisSentinel, RedisServer, SENTINEL_MASTER, sentinel_names};
 pub use upstream::{Upstream, policy_text};
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then released).

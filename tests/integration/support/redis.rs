@@ -1,4 +1,6 @@
-//! `RedisServer`: a throwaway `redis-server` child process on a loopback port, for tests.
+//! `RedisServer`: a throwaway `redis-server` child process on a loopback port, for tests; and
+//! the topologies built from them: `RedisCluster` (three primaries) and `RedisSentinel` (a
+//! primary, a replica and one Sentinel).
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -13,6 +15,10 @@ pub struct RedisServer {
     port: u16,
     child: Option<Child>,
     dir: tempfile::TempDir,
+    /// More `redis-server` arguments (cluster mode, `--replicaof`).
+    args: Vec<String>,
+    /// Sentinel mode: the configuration lines after `port`/`bind` (Sentinel rewrites the file).
+    sentinel: Option<String>,
 }
 
 impl RedisServer {
@@ -26,6 +32,26 @@ impl RedisServer {
 
     /// Like [`RedisServer::start`], but returns the error.
     pub async fn try_start() -> anyhow::Result<Self> {
+        Self::try_start_as(Vec::new(), None).await
+    }
+
+    /// Starts a server with more arguments (e.g. `--cluster-enabled yes`). Panics on failure.
+    pub async fn start_with_args(args: &[&str]) -> Self {
+        match Self::try_start_as(args.iter().map(|a| (*a).to_owned()).collect(), None).await {
+            Ok(server) => server,
+            Err(err) => panic!("starting redis-server {args:?} failed: {err:#}"),
+        }
+    }
+
+    /// Starts a Sentinel with `config` (its `sentinel ...` lines). Panics on failure.
+    pub async fn start_sentinel(config: &str) -> Self {
+        match Self::try_start_as(Vec::new(), Some(config.to_owned())).await {
+            Ok(server) => server,
+            Err(err) => panic!("starting redis-server --sentinel failed: {err:#}"),
+        }
+    }
+
+    async fn try_start_as(args: Vec<String>, sentinel: Option<String>) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("clearance-redis-")
             .tempdir()
@@ -34,6 +60,8 @@ impl RedisServer {
             port: super::free_port(),
             child: None,
             dir,
+            args,
+            sentinel,
         };
         // A port found free can be taken before redis binds it: try a few.
         let mut attempts = 1;
@@ -97,10 +125,23 @@ impl RedisServer {
     }
 
     async fn spawn_and_wait(&mut self) -> anyhow::Result<()> {
-        let child = Command::new("redis-server")
-            .arg("--port")
-            .arg(self.port.to_string())
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        let mut command = Command::new("redis-server");
+        if let Some(config) = &self.sentinel {
+            let path = self.dir.path().join("sentinel.conf");
+            std::fs::write(
+                &path,
+                format!("port {}\nbind 127.0.0.1\n{config}\n", self.port),
+            )
+            .context("writing sentinel.conf")?;
+            command.arg(path).arg("--sentinel");
+        } else {
+            command
+                .arg("--port")
+                .arg(self.port.to_string())
+                .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .args(&self.args);
+        }
+        let child = command
             .arg("--dir")
             .arg(self.dir.path())
             .arg("--logfile")
@@ -166,4 +207,161 @@ async fn raw_command(port: u16, line: &str) -> anyhow::Result<String> {
     tokio::time::timeout(Duration::from_secs(2), io)
         .await
         .context("redis did not reply within 2 s")?
+}
+
+/// Whether `predicate` holds for the reply to `line` on `port` before `within` runs out.
+async fn eventually(
+    port: u16,
+    line: &str,
+    within: Duration,
+    predicate: impl Fn(&str) -> bool,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Ok(reply) = raw_command(port, line).await
+            && predicate(&reply)
+        {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A Redis Cluster of three primaries (no replicas) on loopback ports, made with
+/// `redis-cli --cluster create`.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub async fn start() -> Self {
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            nodes.push(
+                RedisServer::start_with_args(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "2000",
+                ])
+                .await,
+            );
+        }
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port()))
+            .collect();
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .expect("redis-cli runs (install redis-tools: scripts/install-test-deps.sh)");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for n in &nodes {
+            assert!(
+                eventually(n.port(), "CLUSTER INFO", Duration::from_secs(20), |r| r
+                    .contains("cluster_state:ok"))
+                .await,
+                "the cluster did not become ready on port {}",
+                n.port()
+            );
+        }
+        Self { nodes }
+    }
+
+    /// The nodes' URLs, for `redis.nodes`.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// How many keys each node holds (`DBSIZE`).
+    pub async fn keys_per_node(&self) -> Vec<usize> {
+        let mut out = Vec::new();
+        for n in &self.nodes {
+            let reply = n.raw_command("DBSIZE").await.unwrap_or_default();
+            out.push(reply.trim().trim_start_matches(':').parse().unwrap_or(0));
+        }
+        out
+    }
+}
+
+/// The name Sentinel monitors the primary under in the tests.
+pub const SENTINEL_MASTER: &str = "clearance-test";
+
+/// A primary, a replica of it, and one Sentinel watching them (quorum 1, a primary is down after
+/// 500 ms), ready for a failover.
+pub struct RedisSentinel {
+    pub primary: RedisServer,
+    pub replica: RedisServer,
+    pub sentinel: RedisServer,
+}
+
+impl RedisSentinel {
+    pub async fn start() -> Self {
+        let primary = RedisServer::start().await;
+        let replica = RedisServer::start_with_args(&[
+            "--replicaof",
+            "127.0.0.1",
+            &primary.port().to_string(),
+        ])
+        .await;
+        assert!(
+            eventually(
+                replica.port(),
+                "INFO replication",
+                Duration::from_secs(20),
+                |r| r.contains("master_link_status:up")
+            )
+            .await,
+            "the replica did not sync with the primary"
+        );
+        let p = primary.port();
+        let m = SENTINEL_MASTER;
+        let sentinel = RedisServer::start_sentinel(&format!(
+            "sentinel monitor {m} 127.0.0.1 {p} 1\n\
+             sentinel down-after-milliseconds {m} 500\n\
+             sentinel failover-timeout {m} 5000\n\
+             sentinel parallel-syncs {m} 1"
+        ))
+        .await;
+        assert!(
+            eventually(
+                sentinel.port(),
+                &format!("SENTINEL REPLICAS {m}"),
+                Duration::from_secs(30),
+                |r| r.contains(&replica.port().to_string())
+            )
+            .await,
+            "the sentinel did not find the replica"
+        );
+        Self {
+            primary,
+            replica,
+            sentinel,
+        }
+    }
+}
+
+/// Whether `sentinel` names `replica` as the primary now (the failover happened).
+pub async fn sentinel_names(sentinel: &RedisServer, replica: &RedisServer) -> bool {
+    raw_command(
+        sentinel.port(),
+        &format!("SENTINEL GET-MASTER-ADDR-BY-NAME {SENTINEL_MASTER}"),
+    )
+    .await
+    .is_ok_and(|r| r.contains(&replica.port().to_string()))
 }
