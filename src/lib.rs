@@ -108,6 +108,7 @@ pub async fn serve(settings: Settings, config: (String, String)) -> anyhow::Resu
         public_url = %state.settings().public_url,
         requirements = state.settings().policy.requirements.len(),
         routes = state.settings().routes.routes().len(),
+        redis.mode = state.settings().redis.topology.mode(),
         "clearance is serving"
     );
     server(state, listener)?.await?;

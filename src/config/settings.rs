@@ -143,6 +143,17 @@ pub enum RedisTopology {
     },
 }
 
+impl RedisTopology {
+    /// The `redis.mode` value, for logs.
+    pub fn mode(&self) -> &'static str {
+        match self {
+            Self::Single => "single",
+            Self::Cluster { .. } => "cluster",
+            Self::Sentinel { .. } => "sentinel",
+        }
+    }
+}
+
 /// Checks `redis.mode` and the keys it needs.
 fn redis_topology(p: &mut Problems, f: &super::file::RedisFile) -> RedisTopology {
     let urls = |p: &mut Problems, key: &str, list: &[String]| {

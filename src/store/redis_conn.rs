@@ -66,7 +66,7 @@ impl Conn {
                     .map_err(|e| invalid("redis.nodes", e))?;
                 Inner::Cluster(Arc::new(LazyCluster {
                     client,
-                    conn: Mutex::new(None),
+                    conn: Mutex::new(ClusterState::default()),
                 }))
             }
             RedisTopology::Sentinel {
@@ -123,19 +123,43 @@ impl Conn {
 /// once made, it follows slot moves and failovers by itself.
 struct LazyCluster {
     client: redis::cluster::ClusterClient,
-    conn: Mutex<Option<ClusterConnection>>,
+    conn: Mutex<ClusterState>,
+}
+
+#[derive(Default)]
+struct ClusterState {
+    conn: Option<ClusterConnection>,
+    /// When connecting last failed: commands meanwhile fail at once instead of queueing.
+    failed_at: Option<Instant>,
 }
 
 impl LazyCluster {
     async fn get(&self) -> RedisResult<ClusterConnection> {
-        let mut slot = self.conn.lock().await;
-        if let Some(c) = slot.as_ref() {
+        let mut state = self.conn.lock().await;
+        if let Some(c) = state.conn.as_ref() {
             return Ok(c.clone());
         }
-        let c = self.client.get_async_connection().await?;
-        *slot = Some(c.clone());
-        Ok(c)
+        if state.failed_at.is_some_and(|t| t.elapsed() < RETRY_PAUSE) {
+            return Err(not_now(
+                "the redis cluster could not be reached a moment ago",
+            ));
+        }
+        match self.client.get_async_connection().await {
+            Ok(c) => {
+                state.conn = Some(c.clone());
+                state.failed_at = None;
+                Ok(c)
+            }
+            Err(e) => {
+                state.failed_at = Some(Instant::now());
+                Err(e)
+            }
+        }
     }
+}
+
+fn not_now(why: &'static str) -> RedisError {
+    RedisError::from(std::io::Error::new(std::io::ErrorKind::NotConnected, why))
 }
 
 /// The primary that Sentinel names. A connection error, a timeout or a `READONLY` answer (the
@@ -153,8 +177,8 @@ struct Resolver {
     failed_at: Option<Instant>,
 }
 
-/// How long a failed Sentinel look-up is not repeated.
-const RESOLVE_PAUSE: Duration = Duration::from_millis(100);
+/// How long a failed connection to a cluster or Sentinel look-up is not repeated.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 impl SentinelPrimary {
     async fn get(&self) -> RedisResult<Arc<ConnectionManager>> {
@@ -168,12 +192,9 @@ impl SentinelPrimary {
         }
         if resolver
             .failed_at
-            .is_some_and(|t| t.elapsed() < RESOLVE_PAUSE)
+            .is_some_and(|t| t.elapsed() < RETRY_PAUSE)
         {
-            return Err(RedisError::from(std::io::Error::new(
-                std::io::ErrorKind::NotConnected,
-                "sentinel named no reachable primary a moment ago",
-            )));
+            return Err(not_now("sentinel named no reachable primary a moment ago"));
         }
         let found = resolver.client.async_get_client().await.and_then(|client| {
             ConnectionManager::new_lazy_with_config(client, self.config.clone())
