@@ -66,11 +66,15 @@ pub fn build_state(settings: Settings, store: SharedStore) -> anyhow::Result<App
 
 /// The Redis-backed store for `serve`.
 pub fn redis_store(settings: &Settings) -> anyhow::Result<SharedStore> {
-    Ok(Arc::new(RedisStore::new(
+    Ok(Arc::new(new_redis_store(settings)?))
+}
+
+fn new_redis_store(settings: &Settings) -> anyhow::Result<RedisStore> {
+    Ok(RedisStore::new(
         &settings.redis,
         settings.denials.clone(),
         settings.followup.audit_key.clone(),
-    )?))
+    )?)
 }
 
 /// Starts the HTTP server on a bound listener, and the notification worker when
@@ -95,7 +99,19 @@ pub async fn serve(settings: Settings, config: (String, String)) -> anyhow::Resu
     let listener = TcpListener::bind(settings.listen).map_err(|e| {
         anyhow::anyhow!("cannot listen on {} (server.listen): {e}", settings.listen)
     })?;
-    let store = redis_store(&settings)?;
+    let redis = new_redis_store(&settings)?;
+    match redis.migrate_legacy_layout().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            redis.moved = n,
+            "keys of an older layout moved to the current one"
+        ),
+        // Redis may be down at start: the next start moves them.
+        Err(e) => {
+            tracing::warn!(error = %e, "keys of an older layout could not be checked or moved")
+        }
+    }
+    let store: SharedStore = Arc::new(redis);
     let (path, sha256) = config;
     let loaded = store::audit_event::config_loaded(chrono::Utc::now(), &sha256, &path);
     if let Err(e) = store.append_audit(&loaded).await {

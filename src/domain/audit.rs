@@ -228,6 +228,9 @@ pub enum ChainId {
     Subject(String),
     Directory,
     Clearance,
+    /// The one chain of every event written before chains were per subject; it no longer
+    /// grows, and its entries belong to no other chain.
+    Legacy,
 }
 
 impl ChainId {
@@ -249,6 +252,7 @@ impl ChainId {
             Self::Subject(s) => format!("subject:{s}"),
             Self::Directory => "directory".into(),
             Self::Clearance => "clearance".into(),
+            Self::Legacy => "legacy".into(),
         }
     }
 
@@ -257,6 +261,7 @@ impl ChainId {
         match name {
             "directory" => Some(Self::Directory),
             "clearance" => Some(Self::Clearance),
+            "legacy" => Some(Self::Legacy),
             _ => name
                 .strip_prefix("subject:")
                 .filter(|s| !s.is_empty())
@@ -280,6 +285,9 @@ pub fn verify_chain(
     head: &ChainHead,
 ) -> Result<u64, ChainBreak> {
     let count = verify(key, lines, head)?;
+    if *chain == ChainId::Legacy {
+        return Ok(count);
+    }
     for (i, line) in lines.iter().enumerate() {
         if let Ok((_, entry)) = parse_line(line)
             && ChainId::of(&entry.event) != *chain
@@ -381,6 +389,8 @@ mod tests {
         assert_eq!(ChainId::parse(&alice.name()), Some(alice.clone()));
         assert_eq!(ChainId::parse("directory"), Some(ChainId::Directory));
         assert_eq!(ChainId::parse("clearance"), Some(ChainId::Clearance));
+        assert_eq!(ChainId::parse("legacy"), Some(ChainId::Legacy));
+        assert_eq!(verify_chain(KEY, &ChainId::Legacy, &lines, &head), Ok(3));
         assert_eq!(ChainId::parse("subject:"), None);
         assert_eq!(verify_chain(KEY, &alice, &lines, &head), Ok(3));
         let bob = ChainId::Subject("bob@example.com".into());

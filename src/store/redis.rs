@@ -113,20 +113,101 @@ impl RedisStore {
     /// The hash tag of a chain: the subject's own for a subject's chain, so that the chain lives
     /// in the same cluster slot as the subject's state; `/directory` and `/clearance` for the
     /// others (a subject never contains `/`).
-    fn chain_tag(chain: &ChainId) -> String {
+    fn chain_tag(chain: &ChainId) -> Option<String> {
         match chain {
-            ChainId::Subject(s) => s.clone(),
-            ChainId::Directory => "/directory".into(),
-            ChainId::Clearance => "/clearance".into(),
+            ChainId::Subject(s) => Some(s.clone()),
+            ChainId::Directory => Some("/directory".into()),
+            ChainId::Clearance => Some("/clearance".into()),
+            // `Paudit:*`, from before chains were per subject (one Redis only).
+            ChainId::Legacy => None,
         }
     }
 
     pub(super) fn audit_head_key(&self, chain: &ChainId) -> String {
-        format!("{}{{{}}}:audit:head", self.prefix, Self::chain_tag(chain))
+        match Self::chain_tag(chain) {
+            Some(tag) => format!("{}{{{tag}}}:audit:head", self.prefix),
+            None => format!("{}audit:head", self.prefix),
+        }
     }
 
     pub(super) fn audit_log_key(&self, chain: &ChainId) -> String {
-        format!("{}{{{}}}:audit:log", self.prefix, Self::chain_tag(chain))
+        match Self::chain_tag(chain) {
+            Some(tag) => format!("{}{{{tag}}}:audit:log", self.prefix),
+            None => format!("{}audit:log", self.prefix),
+        }
+    }
+
+    /// Moves what an older version wrote outside today's layout (one Redis only: a cluster
+    /// never held it). Idempotent, and a no-op on a cluster or when there is nothing to move:
+    /// the directory and the notification keys get their hash tags, subjects with records or
+    /// a profile are added to the subjects index, and the old single audit chain (`Paudit:*`)
+    /// stays where it is and is registered as the `legacy` chain, so that it is still verified
+    /// and exported. Returns how many keys or index entries it moved or added.
+    pub async fn migrate_legacy_layout(&self) -> Result<u64, StoreError> {
+        if self.conn.is_cluster() {
+            return Ok(0);
+        }
+        let mut conn = self.conn.clone();
+        let p = &self.prefix;
+        let mut moved = 0;
+        let renames = [
+            (format!("{p}directory"), self.directory_key()),
+            (format!("{p}directory:scim"), self.scim_ids_key()),
+        ]
+        .into_iter()
+        .chain(
+            ["dirty", "sent", "messages", "queue", "dead"]
+                .map(|name| (format!("{p}notify:{name}"), self.notify_key(name))),
+        );
+        for (old, new) in renames {
+            let exists: bool = conn.exists(&old).await.map_err(unavailable)?;
+            if exists {
+                let done: bool = conn.rename_nx(&old, &new).await.map_err(unavailable)?;
+                if done {
+                    moved += 1;
+                } else {
+                    tracing::warn!(redis.key = %old, "an old key was not moved: its new key exists already; merge them by hand");
+                }
+            }
+        }
+        for suffix in ["records", "profile"] {
+            let pattern = format!("{p}{{*}}:{suffix}");
+            let keys: Vec<String> = {
+                let mut iter: redis::AsyncIter<String> =
+                    conn.scan_match(&pattern).await.map_err(unavailable)?;
+                let mut keys = Vec::new();
+                while let Some(key) = futures_util::StreamExt::next(&mut iter).await {
+                    keys.push(key.map_err(unavailable)?);
+                }
+                keys
+            };
+            for key in keys {
+                let subject = key
+                    .strip_prefix(p.as_str())
+                    .and_then(|k| k.strip_prefix('{'))
+                    .and_then(|k| k.split_once('}'))
+                    .and_then(|(s, _)| SubjectKey::parse(s).ok());
+                if let Some(subject) = subject {
+                    let added: u64 = conn
+                        .sadd(self.subjects_key(), subject.as_str())
+                        .await
+                        .map_err(unavailable)?;
+                    moved += added;
+                }
+            }
+        }
+        let legacy: bool = conn
+            .exists(self.audit_head_key(&ChainId::Legacy))
+            .await
+            .map_err(unavailable)?;
+        if legacy {
+            let added: u64 = conn
+                .sadd(self.audit_chains_key(), ChainId::Legacy.name())
+                .await
+                .map_err(unavailable)?;
+            moved += added;
+        }
+        Ok(moved)
     }
 
     /// The registry of chains: a set of chain names, written before a chain's first entry.

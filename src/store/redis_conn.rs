@@ -105,6 +105,11 @@ impl Conn {
         })
     }
 
+    /// Whether this is a Redis Cluster (where no key-space scan is meaningful).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.inner, Inner::Cluster(_))
+    }
+
     async fn bounded<T>(
         &self,
         work: impl std::future::Future<Output = RedisResult<T>>,

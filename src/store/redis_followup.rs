@@ -41,10 +41,10 @@ fn stamp(t: DateTime<Utc>) -> String {
 }
 
 impl RedisStore {
-    fn directory_key(&self) -> String {
+    pub(super) fn directory_key(&self) -> String {
         format!("{}{{/directory}}:people", self.prefix)
     }
-    fn scim_ids_key(&self) -> String {
+    pub(super) fn scim_ids_key(&self) -> String {
         format!("{}{{/directory}}:scim", self.prefix)
     }
     fn exemptions_key(&self, subject: &SubjectKey) -> String {
@@ -378,9 +378,12 @@ impl FollowUpStore for RedisStore {
     async fn audit_chain(&self, id: &ChainId) -> Result<AuditChain, StoreError> {
         let mut conn = self.conn.clone();
         // One transaction (the chain's keys share a slot), so that the head belongs to the
-        // entries read.
-        let (lines, head): (Vec<String>, Option<String>) = redis::pipe()
-            .atomic()
+        // entries read. The legacy chain no longer grows, and its keys have no common tag.
+        let mut pipe = redis::pipe();
+        if *id != ChainId::Legacy {
+            pipe.atomic();
+        }
+        let (lines, head): (Vec<String>, Option<String>) = pipe
             .lrange(self.audit_log_key(id), 0, -1)
             .get(self.audit_head_key(id))
             .query_async(&mut conn)

@@ -375,3 +375,92 @@ async fn cases_count_denials_until_closed() {
         1
     );
 }
+
+/// Keys an older version wrote (one audit chain, untagged directory and notification keys, no
+/// subjects index) are moved to today's layout at start, once, and the old chain still
+/// verifies as the `legacy` chain.
+#[tokio::test]
+async fn an_older_layout_is_moved_and_its_audit_chain_kept() {
+    use clearance::domain::audit::{AuditEvent, ChainHead, seal};
+    use clearance::domain::{DirectorySource, Person};
+    let redis = RedisServer::start().await;
+    let s = store(&redis, few_denials());
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let old = SubjectKey::parse("old@example.com").unwrap();
+    let mut person = Person::new(old.clone(), DirectorySource::Scim, Utc::now());
+    person.active = false;
+    person.scim_id = Some("scim-old".into());
+    let _: () = conn
+        .hset(
+            "t:directory",
+            old.as_str(),
+            serde_json::to_string(&person).unwrap(),
+        )
+        .await
+        .unwrap();
+    let _: () = conn
+        .hset("t:directory:scim", "scim-old", old.as_str())
+        .await
+        .unwrap();
+    let _: () = conn
+        .zadd("t:notify:dirty", old.as_str(), 1_700_000_000_000i64)
+        .await
+        .unwrap();
+    let _: () = conn
+        .set(
+            "t:{old@example.com}:profile",
+            "{\"subject\":\"old@example.com\"}",
+        )
+        .await
+        .unwrap();
+    let mut head = ChainHead::default();
+    for kind in ["record.added", "directory.changed"] {
+        let event = AuditEvent::new(
+            Utc::now(),
+            kind,
+            "test",
+            Some(old.as_str()),
+            serde_json::json!({}),
+        );
+        let (line, next) = seal(AUDIT_KEY, &head, &event).unwrap();
+        let _: () = conn.rpush("t:audit:log", line).await.unwrap();
+        head = next;
+    }
+    let _: () = conn.set("t:audit:head", head.encode()).await.unwrap();
+
+    assert!(s.migrate_legacy_layout().await.unwrap() > 0);
+    assert_eq!(s.migrate_legacy_layout().await.unwrap(), 0, "once");
+    let moved = s
+        .person(&old)
+        .await
+        .unwrap()
+        .expect("directory entry moved");
+    assert!(!moved.active, "a deactivation survives the move");
+    assert_eq!(
+        s.person_by_scim_id("scim-old")
+            .await
+            .unwrap()
+            .map(|p| p.subject),
+        Some(old.clone())
+    );
+    assert_eq!(s.dirty().await.unwrap().len(), 1);
+    assert_eq!(s.subjects().await.unwrap(), vec![old.clone()]);
+    let chains = s.audit_chains().await.unwrap();
+    assert_eq!(chains.len(), 1);
+    assert_eq!(chains[0].id, ChainId::Legacy);
+    match clearance::evidence::check_chains(AUDIT_KEY, &chains) {
+        clearance::evidence::ChainCheck::Intact { entries, chains } => {
+            assert_eq!((entries, chains), (2, 1));
+        }
+        clearance::evidence::ChainCheck::Broken { chain, at } => panic!("{chain}: {at}"),
+    }
+    // New changes go to the per-subject chains beside it.
+    s.put_record(&record("old@example.com", "a", 1))
+        .await
+        .unwrap();
+    assert_eq!(s.audit_chains().await.unwrap().len(), 2);
+}
