@@ -326,3 +326,69 @@ impl ConnectionLike for Conn {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(url: &str, topology: RedisTopology) -> RedisSettings {
+        RedisSettings {
+            url: url.into(),
+            topology,
+            key_prefix: "t:".into(),
+            response_timeout: Duration::from_millis(100),
+            connect_timeout: Duration::from_millis(100),
+        }
+    }
+
+    #[tokio::test]
+    async fn every_mode_is_prepared_without_connecting_and_bad_addresses_name_their_key() {
+        let cluster = RedisTopology::Cluster {
+            nodes: vec!["redis://127.0.0.1:1".into()],
+        };
+        let conn = Conn::new(&settings("redis://127.0.0.1:1/", cluster)).unwrap();
+        assert!(conn.is_cluster());
+        let sentinel = RedisTopology::Sentinel {
+            sentinels: vec!["redis://127.0.0.1:1".into()],
+            master_name: "m".into(),
+        };
+        assert!(
+            !Conn::new(&settings("redis://127.0.0.1:1/", sentinel))
+                .unwrap()
+                .is_cluster()
+        );
+        let e = Conn::new(&settings("nonsense", RedisTopology::Single))
+            .err()
+            .unwrap();
+        assert!(e.contains("redis.url"), "{e}");
+        let sentinel = RedisTopology::Sentinel {
+            sentinels: vec!["nonsense".into()],
+            master_name: "m".into(),
+        };
+        let e = Conn::new(&settings("redis://127.0.0.1:1/", sentinel))
+            .err()
+            .unwrap();
+        assert!(e.contains("redis.sentinels"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn nothing_listening_is_an_error_not_a_hang_in_every_mode() {
+        for topology in [
+            RedisTopology::Single,
+            RedisTopology::Cluster {
+                nodes: vec!["redis://127.0.0.1:1".into()],
+            },
+            RedisTopology::Sentinel {
+                sentinels: vec!["redis://127.0.0.1:1".into()],
+                master_name: "m".into(),
+            },
+        ] {
+            let mut conn = Conn::new(&settings("redis://127.0.0.1:1/", topology.clone())).unwrap();
+            let reply: RedisResult<String> = redis::cmd("PING").query_async(&mut conn).await;
+            assert!(reply.is_err(), "{topology:?}");
+            // Asked again at once (a failed attempt is not repeated for a moment): still an error.
+            let again: RedisResult<String> = redis::cmd("PING").query_async(&mut conn).await;
+            assert!(again.is_err(), "{topology:?}");
+        }
+    }
+}
