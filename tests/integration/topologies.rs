@@ -20,6 +20,7 @@ use clearance::store::{FollowUpStore, OnceGuard, Outbox, OutboxBatch, RecordStor
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
 use std::time::Duration;
 
 fn toml_list(urls: &[String]) -> String {
@@ -285,7 +286,7 @@ async fn every_store_operation_works_on_a_redis_cluster() {
     );
 }
 
-/// What the load saw while the primary was killed.
+/// What the load saw while a primary was killed.
 #[derive(Default)]
 struct Seen {
     compliant_ok: AtomicUsize,
@@ -294,6 +295,126 @@ struct Seen {
     blocked_unavailable: AtomicUsize,
     wrong_admits: AtomicUsize,
     other: std::sync::Mutex<Vec<String>>,
+}
+
+/// Signed-in people hitting the gate until stopped: compliant ones (who may get 200 or 503) and
+/// non-compliant ones (403 or 503; a 200 is a wrong admit).
+struct Load {
+    seen: Arc<Seen>,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(world: &World, compliant: &[Browser], blocked: &[Browser]) -> Self {
+        let seen = Arc::new(Seen::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for (browser, is_compliant) in compliant
+            .iter()
+            .map(|b| (b.clone(), true))
+            .chain(blocked.iter().map(|b| (b.clone(), false)))
+        {
+            let (seen, stop, url) = (seen.clone(), stop.clone(), world.gate.url());
+            tasks.push(tokio::spawn(async move {
+                let mut n = 0u64;
+                while !stop.load(Ordering::SeqCst) {
+                    n += 1;
+                    let status = match browser.get(format!("{url}/echo/load-{n}")).await {
+                        Ok(r) => r.status,
+                        Err(e) => {
+                            seen.other.lock().unwrap().push(format!("transport: {e}"));
+                            continue;
+                        }
+                    };
+                    let counter = match (is_compliant, status.as_u16()) {
+                        (true, 200) => &seen.compliant_ok,
+                        (true, 503) => &seen.compliant_unavailable,
+                        (false, 403) => &seen.blocked,
+                        (false, 503) => &seen.blocked_unavailable,
+                        (false, 200) => &seen.wrong_admits,
+                        (_, other) => {
+                            seen.other
+                                .lock()
+                                .unwrap()
+                                .push(format!("compliant={is_compliant}: {other}"));
+                            continue;
+                        }
+                    };
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }));
+        }
+        Self { seen, stop, tasks }
+    }
+
+    fn unavailable(&self) -> usize {
+        self.seen.compliant_unavailable.load(Ordering::SeqCst)
+            + self.seen.blocked_unavailable.load(Ordering::SeqCst)
+    }
+
+    /// Waits (until `deadline`) for both kinds of people to be answered normally again, many
+    /// times over; then stops the load and checks what it saw: zero wrong admits, and no
+    /// failure but 503.
+    async fn resumes_and_stops(self, deadline: std::time::Instant) -> Seen {
+        let seen = &self.seen;
+        let ok_before = seen.compliant_ok.load(Ordering::SeqCst);
+        let blocked_before = seen.blocked.load(Ordering::SeqCst);
+        loop {
+            if seen.compliant_ok.load(Ordering::SeqCst) > ok_before + 10
+                && seen.blocked.load(Ordering::SeqCst) > blocked_before + 10
+            {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "service did not resume after the failover: ok {}, 503 {}, blocked {}, other {:?}",
+                seen.compliant_ok.load(Ordering::SeqCst),
+                self.unavailable(),
+                seen.blocked.load(Ordering::SeqCst),
+                seen.other.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.tasks {
+            t.await.expect("load task");
+        }
+        let seen = Arc::try_unwrap(self.seen).unwrap_or_else(|_| panic!("load tasks ended"));
+        assert_eq!(seen.wrong_admits.load(Ordering::SeqCst), 0, "wrong admits");
+        assert!(
+            seen.other.lock().unwrap().is_empty(),
+            "failures other than 503: {:?}",
+            seen.other.lock().unwrap()
+        );
+        seen
+    }
+}
+
+/// Signs in two compliant and two non-compliant people.
+async fn signed_in_people(world: &World) -> (Vec<Browser>, Vec<Browser>) {
+    let mut compliant = Vec::new();
+    let mut blocked = Vec::new();
+    for (who, done) in [
+        ("alice@example.com", true),
+        ("mona@example.com", true),
+        ("carl@example.com", false),
+        ("erin@example.com", false),
+    ] {
+        if done {
+            complete_everything(world, who).await;
+        }
+        let browser = Browser::new();
+        let page = sign_in(world, &browser, who, "/echo/start").await;
+        assert_eq!(page.status, if done { 200 } else { 403 }, "{who}");
+        if done {
+            compliant.push(browser);
+        } else {
+            blocked.push(browser);
+        }
+    }
+    (compliant, blocked)
 }
 
 #[tokio::test]
@@ -311,28 +432,7 @@ async fn a_sentinel_failover_under_load_admits_nobody_wrongly_and_resumes() {
         },
     )
     .await;
-
-    // Two compliant and two non-compliant people, signed in.
-    let mut compliant = Vec::new();
-    let mut blocked = Vec::new();
-    for (who, done) in [
-        ("alice@example.com", true),
-        ("mona@example.com", true),
-        ("carl@example.com", false),
-        ("erin@example.com", false),
-    ] {
-        if done {
-            complete_everything(&world, who).await;
-        }
-        let browser = Browser::new();
-        let page = sign_in(&world, &browser, who, "/echo/start").await;
-        assert_eq!(page.status, if done { 200 } else { 403 }, "{who}");
-        if done {
-            compliant.push(browser);
-        } else {
-            blocked.push(browser);
-        }
-    }
+    let (compliant, blocked) = signed_in_people(&world).await;
     // Everything so far is on the replica too (a failover loses only unreplicated writes).
     let direct = world
         .redis
@@ -341,53 +441,13 @@ async fn a_sentinel_failover_under_load_admits_nobody_wrongly_and_resumes() {
         .unwrap_or_default();
     assert_eq!(direct.trim(), ":1", "the replica acknowledged the writes");
 
-    let seen = Arc::new(Seen::default());
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut load = Vec::new();
-    for (browser, is_compliant) in compliant
-        .iter()
-        .map(|b| (b.clone(), true))
-        .chain(blocked.iter().map(|b| (b.clone(), false)))
-    {
-        let (seen, stop, url) = (seen.clone(), stop.clone(), world.gate.url());
-        load.push(tokio::spawn(async move {
-            let mut n = 0u64;
-            while !stop.load(Ordering::SeqCst) {
-                n += 1;
-                let status = match browser.get(format!("{url}/echo/load-{n}")).await {
-                    Ok(r) => r.status,
-                    Err(e) => {
-                        seen.other.lock().unwrap().push(format!("transport: {e}"));
-                        continue;
-                    }
-                };
-                let counter = match (is_compliant, status.as_u16()) {
-                    (true, 200) => &seen.compliant_ok,
-                    (true, 503) => &seen.compliant_unavailable,
-                    (false, 403) => &seen.blocked,
-                    (false, 503) => &seen.blocked_unavailable,
-                    (false, 200) => &seen.wrong_admits,
-                    (_, other) => {
-                        seen.other
-                            .lock()
-                            .unwrap()
-                            .push(format!("compliant={is_compliant}: {other}"));
-                        continue;
-                    }
-                };
-                counter.fetch_add(1, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }));
-    }
-
     // Under load, the primary dies.
+    let load = Load::start(&world, &compliant, &blocked);
     tokio::time::sleep(Duration::from_millis(300)).await;
     world.redis.stop().await;
-    let killed_at = std::time::Instant::now();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
 
     // Sentinel promotes the replica, and service resumes without anyone touching the gate.
-    let deadline = killed_at + Duration::from_secs(60);
     while !sentinel_names(&sentinel, &replica).await {
         assert!(
             std::time::Instant::now() < deadline,
@@ -395,42 +455,10 @@ async fn a_sentinel_failover_under_load_admits_nobody_wrongly_and_resumes() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let ok_before = seen.compliant_ok.load(Ordering::SeqCst);
-    let blocked_before = seen.blocked.load(Ordering::SeqCst);
-    loop {
-        let resumed = seen.compliant_ok.load(Ordering::SeqCst) > ok_before + 10
-            && seen.blocked.load(Ordering::SeqCst) > blocked_before + 10;
-        if resumed {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "service did not resume after the failover: ok {}, 503 {}, blocked {}, other {:?}",
-            seen.compliant_ok.load(Ordering::SeqCst),
-            seen.compliant_unavailable.load(Ordering::SeqCst),
-            seen.blocked.load(Ordering::SeqCst),
-            seen.other.lock().unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    stop.store(true, Ordering::SeqCst);
-    for l in load {
-        l.await.expect("load task");
-    }
+    let unavailable = load.unavailable();
+    load.resumes_and_stops(deadline).await;
+    assert!(unavailable > 0, "the failover was seen as 503s");
 
-    // Zero wrong admits, and the only failures were 503s.
-    assert_eq!(seen.wrong_admits.load(Ordering::SeqCst), 0);
-    assert!(
-        seen.other.lock().unwrap().is_empty(),
-        "{:?}",
-        seen.other.lock().unwrap()
-    );
-    assert!(
-        seen.compliant_unavailable.load(Ordering::SeqCst)
-            + seen.blocked_unavailable.load(Ordering::SeqCst)
-            > 0,
-        "the failover was seen as 503s"
-    );
     // After the failover, writes go to the promoted replica: a new record admits.
     complete_everything(&world, "carl@example.com").await;
     let admitted = blocked[0]
@@ -438,4 +466,76 @@ async fn a_sentinel_failover_under_load_admits_nobody_wrongly_and_resumes() {
         .await
         .expect("gate");
     assert_eq!(admitted.status, 200, "{}", admitted.body);
+}
+
+#[tokio::test]
+async fn a_cluster_primary_failing_under_load_admits_nobody_wrongly_and_resumes() {
+    let cluster = RedisCluster::start_with_replicas(1).await;
+    let urls = cluster.urls();
+    let mut nodes = cluster.nodes;
+    let first = nodes.remove(0);
+    let world = World::start_on(first, RedisTopology::Cluster { nodes: urls }).await;
+    let (compliant, blocked) = signed_in_people(&world).await;
+
+    // The primary that holds a compliant person's records (the others answer MOVED).
+    let key = "EXISTS clearance:{alice@example.com}:records";
+    let mut owner = None;
+    for (i, n) in std::iter::once(&world.redis)
+        .chain(nodes.iter())
+        .enumerate()
+    {
+        if n.raw_command(key).await.unwrap_or_default().trim() == ":1" {
+            owner = Some(i);
+        }
+    }
+    let owner = owner.expect("a primary holds alice's records");
+    for n in std::iter::once(&world.redis).chain(nodes.iter()) {
+        // Every primary's writes reached its replica (replicas answer WAIT with 0 at once).
+        let _ = n.raw_command("WAIT 1 2000").await;
+    }
+
+    let load = Load::start(&world, &compliant, &blocked);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut world = world;
+    let killed_port = if owner == 0 {
+        let port = world.redis.port();
+        world.redis.stop().await;
+        port
+    } else {
+        let port = nodes[owner - 1].port();
+        nodes[owner - 1].stop().await;
+        port
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+
+    // The cluster promotes the replica; the client follows the new slot map by itself.
+    let survivor = nodes
+        .iter()
+        .find(|n| n.port() != killed_port)
+        .expect("a surviving node");
+    loop {
+        let nodes_reply = survivor
+            .raw_command("CLUSTER INFO")
+            .await
+            .unwrap_or_default();
+        let healthy = nodes_reply.contains("cluster_state:ok");
+        let owner_reply = survivor
+            .raw_command("CLUSTER SHARDS")
+            .await
+            .unwrap_or_default();
+        if healthy && !owner_reply.is_empty() {
+            let moved = survivor.raw_command(key).await.unwrap_or_default();
+            if !moved.contains(&format!(":{killed_port}")) {
+                break;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cluster did not fail over: {nodes_reply}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let unavailable = load.unavailable();
+    load.resumes_and_stops(deadline).await;
+    assert!(unavailable > 0, "the failover was seen as 503s");
 }

@@ -230,16 +230,21 @@ async fn eventually(
     }
 }
 
-/// A Redis Cluster of three primaries (no replicas) on loopback ports, made with
-/// `redis-cli --cluster create`.
+/// A Redis Cluster of three primaries (and their replicas, if asked) on loopback ports, made
+/// with `redis-cli --cluster create`.
 pub struct RedisCluster {
     pub nodes: Vec<RedisServer>,
 }
 
 impl RedisCluster {
     pub async fn start() -> Self {
+        Self::start_with_replicas(0).await
+    }
+
+    /// Three primaries with `replicas` replicas each; the primaries come first in `nodes`.
+    pub async fn start_with_replicas(replicas: usize) -> Self {
         let mut nodes = Vec::new();
-        for _ in 0..3 {
+        for _ in 0..3 * (1 + replicas) {
             nodes.push(
                 RedisServer::start_with_args(&[
                     "--cluster-enabled",
@@ -260,7 +265,7 @@ impl RedisCluster {
             .arg("--cluster")
             .arg("create")
             .args(&addresses)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .stdin(Stdio::null())
             .output()
             .await
