@@ -114,10 +114,13 @@ pub struct ChainSummary {
     /// The first chain and entry that does not verify.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
-    /// SHA-256 over the heads, one line `<chain> <seq> <mac>\n` each in the order of `heads`:
-    /// one value that pins every chain.
+    /// How many chains there are (every person's, the directory's, Clearance's own).
+    pub chains: usize,
+    /// SHA-256 over the heads of every chain, one line `<chain> <seq> <mac>\n` each, ordered by
+    /// chain name: one value that pins every chain, without naming people outside the export.
     pub heads_sha256: String,
-    /// Every chain's head, ordered by chain name.
+    /// The heads of the chains of the people exported and of the service-wide chains, ordered
+    /// by chain name.
     pub heads: Vec<ChainHeadSummary>,
 }
 
@@ -131,32 +134,42 @@ pub struct ChainHeadSummary {
 }
 
 impl ChainSummary {
-    fn of(key: &[u8], chains: &[crate::store::AuditChain]) -> Self {
+    fn of(key: &[u8], chains: &[crate::store::AuditChain], people: &[SubjectKey]) -> Self {
+        let mut digest = Sha256::new();
+        for c in chains {
+            digest.update(format!("{} {} {}\n", c.id.name(), c.head.seq, c.head.mac).as_bytes());
+        }
+        let exported = |id: &ChainId| match id {
+            ChainId::Subject(s) => people.iter().any(|p| p.as_str() == s),
+            ChainId::Directory | ChainId::Clearance | ChainId::Legacy => true,
+        };
         let problem = match crate::evidence::check_chains(key, chains) {
             crate::evidence::ChainCheck::Intact { .. } => None,
-            crate::evidence::ChainCheck::Broken { chain, at } => {
+            crate::evidence::ChainCheck::Broken { chain, at } if exported(&chain) => {
                 Some(format!("chain {chain}: {at}"))
             }
+            // Another person's chain: broken, without naming them in this export.
+            crate::evidence::ChainCheck::Broken { .. } => Some(
+                "the chain of a person outside this export does not verify; run `clearance audit verify`"
+                    .into(),
+            ),
         };
-        let heads: Vec<ChainHeadSummary> = chains
-            .iter()
-            .map(|c| ChainHeadSummary {
-                chain: c.id.name(),
-                seq: c.head.seq,
-                mac: c.head.mac.clone(),
-                entries: c.lines.len(),
-            })
-            .collect();
-        let mut digest = Sha256::new();
-        for h in &heads {
-            digest.update(format!("{} {} {}\n", h.chain, h.seq, h.mac).as_bytes());
-        }
         Self {
-            entries: heads.iter().map(|h| h.entries).sum(),
+            entries: chains.iter().map(|c| c.lines.len()).sum(),
             verified: problem.is_none(),
             problem,
+            chains: chains.len(),
             heads_sha256: hex::encode(digest.finalize()),
-            heads,
+            heads: chains
+                .iter()
+                .filter(|c| exported(&c.id))
+                .map(|c| ChainHeadSummary {
+                    chain: c.id.name(),
+                    seq: c.head.seq,
+                    mac: c.head.mac.clone(),
+                    entries: c.lines.len(),
+                })
+                .collect(),
         }
     }
 }
@@ -564,13 +577,17 @@ pub async fn export(
     }
 
     let chains = store.audit_chains().await?;
-    let chain = ChainSummary::of(&settings.followup.audit_key, &chains);
-    let clearance_lines = chains
-        .iter()
-        .find(|c| c.id == ChainId::Clearance)
-        .map(|c| c.lines.as_slice())
-        .unwrap_or_default();
-    let config_sha256 = config_sha256.or_else(|| last_config_sha256(clearance_lines));
+    let chain = ChainSummary::of(&settings.followup.audit_key, &chains, &subjects);
+    let lines_of = |id: ChainId| {
+        chains
+            .iter()
+            .find(|c| c.id == id)
+            .map(|c| c.lines.as_slice())
+            .unwrap_or_default()
+    };
+    let config_sha256 = config_sha256
+        .or_else(|| last_config_sha256(lines_of(ChainId::Clearance)))
+        .or_else(|| last_config_sha256(lines_of(ChainId::Legacy)));
     Ok(Export {
         generated_at: now,
         filter: filter.clone(),
@@ -1024,10 +1041,30 @@ mod tests {
         assert!(e.chain.verified && e.chain.entries > 0);
         assert_eq!(
             e.chain.heads.iter().map(|h| h.seq as usize).sum::<usize>(),
-            e.chain.entries
+            e.chain.entries,
+            "everyone is exported: every head is listed"
         );
+        assert_eq!(e.chain.heads.len(), e.chain.chains);
         assert!(e.chain.heads.iter().any(|h| h.chain == "subject:ann@x"));
         assert_eq!(e.chain.heads_sha256.len(), 64);
+        // An export about one person names no one else's chain, but pins them all.
+        let one = Filter {
+            subjects: vec![sk("bob@x")],
+            ..Filter::default()
+        };
+        let e1 = export(&settings, &store, &one, None, at(10)).await.unwrap();
+        assert!(
+            e1.chain
+                .heads
+                .iter()
+                .all(|h| !h.chain.starts_with("subject:") || h.chain == "subject:bob@x"),
+            "{:?}",
+            e1.chain.heads
+        );
+        assert_eq!(
+            (e1.chain.chains, &e1.chain.heads_sha256),
+            (e.chain.chains, &e.chain.heads_sha256)
+        );
     }
 
     #[test]

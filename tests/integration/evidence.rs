@@ -245,7 +245,9 @@ async fn export_at_and_access_before_agreement() {
         ));
     }
     assert_eq!(manifest["audit_chain"]["entries"], audit_len);
+    assert_eq!(manifest["audit_chain"]["chains"], heads.len());
     assert_eq!(manifest["audit_chain"]["verified"], true);
+    let all_heads_sha256 = manifest["audit_chain"]["heads_sha256"].clone();
     assert_eq!(
         manifest["audit_chain"]["heads_sha256"],
         hex::encode(digest.finalize())
@@ -338,6 +340,21 @@ async fn export_at_and_access_before_agreement() {
     let manifest = read_json(&only, "manifest.json");
     assert_eq!(manifest["filters"]["subjects"][0], "erin@example.com");
     assert_eq!(manifest["people"], 1);
+    // Only erin's chain is named (and the service-wide ones); the digest still pins them all.
+    let heads: Vec<&str> = manifest["audit_chain"]["heads"]
+        .as_array()
+        .expect("heads")
+        .iter()
+        .filter_map(|h| h["chain"].as_str())
+        .collect();
+    assert!(heads.contains(&"subject:erin@example.com"), "{heads:?}");
+    assert!(
+        heads
+            .iter()
+            .all(|h| !h.starts_with("subject:") || *h == "subject:erin@example.com"),
+        "{heads:?}"
+    );
+    assert_eq!(manifest["audit_chain"]["heads_sha256"], all_heads_sha256);
 
     // Bad flags say which flag and what is expected.
     let (code, _, err) = cli(&[
