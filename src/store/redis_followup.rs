@@ -17,12 +17,16 @@ use crate::domain::audit::{AuditEvent, ChainHead, ChainId};
 use crate::domain::{Action, Case, DenialEvent, Exemption, Person, Record, SubjectKey};
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
+use futures_util::{StreamExt, TryStreamExt};
 use redis::AsyncCommands;
 
 static TOUCH_CASE: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(include_str!("lua/touch_case.lua")));
 static CLOSE_CASE: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(include_str!("lua/close_case.lua")));
+
+/// How many audit chains are read at the same time (verify, export).
+const CHAIN_READS_AT_ONCE: usize = 16;
 
 fn parse<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<T, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
@@ -368,11 +372,13 @@ impl FollowUpStore for RedisStore {
             })?);
         }
         ids.sort_by_key(ChainId::name);
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            out.push(self.audit_chain(&id).await?);
-        }
-        Ok(out)
+        // Many chains (one per person): read a few at a time, in order. The (lazy) reads are
+        // collected first, so that the future stays `Send`.
+        let reads: Vec<_> = ids.iter().map(|id| self.audit_chain(id)).collect();
+        futures_util::stream::iter(reads)
+            .buffered(CHAIN_READS_AT_ONCE)
+            .try_collect()
+            .await
     }
 
     async fn audit_chain(&self, id: &ChainId) -> Result<AuditChain, StoreError> {
