@@ -114,6 +114,11 @@ impl RedisServer {
         raw_command(self.port, line).await
     }
 
+    /// The server's log so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
     fn log_path(&self) -> PathBuf {
         self.dir.path().join("redis.log")
     }
@@ -282,6 +287,15 @@ impl RedisCluster {
                     .contains("cluster_state:ok"))
                 .await,
                 "the cluster did not become ready on port {}",
+                n.port()
+            );
+            // A replica that never synced would not take over when its primary fails.
+            assert!(
+                eventually(n.port(), "INFO replication", Duration::from_secs(30), |r| r
+                    .contains("role:master")
+                    || r.contains("master_link_status:up"))
+                .await,
+                "the replica on port {} did not sync with its primary",
                 n.port()
             );
         }
