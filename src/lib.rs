@@ -10,6 +10,7 @@ pub mod domain;
 pub mod evidence;
 pub mod http;
 pub mod import;
+pub mod metrics;
 pub mod notify;
 pub mod oversight;
 pub mod report;
@@ -75,18 +76,45 @@ pub fn redis_store(settings: &Settings) -> anyhow::Result<SharedStore> {
 
 /// Starts the HTTP server on a bound listener, and the notification worker when
 /// `[notifications]` is configured (it stops with the runtime). Must run inside a tokio runtime.
+///
+/// With `[admin] listen` set, the admin listener (`/metrics`, `/healthz`, `/readyz`) is bound
+/// too; [`server_with_admin`] takes it already bound instead.
 pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<actix_web::dev::Server> {
-    // The worker runs until the runtime that runs the server stops.
+    let admin = match state.settings().admin_listen {
+        Some(addr) => Some(TcpListener::bind(addr).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot listen on {addr} (admin.listen): {e}"),
+            )
+        })?),
+        None => None,
+    };
+    server_with_admin(state, listener, admin)
+}
+
+/// [`server`] with the admin listener given (bound to a port chosen at run time, as the demo
+/// does) or none. The public and admin listeners share the workers and stop together.
+pub fn server_with_admin(
+    state: AppState,
+    listener: TcpListener,
+    admin: Option<TcpListener>,
+) -> std::io::Result<actix_web::dev::Server> {
+    // The workers run until the runtime that runs the server stops.
     let _worker = notify::spawn(&state);
+    let _gauges = metrics::spawn_gauges(state.store.clone(), metrics::GAUGE_REFRESH);
+    metrics::config_loaded();
     let workers = match state.settings().workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
     };
-    let server = actix_web::HttpServer::new(move || http::app(state.clone()))
+    let admin_addr = admin.as_ref().map(TcpListener::local_addr).transpose()?;
+    let mut server = actix_web::HttpServer::new(move || http::app(state.clone(), admin_addr))
         .workers(workers)
-        .listen(listener)?
-        .run();
-    Ok(server)
+        .listen(listener)?;
+    if let Some(admin) = admin {
+        server = server.listen(admin)?;
+    }
+    Ok(server.run())
 }
 
 /// `clearance serve`: Redis store, provider discovery, HTTP server until a signal stops it.

@@ -287,6 +287,10 @@ pub struct AdminFile {
     /// Admin API tokens, each given as the hex SHA-256 of the token (never the token itself).
     #[serde(default)]
     pub tokens: Vec<AdminTokenFile>,
+    /// The admin listener (`/metrics`, `/healthz`, `/readyz`), e.g. `127.0.0.1:9090`; off when
+    /// absent. It is not authenticated: keep it on loopback or a private network.
+    #[serde(default)]
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -19,6 +19,8 @@ use url::Url;
 #[derive(Clone)]
 pub struct Settings {
     pub listen: SocketAddr,
+    /// `[admin] listen`: the admin listener for `/metrics`, `/healthz`, `/readyz`.
+    pub admin_listen: Option<SocketAddr>,
     pub public_url: Url,
     pub workers: usize,
     pub upstream_timeout: Duration,
@@ -662,6 +664,26 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
     }
 
     let admin_tokens = tokens(&mut p.0, "admin.tokens", &f.admin.tokens);
+    let admin_listen = match f.admin.listen.as_deref().map(str::trim) {
+        None => None,
+        Some(raw) => match raw.parse::<SocketAddr>() {
+            Ok(a) if Some(a) == listen => {
+                p.add(
+                    "admin.listen",
+                    format!("{raw:?} is server.listen; the admin listener needs its own address"),
+                );
+                None
+            }
+            Ok(a) => Some(a),
+            Err(e) => {
+                p.add(
+                    "admin.listen",
+                    format!("{raw:?} is not an address like 127.0.0.1:9090: {e}"),
+                );
+                None
+            }
+        },
+    };
 
     if f.denials.max_entries == 0 {
         p.add("denials.max_entries", "must be at least 1");
@@ -851,6 +873,7 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
     let client_id_for_audience = f.oidc.client_id.clone();
     Ok(Settings {
         listen,
+        admin_listen,
         public_url,
         workers: f.server.workers,
         upstream_timeout: ms(f.server.upstream_timeout_ms),

@@ -16,6 +16,7 @@ use crate::domain::{
     Decision, DenialEvent, Enforcement, Principal, RequirementKind, Route, RouteAccess, SubjectKey,
     Unmet, evaluate,
 };
+use crate::metrics::Outcome;
 use actix_web::http::header;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
@@ -294,7 +295,13 @@ async fn record_denial(state: &AppState, event: &DenialEvent) {
         .iter()
         .map(|m| format!("{}:{}", m.requirement, m.reason.as_str()))
         .collect();
+    for m in &event.missing {
+        crate::metrics::unmet(m.requirement.as_str(), m.reason.as_str());
+    }
     let result = state.store.append_denial(event).await;
+    if result.is_err() {
+        crate::metrics::denial_log_failure();
+    }
     let missing = missing.join(",");
     match result {
         Ok(id) => tracing::info!(
@@ -422,14 +429,53 @@ pub async fn admit(
     recording: Recording,
 ) -> Result<Admission, AppError> {
     if target.route.access == RouteAccess::Public {
+        if recording == Recording::Record {
+            count_decision(target.route, Outcome::Allow, "public");
+        }
         return Ok(Admission::Anonymous);
     }
-    let who = authenticate(req, state, sign_in_url).await?;
+    let who = match authenticate(req, state, sign_in_url).await {
+        Ok(who) => who,
+        Err(e) => {
+            if recording == Recording::Record {
+                let (outcome, reason) = refusal_label(&e);
+                count_decision(target.route, outcome, reason);
+            }
+            return Err(e);
+        }
+    };
     admit_authenticated(req, state, target, who, recording).await
 }
 
+/// Counts one decision for a route in `clearance_decisions_total`.
+fn count_decision(route: &Route, outcome: Outcome, reason: &'static str) {
+    let name = crate::metrics::route_name(route.host.as_deref(), &route.path_prefix);
+    crate::metrics::decision(outcome, reason, &name);
+}
+
+/// The outcome and reason labels of a request that was not admitted.
+fn refusal_label(e: &AppError) -> (Outcome, &'static str) {
+    match e {
+        AppError::Blocked(view) => (
+            Outcome::Deny,
+            view.items.first().map_or("none", |i| i.reason),
+        ),
+        AppError::Warning(view) => (
+            Outcome::Warn,
+            view.items.first().map_or("none", |i| i.reason),
+        ),
+        AppError::Deactivated => (Outcome::Deny, "inactive"),
+        AppError::SignInRequired { .. } => (Outcome::SignIn, "sign_in_required"),
+        AppError::InvalidSession { .. } => (Outcome::SignIn, "invalid_session"),
+        AppError::BearerRejected { .. } => (Outcome::SignIn, "bearer_rejected"),
+        AppError::StateUnavailable(_) => (Outcome::Error, "state_unavailable"),
+        AppError::ProviderUnavailable(_) => (Outcome::Error, "provider_unavailable"),
+        _ => (Outcome::Error, "other"),
+    }
+}
+
 /// [`admit`] for a caller already identified (Clearance's own pages that need the session's
-/// form token as well).
+/// form token as well). Counts the decision in the metrics.
 pub async fn admit_authenticated(
     req: &HttpRequest,
     state: &AppState,
@@ -437,6 +483,25 @@ pub async fn admit_authenticated(
     who: Authenticated,
     recording: Recording,
 ) -> Result<Admission, AppError> {
+    let decided = decide(req, state, target, who, recording).await;
+    if recording == Recording::Record {
+        let (outcome, reason) = match &decided {
+            Ok((_, outcome, reason)) => (*outcome, *reason),
+            Err(e) => refusal_label(e),
+        };
+        count_decision(target.route, outcome, reason);
+    }
+    decided.map(|(admission, _, _)| admission)
+}
+
+/// The decision for an identified caller, with its outcome and reason labels.
+async fn decide(
+    req: &HttpRequest,
+    state: &AppState,
+    target: &Target<'_>,
+    who: Authenticated,
+    recording: Recording,
+) -> Result<(Admission, Outcome, &'static str), AppError> {
     let route = target.route;
     let Authenticated {
         principal,
@@ -446,7 +511,11 @@ pub async fn admit_authenticated(
     } = who;
     if exempt {
         tracing::info!(user.subject = %principal.subject, "exempt machine client admitted");
-        return Ok(Admission::Person(principal));
+        return Ok((
+            Admission::Person(principal),
+            Outcome::Allow,
+            "machine_exempt",
+        ));
     }
     // Records, directory entry and exemptions in one round trip.
     let standing = state.store.standing(&principal.subject).await?;
@@ -487,7 +556,7 @@ pub async fn admit_authenticated(
         return Err(AppError::Deactivated);
     }
     if route.access == RouteAccess::Induction {
-        return Ok(Admission::Person(principal));
+        return Ok((Admission::Person(principal), Outcome::Allow, "induction"));
     }
     let first_access = standing.first_access;
     let records = standing.records;
@@ -500,6 +569,7 @@ pub async fn admit_authenticated(
     match evaluation.decision() {
         Decision::Deny { missing } => {
             if let Some(until) = exempt_until(&standing.exemptions, &missing, now) {
+                let reason = missing.first().map_or("none", |m| m.reason.as_str());
                 // Admitted, and marked "exempt until" in the denial log and the logs.
                 if recording == Recording::Record {
                     let mut event = denial(missing, true);
@@ -509,7 +579,7 @@ pub async fn admit_authenticated(
                 if recording == Recording::Record {
                     note_first_access(state, &principal.subject, first_access, now).await;
                 }
-                return Ok(Admission::Person(principal));
+                return Ok((Admission::Person(principal), Outcome::Exempt, reason));
             }
             if recording == Recording::Record {
                 let event = denial(missing.clone(), false);
@@ -580,7 +650,7 @@ pub async fn admit_authenticated(
             if recording == Recording::Record {
                 note_first_access(state, &principal.subject, first_access, now).await;
             }
-            Ok(Admission::Person(principal))
+            Ok((Admission::Person(principal), Outcome::Allow, "none"))
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Liveness and readiness: `/healthz` (the process answers) and `/readyz` (Redis and provider).
+//! Liveness and readiness: `/healthz` (the process answers) and `/readyz` (Redis and provider);
+//! `/metrics` (Prometheus text) for the admin listener only.
 
 use super::AppState;
 use actix_web::{HttpResponse, web};
@@ -23,4 +24,11 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     } else {
         HttpResponse::ServiceUnavailable().json(body)
     }
+}
+
+/// The Prometheus exposition; routed on the admin listener only.
+pub async fn metrics() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(crate::metrics::render())
 }

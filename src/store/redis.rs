@@ -4,7 +4,7 @@
 //! Keys (with the configured prefix `P`):
 //! - `P{subject}:records`: hash, requirement id -> current record (JSON)
 //! - `P{subject}:history`: list of every record written (JSON), oldest first
-//! - `Psess:<id>`: session (JSON) with TTL; `Plogin:<state>`: one-time login state with TTL
+//! - `Psess:<id>`: session (JSON) with TTL; `Psessions`: zset id -> expiry (ms), for counting; `Plogin:<state>`: one-time login state with TTL
 //! - `Pdenials`: stream of denial events
 //! - `Pxapi:stmt:<statement id>`: the (subject, requirement) an xAPI statement completed (JSON)
 //! - `Paudit:head`, `Paudit:log`: the audit chain (see `redis_followup.rs` for the follow-up keys)
@@ -13,6 +13,7 @@
 //! and appends its sealed audit entry together, or neither.
 
 use super::audit_event;
+use super::redis_metrics::MeasuredConnection;
 use super::{DenialLog, Health, RecordStore, SessionStore, StoreError};
 use crate::config::{DenialSettings, RedisSettings};
 use crate::domain::audit::{AuditEvent, ChainHead, seal};
@@ -76,7 +77,8 @@ const REVOKE_ATTEMPTS: usize = 5;
 /// Stores backed by one Redis (or a Redis behind a proxy / Sentinel-aware URL).
 #[derive(Clone)]
 pub struct RedisStore {
-    pub(super) conn: ConnectionManager,
+    /// Every round trip goes through it and is measured (`store::redis_metrics`).
+    pub(super) conn: MeasuredConnection,
     pub(super) prefix: String,
     denials: DenialSettings,
     audit_key: Vec<u8>,
@@ -104,7 +106,7 @@ impl RedisStore {
             .set_max_delay(Duration::from_millis(500));
         let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?;
         Ok(Self {
-            conn,
+            conn: MeasuredConnection(conn),
             prefix: settings.key_prefix.clone(),
             denials,
             audit_key,
@@ -197,6 +199,11 @@ impl RedisStore {
 
     fn session_key(&self, id: &str) -> String {
         format!("{}sess:{id}", self.prefix)
+    }
+
+    /// Session id (hashed) -> expiry time (ms), so that live sessions are counted cheaply.
+    fn sessions_index_key(&self) -> String {
+        format!("{}sessions", self.prefix)
     }
 
     fn login_key(&self, state: &str) -> String {
@@ -493,7 +500,15 @@ impl RecordStore for RedisStore {
 impl SessionStore for RedisStore {
     async fn put_session(&self, id: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        conn.pset_ex::<_, _, ()>(self.session_key(id), value, ttl_ms(ttl))
+        let expires_ms = chrono::Utc::now()
+            .timestamp_millis()
+            .saturating_add(i64::try_from(ttl_ms(ttl)).unwrap_or(i64::MAX));
+        redis::pipe()
+            .pset_ex(self.session_key(id), value, ttl_ms(ttl))
+            .ignore()
+            .zadd(self.sessions_index_key(), id, expires_ms)
+            .ignore()
+            .query_async::<()>(&mut conn)
             .await
             .map_err(unavailable)
     }
@@ -505,9 +520,27 @@ impl SessionStore for RedisStore {
 
     async fn delete_session(&self, id: &str) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        conn.del::<_, ()>(self.session_key(id))
+        redis::pipe()
+            .del(self.session_key(id))
+            .ignore()
+            .zrem(self.sessions_index_key(), id)
+            .ignore()
+            .query_async::<()>(&mut conn)
             .await
             .map_err(unavailable)
+    }
+
+    async fn live_sessions(&self, now: chrono::DateTime<chrono::Utc>) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        let index = self.sessions_index_key();
+        let (count,): (u64,) = redis::pipe()
+            .zrembyscore(&index, "-inf", now.timestamp_millis())
+            .ignore()
+            .zcard(&index)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(count)
     }
 
     async fn put_login(&self, state: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
