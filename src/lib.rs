@@ -13,6 +13,7 @@ pub mod import;
 pub mod metrics;
 pub mod notify;
 pub mod oversight;
+pub mod reload;
 pub mod report;
 pub mod store;
 pub mod telemetry;
@@ -118,7 +119,8 @@ pub fn server_with_admin(
 }
 
 /// `clearance serve`: Redis store, provider discovery, HTTP server until a signal stops it.
-/// `config` is the configuration file's path and SHA-256, recorded in the audit trail.
+/// `config` is the configuration file's path and SHA-256, recorded in the audit trail; the file
+/// is reloaded on SIGHUP and when its content changes ([`reload`]).
 pub async fn serve(settings: Settings, config: (String, String)) -> anyhow::Result<()> {
     let listener = TcpListener::bind(settings.listen).map_err(|e| {
         anyhow::anyhow!("cannot listen on {} (server.listen): {e}", settings.listen)
@@ -128,15 +130,24 @@ pub async fn serve(settings: Settings, config: (String, String)) -> anyhow::Resu
     let loaded = store::audit_event::config_loaded(chrono::Utc::now(), &sha256, &path);
     if let Err(e) = store.append_audit(&loaded).await {
         // Redis may be down at start; the gate still starts (and fails closed) meanwhile.
-        tracing::error!(error = %e, config.sha256 = %sha256, "the configuration change could not be written to the audit trail");
+        tracing::error!(error.message = %e, config.sha256 = %sha256, "the configuration change could not be written to the audit trail");
     }
     let state = build_state(settings, store)?;
     tracing::info!(
-        listen = %state.settings().listen,
-        public_url = %state.settings().public_url,
-        requirements = state.settings().policy.requirements.len(),
-        routes = state.settings().routes.routes().len(),
+        server.listen = %state.settings().listen,
+        server.public_url = %state.settings().public_url,
+        admin.listen = %state.settings().admin_listen.map(|a| a.to_string()).unwrap_or_default(),
+        config.requirements = state.settings().policy.requirements.len(),
+        config.routes = state.settings().routes.routes().len(),
         "clearance is serving"
+    );
+    let reloader = Arc::new(reload::Reloader::new(path.into(), state.clone(), sha256));
+    let _watch = reload::spawn(
+        reloader,
+        reload::Triggers {
+            poll: Some(reload::POLL),
+            sighup: true,
+        },
     );
     server(state, listener)?.await?;
     Ok(())

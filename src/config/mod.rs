@@ -55,6 +55,18 @@ pub fn load_with_env(path: &Path, vars: &[(String, String)]) -> Result<Settings,
     settings::validate(file)
 }
 
+/// Parses and validates a configuration file's text (already read, so that its SHA-256 is the
+/// one of what was validated) with the environment applied. Returns the file as read, for
+/// comparing one version with the next (hot reload), and the settings.
+pub fn load_text(
+    text: &str,
+    vars: &[(String, String)],
+) -> Result<(file::FileConfig, Settings), ConfigError> {
+    let file = extract(apply_env(Figment::new().merge(Toml::string(text)), vars)?)?;
+    let settings = settings::validate(file.clone())?;
+    Ok((file, settings))
+}
+
 /// Parses a configuration given as TOML text (the demo's embedded defaults, tests).
 pub fn from_toml_str(text: &str) -> Result<Settings, ConfigError> {
     extract(Figment::new().merge(Toml::string(text))).and_then(settings::validate)

@@ -214,10 +214,10 @@ pub async fn session_identity(
             Err(AuthError::ProviderUnavailable(e)) => {
                 // A provider blip must not sign everyone out; the session stays valid until its
                 // own expiry and refresh is retried on the next request.
-                tracing::warn!(session.id = %Sessions::log_id(&id), error = %e, "token refresh postponed");
+                tracing::warn!(session.id = %Sessions::log_id(&id), error.message = %e, "token refresh postponed");
             }
             Err(e) => {
-                tracing::info!(session.id = %Sessions::log_id(&id), error = %e, "refresh refused; session ended");
+                tracing::info!(session.id = %Sessions::log_id(&id), error.message = %e, "refresh refused; session ended");
                 state.sessions.destroy(&id).await?;
                 return Err(AppError::SignInRequired {
                     start_url: sign_in_url.to_owned(),
@@ -306,7 +306,7 @@ async fn record_denial(state: &AppState, event: &DenialEvent) {
     match result {
         Ok(id) => tracing::info!(
             target: "clearance::denial",
-            missing = %missing,
+            { denial.missing = %missing,
             denial.id = %id,
             user.subject = %event.subject,
             user.email = event.email.as_deref().unwrap_or(""),
@@ -314,19 +314,19 @@ async fn record_denial(state: &AppState, event: &DenialEvent) {
             user.manager = event.manager.as_deref().unwrap_or(""),
             http.host = %event.host,
             http.path = %event.path,
-            route = %event.route,
-            would_deny_only = event.would_deny_only,
-            exempt_until = event.exempt_until.map(|t| t.to_rfc3339()).unwrap_or_default(),
+            route.name = %event.route,
+            denial.would_deny_only = event.would_deny_only,
+            denial.exempt_until = event.exempt_until.map(|t| t.to_rfc3339()).unwrap_or_default(),
             user.inactive = event.inactive,
             request.id = %event.request_id,
-            client.address = %event.client_addr,
+            client.address = %event.client_addr },
             "access denied"
         ),
         Err(e) => tracing::error!(
             target: "clearance::denial",
-            missing = %missing,
-            error = %e,
-            denial = %serde_json::to_string(event).unwrap_or_default(),
+            { denial.missing = %missing,
+            error.message = %e,
+            denial.event = %serde_json::to_string(event).unwrap_or_default() },
             "access denied; the denial could not be stored"
         ),
     }
@@ -366,8 +366,8 @@ async fn note_first_access(
     if let Err(e) = state.store.mark_first_access(subject, now).await {
         tracing::error!(
             user.subject = %subject,
-            first_access = %now.to_rfc3339(),
-            error = %e,
+            user.first_access = %now.to_rfc3339(),
+            error.message = %e,
             "first admitted access could not be stored"
         );
     }

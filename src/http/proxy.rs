@@ -60,7 +60,7 @@ fn sets_own_cookie(value: &HeaderValue, own: &[String]) -> bool {
     let blocked = own.iter().any(|o| o == name);
     if blocked {
         tracing::warn!(
-            cookie = name,
+            http.cookie_name = name,
             "upstream tried to set Clearance's cookie; dropped"
         );
     }
@@ -154,7 +154,7 @@ pub async fn forward(
                 headers.insert(HeaderName::from_static(name), v);
             }
             Err(_) => tracing::warn!(
-                header = name,
+                http.header = name,
                 "value not representable as a header; omitted"
             ),
         }
