@@ -181,6 +181,10 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Unix time of the last configuration load or reload that took effect",
         m.config_last_reload.clone(),
     );
+    // Both results exist from the start, so that `increase()` sees the first error.
+    for result in ["ok", "error"] {
+        let _ = m.config_reloads.get_or_create(&ResultLabels { result });
+    }
     Metrics { registry, ..m }
 });
 
