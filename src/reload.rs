@@ -44,6 +44,7 @@ const RESTART_ONLY: &[(&str, Option<&[&str]>)] = &[
     ("session", None),
     ("denials", None),
     ("logging", None),
+    ("telemetry", None),
     ("audit", None),
     ("notifications", None),
     ("bearer", Some(&["audiences", "leeway_secs"])),
@@ -256,6 +257,7 @@ pub fn keep_restart_only(running: &Settings, mut new: Settings) -> Settings {
     new.denials = running.denials.clone();
     new.log_format = running.log_format;
     new.log_filter = running.log_filter.clone();
+    new.traces = running.traces.clone();
     new.followup.audit_key = running.followup.audit_key.clone();
     new.followup.notifications = running.followup.notifications.clone();
     new.bearer.audiences = running.bearer.audiences.clone();

@@ -87,6 +87,9 @@ pub struct FileConfig {
     pub denials: DenialsFile,
     #[serde(default)]
     pub logging: LoggingFile,
+    /// `[telemetry]`: OpenTelemetry traces (builds with the `otel` feature).
+    #[serde(default)]
+    pub telemetry: TelemetryFile,
     #[serde(default)]
     pub forward_auth: ForwardAuthFile,
     #[serde(default)]
@@ -395,6 +398,18 @@ impl Default for LoggingFile {
             filter: None,
         }
     }
+}
+
+/// `[telemetry]`: where spans go.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryFile {
+    /// OTLP/HTTP traces endpoint, e.g. `http://127.0.0.1:4318/v1/traces`; no traces when absent.
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans; default `clearance`.
+    #[serde(default)]
+    pub service_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

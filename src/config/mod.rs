@@ -8,7 +8,7 @@ pub mod webhooks;
 
 /// Types of validated settings that other modules name directly.
 pub mod settings_types {
-    pub use super::settings::LogFormat;
+    pub use super::settings::{LogFormat, TraceSettings};
 }
 
 pub use settings::{
@@ -313,6 +313,42 @@ pub(crate) mod tests {
             e.contains("routes[1].path_prefix") && e.contains("/public-handbook"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn admin_listener_and_telemetry_are_validated() {
+        let ok = load_with_env(&example(), &secrets()).unwrap();
+        let example = std::fs::read_to_string(example()).unwrap();
+        assert_eq!(ok.admin_listen, Some("127.0.0.1:9090".parse().unwrap()));
+        assert!(ok.traces.is_none());
+        let bad = example
+            .replace("listen = \"127.0.0.1:9090\"", "listen = \"nine-thousand\"")
+            .replace("# [telemetry]", "[telemetry]")
+            .replace(
+                "# otlp_endpoint = \"http://127.0.0.1:4318/v1/traces\"",
+                "otlp_endpoint = \"ftp://collector\"",
+            );
+        let e = err_text(load_with_env(write(&bad).path(), &secrets()));
+        assert!(
+            e.contains("admin.listen") && e.contains("telemetry.otlp_endpoint"),
+            "{e}"
+        );
+        let same = example.replace("listen = \"127.0.0.1:9090\"", "listen = \"127.0.0.1:4180\"");
+        let e = err_text(load_with_env(write(&same).path(), &secrets()));
+        assert!(
+            e.contains("admin.listen") && e.contains("server.listen"),
+            "{e}"
+        );
+        let traced = example
+            .replace("# [telemetry]", "[telemetry]")
+            .replace("# otlp_endpoint", "otlp_endpoint");
+        let t = load_with_env(write(&traced).path(), &secrets()).unwrap();
+        let traces = t.traces.unwrap();
+        assert_eq!(
+            traces.otlp_endpoint.as_str(),
+            "http://127.0.0.1:4318/v1/traces"
+        );
+        assert_eq!(traces.service_name, "clearance");
     }
 
     #[test]

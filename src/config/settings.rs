@@ -33,6 +33,8 @@ pub struct Settings {
     pub denials: DenialSettings,
     pub log_format: LogFormat,
     pub log_filter: Option<String>,
+    /// `[telemetry]`: OpenTelemetry traces, when an endpoint is configured.
+    pub traces: Option<TraceSettings>,
     pub policy: Arc<Policy>,
     pub routes: Arc<RouteTable>,
     /// Hosts that `rd=` may point at after sign-in: the public URL's host, every route host and
@@ -112,6 +114,13 @@ impl ForwardAuthMode {
             _ => None,
         }
     }
+}
+
+/// Where OpenTelemetry spans are exported (OTLP over HTTP).
+#[derive(Clone, Debug)]
+pub struct TraceSettings {
+    pub otlp_endpoint: Url,
+    pub service_name: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -733,6 +742,25 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
         }
     };
 
+    let traces = f.telemetry.otlp_endpoint.as_deref().and_then(|raw| {
+        let otlp_endpoint = parse_url(&mut p, "telemetry.otlp_endpoint", raw, true)?;
+        Some(TraceSettings {
+            otlp_endpoint,
+            service_name: f
+                .telemetry
+                .service_name
+                .clone()
+                .unwrap_or_else(|| "clearance".to_owned()),
+        })
+    });
+    if f.telemetry
+        .service_name
+        .as_deref()
+        .is_some_and(|n| n.trim().is_empty())
+    {
+        p.add("telemetry.service_name", "must not be empty");
+    }
+
     let mut trusted_proxies = Vec::new();
     for (i, raw) in f.server.trusted_proxies.iter().enumerate() {
         let parsed = raw
@@ -919,6 +947,7 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
         },
         log_format,
         log_filter: f.logging.filter,
+        traces,
         policy: Arc::new(policy),
         routes: Arc::new(RouteTable::new(routes)),
         redirect_hosts,

@@ -35,7 +35,8 @@ fn unique_prefix() -> String {
     format!("/m{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
 }
 
-fn admin_section(port: u16) -> String {
+/// An `[admin]` section putting the admin listener on `port`.
+pub fn admin_section(port: u16) -> String {
     format!("\n[admin]\nlisten = \"127.0.0.1:{port}\"\n")
 }
 

@@ -3,7 +3,7 @@
 //! reloads on SIGHUP and writes JSON logs whose request lines carry the request id.
 
 use crate::gate::{World, config};
-use crate::metrics::{scrape, wait_for_sample};
+use crate::metrics::{admin_section, scrape, wait_for_sample};
 use crate::support::{OidcProvider, ProviderConfig, RedisServer, Upstream, free_port};
 use redis::AsyncCommands as _;
 use serde_json::Value;
@@ -11,10 +11,6 @@ use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-fn admin_section(port: u16) -> String {
-    format!("\n[admin]\nlisten = \"127.0.0.1:{port}\"\n")
-}
 
 fn public_route(prefix: &str, upstream: &str) -> String {
     format!(
