@@ -502,6 +502,8 @@ async fn decide(
     who: Authenticated,
     recording: Recording,
 ) -> Result<(Admission, Outcome, &'static str), AppError> {
+    // One copy of the settings for the whole decision (a reload may swap them meanwhile).
+    let settings = state.settings();
     let route = target.route;
     let Authenticated {
         principal,
@@ -538,7 +540,7 @@ async fn decide(
         event.path = target.path.as_str().to_owned();
         event.route = route_label(route);
         event.request_id = request_id.clone();
-        event.client_addr = forwarded::client_addr(req, &state.settings().trusted_proxies);
+        event.client_addr = forwarded::client_addr(req, &settings.trusted_proxies);
         event.user_agent = req
             .headers()
             .get(header::USER_AGENT)
@@ -560,7 +562,6 @@ async fn decide(
     }
     let first_access = standing.first_access;
     let records = standing.records;
-    let settings = state.settings();
     let requirements = route
         .requirements
         .iter()
@@ -711,7 +712,7 @@ pub async fn gate(
             path: &target.path,
             principal: admission.principal(),
             request_id: &request_id,
-            trusted: &state.settings().trusted_proxies,
+            trusted: &settings.trusted_proxies,
         },
         &upstreams,
     )
