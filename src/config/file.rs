@@ -291,9 +291,13 @@ pub struct AdminFile {
     #[serde(default)]
     pub tokens: Vec<AdminTokenFile>,
     /// The admin listener (`/metrics`, `/healthz`, `/readyz`), e.g. `127.0.0.1:9090`; off when
-    /// absent. It is not authenticated: keep it on loopback or a private network.
+    /// absent. Keep it on loopback or a private network.
     #[serde(default)]
     pub listen: Option<String>,
+    /// Tokens Prometheus sends to read `/metrics` (`Authorization: Bearer`), by SHA-256; with
+    /// none, `/metrics` on the admin listener is open.
+    #[serde(default)]
+    pub metrics_tokens: Vec<AdminTokenFile>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -21,6 +21,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// `[admin] listen`: the admin listener for `/metrics`, `/healthz`, `/readyz`.
     pub admin_listen: Option<SocketAddr>,
+    /// `[[admin.metrics_tokens]]`: when any, `/metrics` needs one of them.
+    pub metrics_tokens: Vec<AdminToken>,
     pub public_url: Url,
     pub workers: usize,
     pub upstream_timeout: Duration,
@@ -673,6 +675,7 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
     }
 
     let admin_tokens = tokens(&mut p.0, "admin.tokens", &f.admin.tokens);
+    let metrics_tokens = tokens(&mut p.0, "admin.metrics_tokens", &f.admin.metrics_tokens);
     let admin_listen = match f.admin.listen.as_deref().map(str::trim) {
         None => None,
         Some(raw) => match raw.parse::<SocketAddr>() {
@@ -902,6 +905,7 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
     Ok(Settings {
         listen,
         admin_listen,
+        metrics_tokens,
         public_url,
         workers: f.server.workers,
         upstream_timeout: ms(f.server.upstream_timeout_ms),

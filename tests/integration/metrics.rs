@@ -337,3 +337,43 @@ pub async fn wait_for_sample(admin_port: u16, series: &str, at_least: f64) -> St
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn metrics_tokens_guard_the_exposition() {
+    use sha2::{Digest, Sha256};
+    let admin = free_port();
+    let token = "prometheus-scrape-token-42";
+    let world = World::start_with(
+        |c| c,
+        "",
+        &format!(
+            "{}\n[[admin.metrics_tokens]]\nname = \"prometheus\"\nsha256 = \"{}\"\n",
+            admin_section(admin),
+            hex::encode(Sha256::digest(token.as_bytes()))
+        ),
+    )
+    .await;
+    let url = format!("http://127.0.0.1:{admin}/metrics");
+    let client = reqwest::Client::new();
+    let anonymous = client.get(&url).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    assert!(!anonymous.text().await.unwrap().contains("clearance_"));
+    let wrong = client.get(&url).bearer_auth("nope").send().await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    let right = client.get(&url).bearer_auth(token).send().await.unwrap();
+    assert_eq!(right.status(), 200);
+    assert!(
+        right
+            .text()
+            .await
+            .unwrap()
+            .contains("# TYPE clearance_sessions_live gauge")
+    );
+    let health = client
+        .get(format!("http://127.0.0.1:{admin}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200, "health checks stay open for probes");
+    drop(world);
+}
