@@ -18,5 +18,7 @@ echo "test: cargo fmt --check"
 cargo fmt --all -- --check
 echo "test: cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
+echo "test: cargo clippy --features otel (OpenTelemetry traces, off by default)"
+cargo clippy --locked --features otel --lib --bins -- -D warnings
 echo "test: cargo test"
 cargo test --locked --all-targets

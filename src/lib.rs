@@ -10,8 +10,10 @@ pub mod domain;
 pub mod evidence;
 pub mod http;
 pub mod import;
+pub mod metrics;
 pub mod notify;
 pub mod oversight;
+pub mod reload;
 pub mod report;
 pub mod store;
 pub mod telemetry;
@@ -79,22 +81,50 @@ fn new_redis_store(settings: &Settings) -> anyhow::Result<RedisStore> {
 
 /// Starts the HTTP server on a bound listener, and the notification worker when
 /// `[notifications]` is configured (it stops with the runtime). Must run inside a tokio runtime.
+///
+/// With `[admin] listen` set, the admin listener (`/metrics`, `/healthz`, `/readyz`) is bound
+/// too; [`server_with_admin`] takes it already bound instead.
 pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<actix_web::dev::Server> {
-    // The worker runs until the runtime that runs the server stops.
+    let admin = match state.settings().admin_listen {
+        Some(addr) => Some(TcpListener::bind(addr).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot listen on {addr} (admin.listen): {e}"),
+            )
+        })?),
+        None => None,
+    };
+    server_with_admin(state, listener, admin)
+}
+
+/// [`server`] with the admin listener given (bound to a port chosen at run time, as the demo
+/// does) or none. The public and admin listeners share the workers and stop together.
+pub fn server_with_admin(
+    state: AppState,
+    listener: TcpListener,
+    admin: Option<TcpListener>,
+) -> std::io::Result<actix_web::dev::Server> {
+    // The workers run until the runtime that runs the server stops.
     let _worker = notify::spawn(&state);
+    let _gauges = metrics::spawn_gauges(state.store.clone(), metrics::GAUGE_REFRESH);
+    metrics::config_loaded();
     let workers = match state.settings().workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
     };
-    let server = actix_web::HttpServer::new(move || http::app(state.clone()))
+    let admin_addr = admin.as_ref().map(TcpListener::local_addr).transpose()?;
+    let mut server = actix_web::HttpServer::new(move || http::app(state.clone(), admin_addr))
         .workers(workers)
-        .listen(listener)?
-        .run();
-    Ok(server)
+        .listen(listener)?;
+    if let Some(admin) = admin {
+        server = server.listen(admin)?;
+    }
+    Ok(server.run())
 }
 
 /// `clearance serve`: Redis store, provider discovery, HTTP server until a signal stops it.
-/// `config` is the configuration file's path and SHA-256, recorded in the audit trail.
+/// `config` is the configuration file's path and SHA-256, recorded in the audit trail; the file
+/// is reloaded on SIGHUP and when its content changes ([`reload`]).
 pub async fn serve(settings: Settings, config: (String, String)) -> anyhow::Result<()> {
     let listener = TcpListener::bind(settings.listen).map_err(|e| {
         anyhow::anyhow!("cannot listen on {} (server.listen): {e}", settings.listen)
@@ -116,16 +146,25 @@ pub async fn serve(settings: Settings, config: (String, String)) -> anyhow::Resu
     let loaded = store::audit_event::config_loaded(chrono::Utc::now(), &sha256, &path);
     if let Err(e) = store.append_audit(&loaded).await {
         // Redis may be down at start; the gate still starts (and fails closed) meanwhile.
-        tracing::error!(error = %e, config.sha256 = %sha256, "the configuration change could not be written to the audit trail");
+        tracing::error!(error.message = %e, config.sha256 = %sha256, "the configuration change could not be written to the audit trail");
     }
     let state = build_state(settings, store)?;
     tracing::info!(
-        listen = %state.settings().listen,
-        public_url = %state.settings().public_url,
-        requirements = state.settings().policy.requirements.len(),
-        routes = state.settings().routes.routes().len(),
+        server.listen = %state.settings().listen,
+        server.public_url = %state.settings().public_url,
+        admin.listen = %state.settings().admin_listen.map(|a| a.to_string()).unwrap_or_default(),
+        config.requirements = state.settings().policy.requirements.len(),
+        config.routes = state.settings().routes.routes().len(),
         redis.mode = state.settings().redis.topology.mode(),
         "clearance is serving"
+    );
+    let reloader = Arc::new(reload::Reloader::new(path.into(), state.clone(), sha256));
+    let _watch = reload::spawn(
+        reloader,
+        reload::Triggers {
+            poll: Some(reload::POLL),
+            sighup: true,
+        },
     );
     server(state, listener)?.await?;
     Ok(())

@@ -198,7 +198,12 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            clearance::telemetry::init(settings.log_format, settings.log_filter.as_deref());
+            // Kept until the server stops, so that buffered spans are sent.
+            let _telemetry = clearance::telemetry::init_with_traces(
+                settings.log_format,
+                settings.log_filter.as_deref(),
+                settings.traces.as_ref(),
+            );
             let sha256 = std::fs::read(&config)
                 .map(|b| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&b)))
                 .unwrap_or_default();

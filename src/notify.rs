@@ -39,17 +39,21 @@ const DAILY_LEASE: Duration = Duration::from_secs(5 * 60);
 /// Starts the worker on the current tokio runtime when `[notifications]` is configured. It runs
 /// until that runtime stops (the server's).
 pub fn spawn(state: &AppState) -> Option<tokio::task::JoinHandle<()>> {
-    let worker = Notifier::new(
+    let mut worker = Notifier::new(
         state.settings().clone(),
         state.store.clone(),
         state.clock.clone(),
     )?;
+    worker.live = Some(state.live.clone());
     Some(tokio::spawn(worker.run()))
 }
 
 /// One instance's worker.
 pub struct Notifier {
     settings: Arc<Settings>,
+    /// The settings in force, when they can be reloaded: each tick takes the current policy
+    /// from here (`[notifications]` itself needs a restart).
+    live: Option<Arc<arc_swap::ArcSwap<Settings>>>,
     notify: NotifySettings,
     store: SharedStore,
     clock: Arc<dyn Clock>,
@@ -88,12 +92,13 @@ impl Notifier {
         {
             Ok(c) => c,
             Err(e) => {
-                tracing::error!(error = %e, "notifications are off: the HTTP client could not be built");
+                tracing::error!(error.message = %e, "notifications are off: the HTTP client could not be built");
                 return None;
             }
         };
         Some(Self {
             settings,
+            live: None,
             notify,
             store,
             clock,
@@ -119,16 +124,19 @@ impl Notifier {
 
     /// One round: build what is due, then deliver what is due.
     pub async fn tick(&mut self) {
+        if let Some(live) = &self.live {
+            self.settings = live.load_full();
+        }
         let now = self.clock.now();
         let built = match self.notify.mode {
             NotifyMode::Immediate { min_interval } => self.build_immediate(now, min_interval).await,
             NotifyMode::Daily { at } => self.build_daily(now, at).await,
         };
         if let Err(e) = built {
-            tracing::warn!(error = %e, "notifications: digests could not be built now; trying again");
+            tracing::warn!(error.message = %e, "notifications: digests could not be built now; trying again");
         }
         if let Err(e) = self.deliver_due().await {
-            tracing::warn!(error = %e, "notifications: the outbox could not be read; trying again");
+            tracing::warn!(error.message = %e, "notifications: the outbox could not be read; trying again");
         }
     }
 
@@ -184,7 +192,7 @@ impl Notifier {
             {
                 // Only this group waits: its marks stay, the others go on.
                 failed = true;
-                tracing::warn!(notify.group = %key, error = %e, "notifications: this digest could not be built now; trying again");
+                tracing::warn!(notify.group = %key, error.message = %e, "notifications: this digest could not be built now; trying again");
             }
         }
         if let Some(until) = next_allowed.filter(|_| !failed) {
@@ -288,7 +296,7 @@ impl Notifier {
 
     async fn release(&self, name: &str, token: &str) {
         if let Err(e) = self.store.release_once(name, token).await {
-            tracing::warn!(error = %e, "notifications: the daily guard could not be released");
+            tracing::warn!(error.message = %e, "notifications: the daily guard could not be released");
         }
     }
 
@@ -305,7 +313,7 @@ impl Notifier {
                 Ok(None) => {}
                 // One person who cannot be reported on does not cost everyone their digest.
                 Err(e) => {
-                    tracing::warn!(notify.subject = %subject, error = %e, "notifications: left out of today's digests");
+                    tracing::warn!(notify.subject = %subject, error.message = %e, "notifications: left out of today's digests");
                 }
             }
         }
@@ -318,7 +326,7 @@ impl Notifier {
                 Ok(m) => out.extend(m),
                 Err(e) => {
                     let group = manager.as_ref().map_or("", SubjectKey::as_str);
-                    tracing::warn!(notify.manager = %group, error = %e, "notifications: today's digest to this manager could not be built");
+                    tracing::warn!(notify.manager = %group, error.message = %e, "notifications: today's digest to this manager could not be built");
                 }
             }
         }
@@ -510,7 +518,7 @@ impl Notifier {
                 m.last_error = Some(error.clone());
                 if give_up(m.created_at, now, self.notify.give_up_after) {
                     m.gave_up_at = Some(now);
-                    tracing::error!(notify.id = %m.id, notify.kind = m.kind.as_str(), notify.recipient = %m.recipient, attempts = m.attempts, error = %error, "notification given up on; kept in the dead list");
+                    tracing::error!(notify.id = %m.id, notify.kind = m.kind.as_str(), notify.recipient = %m.recipient, notify.attempts = m.attempts, error.message = %error, "notification given up on; kept in the dead list");
                     self.store.dead(&m).await
                 } else {
                     let delay = backoff(
@@ -519,7 +527,7 @@ impl Notifier {
                         self.notify.retry_max,
                         rand::random::<f64>(),
                     );
-                    tracing::warn!(notify.id = %m.id, notify.kind = m.kind.as_str(), attempts = m.attempts, retry_in_ms = delay.as_millis() as u64, error = %error, "notification not delivered; will retry");
+                    tracing::warn!(notify.id = %m.id, notify.kind = m.kind.as_str(), notify.attempts = m.attempts, retry.delay_ms = delay.as_millis() as u64, error.message = %error, "notification not delivered; will retry");
                     let next = now + chrono::Duration::from_std(delay).unwrap_or_default();
                     self.store.retry(&m, next).await
                 }
@@ -527,7 +535,7 @@ impl Notifier {
         };
         if let Err(e) = outcome {
             // The lease runs out and the message is tried again: at least once.
-            tracing::warn!(notify.id = %m.id, error = %e, "notification state could not be saved");
+            tracing::warn!(notify.id = %m.id, error.message = %e, "notification state could not be saved");
         }
     }
 }

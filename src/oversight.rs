@@ -597,7 +597,7 @@ async fn note_on_case(store: &dyn Store, exemption: &Exemption, now: DateTime<Ut
     let open = match store.cases(&exemption.subject).await {
         Ok(cases) => cases.into_iter().rev().find(Case::is_open),
         Err(e) => {
-            tracing::warn!(user.subject = %exemption.subject, error = %e, "could not read the case for the exemption");
+            tracing::warn!(user.subject = %exemption.subject, error.message = %e, "could not read the case for the exemption");
             return;
         }
     };
@@ -620,7 +620,7 @@ async fn note_on_case(store: &dyn Store, exemption: &Exemption, now: DateTime<Ut
         ),
     };
     if let Err(e) = store.add_action(&action).await {
-        tracing::warn!(user.subject = %exemption.subject, error = %e, "could not record the exemption on the case");
+        tracing::warn!(user.subject = %exemption.subject, error.message = %e, "could not record the exemption on the case");
     }
 }
 

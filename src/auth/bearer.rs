@@ -372,7 +372,7 @@ impl BearerVerifier {
             }
             state.last_refetch = Some(now);
         }
-        tracing::debug!(jwks_uri = %uri, ?reason, "fetching the token signing keys");
+        tracing::debug!(oidc.jwks_uri = %uri, ?reason, "fetching the token signing keys");
         match self.fetch_keys(&uri).await {
             Ok(keys) => {
                 let next = Arc::new(KeySet {
@@ -393,7 +393,7 @@ impl BearerVerifier {
                 Ok(())
             }
             Err(why) => {
-                tracing::warn!(jwks_uri = %uri, error = %why, ?reason, "fetching the token signing keys failed");
+                tracing::warn!(oidc.jwks_uri = %uri, error.message = %why, ?reason, "fetching the token signing keys failed");
                 state.last_failure = Some((current.generation, now, why.clone()));
                 match reason {
                     Reason::Stale => Ok(()),
@@ -452,7 +452,7 @@ impl BearerVerifier {
                 Ok(key) => keys.push(Arc::new(key)),
                 Err(why) => {
                     let kid = entry.get("kid").and_then(Value::as_str).unwrap_or("");
-                    tracing::debug!(jwks_uri = %uri, index, kid, why, "skipping a JWKS key");
+                    tracing::debug!(oidc.jwks_uri = %uri, index, kid, why, "skipping a JWKS key");
                 }
             }
         }

@@ -148,7 +148,7 @@ impl Oidc {
             let mut delay = Duration::from_millis(250);
             while !this.is_ready() {
                 if let Err(e) = this.discover().await {
-                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "OIDC discovery failed");
+                    tracing::warn!(error.message = %e, retry.delay_ms = delay.as_millis() as u64, "OIDC discovery failed");
                     actix_web::rt::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(30));
                 }
@@ -328,7 +328,7 @@ impl Oidc {
             .await
             .map_err(|e| AuthError::ProviderUnavailable(format!("JWKS fetch failed: {e}")))?;
         tracing::info!(
-            keys = jwks.keys().len(),
+            oidc.keys = jwks.keys().len(),
             "refetched the provider's signing keys"
         );
         let metadata = current.metadata.clone().set_jwks(jwks);

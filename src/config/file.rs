@@ -87,6 +87,9 @@ pub struct FileConfig {
     pub denials: DenialsFile,
     #[serde(default)]
     pub logging: LoggingFile,
+    /// `[telemetry]`: OpenTelemetry traces (builds with the `otel` feature).
+    #[serde(default)]
+    pub telemetry: TelemetryFile,
     #[serde(default)]
     pub forward_auth: ForwardAuthFile,
     #[serde(default)]
@@ -330,6 +333,14 @@ pub struct AdminFile {
     /// Admin API tokens, each given as the hex SHA-256 of the token (never the token itself).
     #[serde(default)]
     pub tokens: Vec<AdminTokenFile>,
+    /// The admin listener (`/metrics`, `/healthz`, `/readyz`), e.g. `127.0.0.1:9090`; off when
+    /// absent. Keep it on loopback or a private network.
+    #[serde(default)]
+    pub listen: Option<String>,
+    /// Tokens Prometheus sends to read `/metrics` (`Authorization: Bearer`), by SHA-256; with
+    /// none, `/metrics` on the admin listener is open.
+    #[serde(default)]
+    pub metrics_tokens: Vec<AdminTokenFile>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -434,6 +445,18 @@ impl Default for LoggingFile {
             filter: None,
         }
     }
+}
+
+/// `[telemetry]`: where spans go.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryFile {
+    /// OTLP/HTTP traces endpoint, e.g. `http://127.0.0.1:4318/v1/traces`; no traces when absent.
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans; default `clearance`.
+    #[serde(default)]
+    pub service_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

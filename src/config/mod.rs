@@ -8,7 +8,7 @@ pub mod webhooks;
 
 /// Types of validated settings that other modules name directly.
 pub mod settings_types {
-    pub use super::settings::LogFormat;
+    pub use super::settings::{LogFormat, TraceSettings};
 }
 
 pub use settings::{
@@ -53,6 +53,18 @@ pub fn load_with_env(path: &Path, vars: &[(String, String)]) -> Result<Settings,
     let figment = Figment::new().merge(Toml::file_exact(path));
     let file = extract(apply_env(figment, vars)?)?;
     settings::validate(file)
+}
+
+/// Parses and validates a configuration file's text (already read, so that its SHA-256 is the
+/// one of what was validated) with the environment applied. Returns the file as read, for
+/// comparing one version with the next (hot reload), and the settings.
+pub fn load_text(
+    text: &str,
+    vars: &[(String, String)],
+) -> Result<(file::FileConfig, Settings), ConfigError> {
+    let file = extract(apply_env(Figment::new().merge(Toml::string(text)), vars)?)?;
+    let settings = settings::validate(file.clone())?;
+    Ok((file, settings))
 }
 
 /// Parses a configuration given as TOML text (the demo's embedded defaults, tests).
@@ -367,6 +379,42 @@ pub(crate) mod tests {
             e.contains("routes[1].path_prefix") && e.contains("/public-handbook"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn admin_listener_and_telemetry_are_validated() {
+        let ok = load_with_env(&example(), &secrets()).unwrap();
+        let example = std::fs::read_to_string(example()).unwrap();
+        assert_eq!(ok.admin_listen, Some("127.0.0.1:9090".parse().unwrap()));
+        assert!(ok.traces.is_none());
+        let bad = example
+            .replace("listen = \"127.0.0.1:9090\"", "listen = \"nine-thousand\"")
+            .replace("# [telemetry]", "[telemetry]")
+            .replace(
+                "# otlp_endpoint = \"http://127.0.0.1:4318/v1/traces\"",
+                "otlp_endpoint = \"ftp://collector\"",
+            );
+        let e = err_text(load_with_env(write(&bad).path(), &secrets()));
+        assert!(
+            e.contains("admin.listen") && e.contains("telemetry.otlp_endpoint"),
+            "{e}"
+        );
+        let same = example.replace("listen = \"127.0.0.1:9090\"", "listen = \"127.0.0.1:4180\"");
+        let e = err_text(load_with_env(write(&same).path(), &secrets()));
+        assert!(
+            e.contains("admin.listen") && e.contains("server.listen"),
+            "{e}"
+        );
+        let traced = example
+            .replace("# [telemetry]", "[telemetry]")
+            .replace("# otlp_endpoint", "otlp_endpoint");
+        let t = load_with_env(write(&traced).path(), &secrets()).unwrap();
+        let traces = t.traces.unwrap();
+        assert_eq!(
+            traces.otlp_endpoint.as_str(),
+            "http://127.0.0.1:4318/v1/traces"
+        );
+        assert_eq!(traces.service_name, "clearance");
     }
 
     #[test]

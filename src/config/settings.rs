@@ -19,6 +19,10 @@ use url::Url;
 #[derive(Clone)]
 pub struct Settings {
     pub listen: SocketAddr,
+    /// `[admin] listen`: the admin listener for `/metrics`, `/healthz`, `/readyz`.
+    pub admin_listen: Option<SocketAddr>,
+    /// `[[admin.metrics_tokens]]`: when any, `/metrics` needs one of them.
+    pub metrics_tokens: Vec<AdminToken>,
     pub public_url: Url,
     pub workers: usize,
     pub upstream_timeout: Duration,
@@ -31,6 +35,8 @@ pub struct Settings {
     pub denials: DenialSettings,
     pub log_format: LogFormat,
     pub log_filter: Option<String>,
+    /// `[telemetry]`: OpenTelemetry traces, when an endpoint is configured.
+    pub traces: Option<TraceSettings>,
     pub policy: Arc<Policy>,
     pub routes: Arc<RouteTable>,
     /// Hosts that `rd=` may point at after sign-in: the public URL's host, every route host and
@@ -110,6 +116,13 @@ impl ForwardAuthMode {
             _ => None,
         }
     }
+}
+
+/// Where OpenTelemetry spans are exported (OTLP over HTTP).
+#[derive(Clone, Debug)]
+pub struct TraceSettings {
+    pub otlp_endpoint: Url,
+    pub service_name: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -731,6 +744,27 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
     }
 
     let admin_tokens = tokens(&mut p.0, "admin.tokens", &f.admin.tokens);
+    let metrics_tokens = tokens(&mut p.0, "admin.metrics_tokens", &f.admin.metrics_tokens);
+    let admin_listen = match f.admin.listen.as_deref().map(str::trim) {
+        None => None,
+        Some(raw) => match raw.parse::<SocketAddr>() {
+            Ok(a) if Some(a) == listen => {
+                p.add(
+                    "admin.listen",
+                    format!("{raw:?} is server.listen; the admin listener needs its own address"),
+                );
+                None
+            }
+            Ok(a) => Some(a),
+            Err(e) => {
+                p.add(
+                    "admin.listen",
+                    format!("{raw:?} is not an address like 127.0.0.1:9090: {e}"),
+                );
+                None
+            }
+        },
+    };
 
     if f.denials.max_entries == 0 {
         p.add("denials.max_entries", "must be at least 1");
@@ -779,6 +813,25 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
             LogFormat::Pretty
         }
     };
+
+    let traces = f.telemetry.otlp_endpoint.as_deref().and_then(|raw| {
+        let otlp_endpoint = parse_url(&mut p, "telemetry.otlp_endpoint", raw, true)?;
+        Some(TraceSettings {
+            otlp_endpoint,
+            service_name: f
+                .telemetry
+                .service_name
+                .clone()
+                .unwrap_or_else(|| "clearance".to_owned()),
+        })
+    });
+    if f.telemetry
+        .service_name
+        .as_deref()
+        .is_some_and(|n| n.trim().is_empty())
+    {
+        p.add("telemetry.service_name", "must not be empty");
+    }
 
     let mut trusted_proxies = Vec::new();
     for (i, raw) in f.server.trusted_proxies.iter().enumerate() {
@@ -920,6 +973,8 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
     let client_id_for_audience = f.oidc.client_id.clone();
     Ok(Settings {
         listen,
+        admin_listen,
+        metrics_tokens,
         public_url,
         workers: f.server.workers,
         upstream_timeout: ms(f.server.upstream_timeout_ms),
@@ -966,6 +1021,7 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
         },
         log_format,
         log_filter: f.logging.filter,
+        traces,
         policy: Arc::new(policy),
         routes: Arc::new(RouteTable::new(routes)),
         redirect_hosts,

@@ -339,7 +339,10 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
     seed(&memory).await?;
     let store: SharedStore = memory;
     let state = crate::build_state(settings, store)?;
-    let gate = crate::server(state, gate_listener)?;
+    // The admin listener (metrics, health) on a loopback port of its own.
+    let admin_listener = bind_loopback(0)?;
+    let admin_url = format!("http://127.0.0.1:{}", admin_listener.local_addr()?.port());
+    let gate = crate::server_with_admin(state, gate_listener, Some(admin_listener))?;
 
     println!("\nClearance demo is running. Open {gate_url}/ in a browser and sign in as:");
     for p in &PEOPLE {
@@ -356,6 +359,7 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
         "Managers follow up at {gate_url}/.clearance/manage (sign in as {MANAGER} after someone was blocked)."
     );
     println!("Admin API token for this run: {admin_token}");
+    println!("Prometheus metrics: {admin_url}/metrics");
     println!("Press Ctrl-C to stop.\nready {gate_url}");
 
     let outcome = tokio::select! {

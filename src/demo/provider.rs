@@ -199,10 +199,10 @@ impl RunningDevProvider {
         match self.task.await {
             Ok(Ok(())) => tracing::debug!(%issuer, "development OIDC provider stopped"),
             Ok(Err(err)) => {
-                tracing::warn!(%issuer, error = %err, "development OIDC provider failed");
+                tracing::warn!(%issuer, error.message = %err, "development OIDC provider failed");
             }
             Err(err) => {
-                tracing::warn!(%issuer, error = %err, "development OIDC provider task failed")
+                tracing::warn!(%issuer, error.message = %err, "development OIDC provider task failed")
             }
         }
     }
@@ -650,8 +650,8 @@ async fn authorize_login(data: web::Data<Shared>, body: web::Bytes) -> HttpRespo
         pending
     };
     tracing::info!(
-        login = %account.login,
-        client_id = %pending.client_id,
+        user.login = %account.login,
+        oauth.client_id = %pending.client_id,
         "development provider: demo account signed in"
     );
     match url_with_query(
@@ -875,7 +875,7 @@ fn code_grant(data: &Shared, client: &DevClient, params: &HashMap<String, String
         st.end_session(&sid);
         drop(st);
         tracing::warn!(
-            client_id = %client.client_id,
+            oauth.client_id = %client.client_id,
             "development provider: authorization code replayed; revoked its tokens"
         );
         return invalid_grant("authorization code was already used");
@@ -995,7 +995,7 @@ fn issue_tokens(
     ) {
         Ok(token) => token,
         Err(err) => {
-            tracing::error!(error = %err, "development provider could not sign an ID token");
+            tracing::error!(error.message = %err, "development provider could not sign an ID token");
             return oauth_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "server_error",
@@ -1139,7 +1139,7 @@ async fn end_session(req: HttpRequest, data: web::Data<Shared>) -> HttpResponse 
     let hint = match hint {
         Some(Ok(claims)) => Some(claims),
         Some(Err(err)) => {
-            tracing::debug!(error = %err, "development provider: rejected id_token_hint");
+            tracing::debug!(error.message = %err, "development provider: rejected id_token_hint");
             None
         }
         None => None,

@@ -135,9 +135,9 @@ pub async fn post_record(
     super::followup::settle_case(&state, &record.subject).await;
     tracing::info!(
         user.subject = %record.subject,
-        requirement = %record.requirement,
-        version = %record.version,
-        recorded_by = %record.recorded_by,
+        requirement.id = %record.requirement,
+        requirement.version = %record.version,
+        record.recorded_by = %record.recorded_by,
         "completion recorded"
     );
     Ok(HttpResponse::Created().json(&record))
@@ -263,8 +263,8 @@ pub async fn post_revocation(
     }
     tracing::info!(
         user.subject = %revocation.subject,
-        requirement = %revocation.requirement,
-        revoked_by = %revocation.revoked_by,
+        requirement.id = %revocation.requirement,
+        record.revoked_by = %revocation.revoked_by,
         "completion revoked"
     );
     Ok(HttpResponse::Ok().json(&revocation))

@@ -23,7 +23,7 @@ pub async fn count_into_case(state: &AppState, event: &DenialEvent) {
         .as_ref()
         .is_some_and(|n| matches!(n.mode, NotifyMode::Immediate { .. }));
     if let Err(e) = state.store.touch_case(event, &id, immediate).await {
-        tracing::error!(user.subject = %event.subject, error = %e, "the denial could not be counted into a case");
+        tracing::error!(user.subject = %event.subject, error.message = %e, "the denial could not be counted into a case");
     }
 }
 
@@ -75,7 +75,7 @@ pub async fn settle(
             closed
         }
         Err(e) => {
-            tracing::warn!(user.subject = %subject, error = %e, "could not check whether the case can close");
+            tracing::warn!(user.subject = %subject, error.message = %e, "could not check whether the case can close");
             false
         }
     }

@@ -16,6 +16,7 @@ use crate::domain::{
     Decision, DenialEvent, Enforcement, Principal, RequirementKind, Route, RouteAccess, SubjectKey,
     Unmet, evaluate,
 };
+use crate::metrics::Outcome;
 use actix_web::http::header;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
@@ -213,10 +214,10 @@ pub async fn session_identity(
             Err(AuthError::ProviderUnavailable(e)) => {
                 // A provider blip must not sign everyone out; the session stays valid until its
                 // own expiry and refresh is retried on the next request.
-                tracing::warn!(session.id = %Sessions::log_id(&id), error = %e, "token refresh postponed");
+                tracing::warn!(session.id = %Sessions::log_id(&id), error.message = %e, "token refresh postponed");
             }
             Err(e) => {
-                tracing::info!(session.id = %Sessions::log_id(&id), error = %e, "refresh refused; session ended");
+                tracing::info!(session.id = %Sessions::log_id(&id), error.message = %e, "refresh refused; session ended");
                 state.sessions.destroy(&id).await?;
                 return Err(AppError::SignInRequired {
                     start_url: sign_in_url.to_owned(),
@@ -294,12 +295,18 @@ async fn record_denial(state: &AppState, event: &DenialEvent) {
         .iter()
         .map(|m| format!("{}:{}", m.requirement, m.reason.as_str()))
         .collect();
+    for m in &event.missing {
+        crate::metrics::unmet(m.requirement.as_str(), m.reason.as_str());
+    }
     let result = state.store.append_denial(event).await;
+    if result.is_err() {
+        crate::metrics::denial_log_failure();
+    }
     let missing = missing.join(",");
     match result {
         Ok(id) => tracing::info!(
             target: "clearance::denial",
-            missing = %missing,
+            { denial.missing = %missing,
             denial.id = %id,
             user.subject = %event.subject,
             user.email = event.email.as_deref().unwrap_or(""),
@@ -307,19 +314,19 @@ async fn record_denial(state: &AppState, event: &DenialEvent) {
             user.manager = event.manager.as_deref().unwrap_or(""),
             http.host = %event.host,
             http.path = %event.path,
-            route = %event.route,
-            would_deny_only = event.would_deny_only,
-            exempt_until = event.exempt_until.map(|t| t.to_rfc3339()).unwrap_or_default(),
+            route.name = %event.route,
+            denial.would_deny_only = event.would_deny_only,
+            denial.exempt_until = event.exempt_until.map(|t| t.to_rfc3339()).unwrap_or_default(),
             user.inactive = event.inactive,
             request.id = %event.request_id,
-            client.address = %event.client_addr,
+            client.address = %event.client_addr },
             "access denied"
         ),
         Err(e) => tracing::error!(
             target: "clearance::denial",
-            missing = %missing,
-            error = %e,
-            denial = %serde_json::to_string(event).unwrap_or_default(),
+            { denial.missing = %missing,
+            error.message = %e,
+            denial.event = %serde_json::to_string(event).unwrap_or_default() },
             "access denied; the denial could not be stored"
         ),
     }
@@ -359,8 +366,8 @@ async fn note_first_access(
     if let Err(e) = state.store.mark_first_access(subject, now).await {
         tracing::error!(
             user.subject = %subject,
-            first_access = %now.to_rfc3339(),
-            error = %e,
+            user.first_access = %now.to_rfc3339(),
+            error.message = %e,
             "first admitted access could not be stored"
         );
     }
@@ -422,14 +429,53 @@ pub async fn admit(
     recording: Recording,
 ) -> Result<Admission, AppError> {
     if target.route.access == RouteAccess::Public {
+        if recording == Recording::Record {
+            count_decision(target.route, Outcome::Allow, "public");
+        }
         return Ok(Admission::Anonymous);
     }
-    let who = authenticate(req, state, sign_in_url).await?;
+    let who = match authenticate(req, state, sign_in_url).await {
+        Ok(who) => who,
+        Err(e) => {
+            if recording == Recording::Record {
+                let (outcome, reason) = refusal_label(&e);
+                count_decision(target.route, outcome, reason);
+            }
+            return Err(e);
+        }
+    };
     admit_authenticated(req, state, target, who, recording).await
 }
 
+/// Counts one decision for a route in `clearance_decisions_total`.
+fn count_decision(route: &Route, outcome: Outcome, reason: &'static str) {
+    let name = crate::metrics::route_name(route.host.as_deref(), &route.path_prefix);
+    crate::metrics::decision(outcome, reason, &name);
+}
+
+/// The outcome and reason labels of a request that was not admitted.
+fn refusal_label(e: &AppError) -> (Outcome, &'static str) {
+    match e {
+        AppError::Blocked(view) => (
+            Outcome::Deny,
+            view.items.first().map_or("none", |i| i.reason),
+        ),
+        AppError::Warning(view) => (
+            Outcome::Warn,
+            view.items.first().map_or("none", |i| i.reason),
+        ),
+        AppError::Deactivated => (Outcome::Deny, "inactive"),
+        AppError::SignInRequired { .. } => (Outcome::SignIn, "sign_in_required"),
+        AppError::InvalidSession { .. } => (Outcome::SignIn, "invalid_session"),
+        AppError::BearerRejected { .. } => (Outcome::SignIn, "bearer_rejected"),
+        AppError::StateUnavailable(_) => (Outcome::Error, "state_unavailable"),
+        AppError::ProviderUnavailable(_) => (Outcome::Error, "provider_unavailable"),
+        _ => (Outcome::Error, "other"),
+    }
+}
+
 /// [`admit`] for a caller already identified (Clearance's own pages that need the session's
-/// form token as well).
+/// form token as well). Counts the decision in the metrics.
 pub async fn admit_authenticated(
     req: &HttpRequest,
     state: &AppState,
@@ -437,6 +483,27 @@ pub async fn admit_authenticated(
     who: Authenticated,
     recording: Recording,
 ) -> Result<Admission, AppError> {
+    let decided = decide(req, state, target, who, recording).await;
+    if recording == Recording::Record {
+        let (outcome, reason) = match &decided {
+            Ok((_, outcome, reason)) => (*outcome, *reason),
+            Err(e) => refusal_label(e),
+        };
+        count_decision(target.route, outcome, reason);
+    }
+    decided.map(|(admission, _, _)| admission)
+}
+
+/// The decision for an identified caller, with its outcome and reason labels.
+async fn decide(
+    req: &HttpRequest,
+    state: &AppState,
+    target: &Target<'_>,
+    who: Authenticated,
+    recording: Recording,
+) -> Result<(Admission, Outcome, &'static str), AppError> {
+    // One copy of the settings for the whole decision (a reload may swap them meanwhile).
+    let settings = state.settings();
     let route = target.route;
     let Authenticated {
         principal,
@@ -446,7 +513,11 @@ pub async fn admit_authenticated(
     } = who;
     if exempt {
         tracing::info!(user.subject = %principal.subject, "exempt machine client admitted");
-        return Ok(Admission::Person(principal));
+        return Ok((
+            Admission::Person(principal),
+            Outcome::Allow,
+            "machine_exempt",
+        ));
     }
     // Records, directory entry and exemptions in one round trip.
     let standing = state.store.standing(&principal.subject).await?;
@@ -469,7 +540,7 @@ pub async fn admit_authenticated(
         event.path = target.path.as_str().to_owned();
         event.route = route_label(route);
         event.request_id = request_id.clone();
-        event.client_addr = forwarded::client_addr(req, &state.settings().trusted_proxies);
+        event.client_addr = forwarded::client_addr(req, &settings.trusted_proxies);
         event.user_agent = req
             .headers()
             .get(header::USER_AGENT)
@@ -487,11 +558,10 @@ pub async fn admit_authenticated(
         return Err(AppError::Deactivated);
     }
     if route.access == RouteAccess::Induction {
-        return Ok(Admission::Person(principal));
+        return Ok((Admission::Person(principal), Outcome::Allow, "induction"));
     }
     let first_access = standing.first_access;
     let records = standing.records;
-    let settings = state.settings();
     let requirements = route
         .requirements
         .iter()
@@ -500,6 +570,7 @@ pub async fn admit_authenticated(
     match evaluation.decision() {
         Decision::Deny { missing } => {
             if let Some(until) = exempt_until(&standing.exemptions, &missing, now) {
+                let reason = missing.first().map_or("none", |m| m.reason.as_str());
                 // Admitted, and marked "exempt until" in the denial log and the logs.
                 if recording == Recording::Record {
                     let mut event = denial(missing, true);
@@ -509,7 +580,7 @@ pub async fn admit_authenticated(
                 if recording == Recording::Record {
                     note_first_access(state, &principal.subject, first_access, now).await;
                 }
-                return Ok(Admission::Person(principal));
+                return Ok((Admission::Person(principal), Outcome::Exempt, reason));
             }
             if recording == Recording::Record {
                 let event = denial(missing.clone(), false);
@@ -580,7 +651,7 @@ pub async fn admit_authenticated(
             if recording == Recording::Record {
                 note_first_access(state, &principal.subject, first_access, now).await;
             }
-            Ok(Admission::Person(principal))
+            Ok((Admission::Person(principal), Outcome::Allow, "none"))
         }
     }
 }
@@ -641,7 +712,7 @@ pub async fn gate(
             path: &target.path,
             principal: admission.principal(),
             request_id: &request_id,
-            trusted: &state.settings().trusted_proxies,
+            trusted: &settings.trusted_proxies,
         },
         &upstreams,
     )

@@ -1,4 +1,5 @@
-//! Liveness and readiness: `/healthz` (the process answers) and `/readyz` (Redis and provider).
+//! Liveness and readiness: `/healthz` (the process answers) and `/readyz` (Redis and provider);
+//! `/metrics` (Prometheus text) for the admin listener only.
 
 use super::AppState;
 use actix_web::{HttpResponse, web};
@@ -23,4 +24,20 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     } else {
         HttpResponse::ServiceUnavailable().json(body)
     }
+}
+
+/// The Prometheus exposition; routed on the admin listener only. With
+/// `[[admin.metrics_tokens]]` configured, the scraper must send one of them as a bearer token.
+pub async fn metrics(
+    req: actix_web::HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, super::error::HttpError> {
+    use super::error::IntoHttp as _;
+    let tokens = &state.settings().metrics_tokens;
+    if !tokens.is_empty() {
+        super::api::token_name(&req, tokens, "metrics").http(&req)?;
+    }
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(crate::metrics::render()))
 }

@@ -32,6 +32,7 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{HttpMessage, web};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
+use tracing::Instrument as _;
 
 /// The source of "now"; injected so that evaluation stays testable.
 pub trait Clock: Send + Sync {
@@ -72,9 +73,50 @@ impl AppState {
     }
 }
 
-/// The id of one request, echoed as `X-Request-Id` and written into denial records.
+/// The id of one request, echoed as `X-Request-Id`, sent upstream, written into denial
+/// records and carried by every log line of the request (its span's `request.id`).
 #[derive(Clone, Debug)]
 pub struct RequestId(pub String);
+
+impl RequestId {
+    /// The id for a request: the `X-Request-Id` a trusted proxy sent when it is a safe token
+    /// (1-128 characters of `A-Z a-z 0-9 . _ : -`), so that one id follows the request through
+    /// every hop; otherwise (any client, or an unsafe value) a new random UUID. A client can
+    /// therefore never choose the id that lands in the denial log and the audit evidence.
+    pub fn for_request(req: &actix_web::HttpRequest, trusted: &[ipnet::IpNet]) -> Self {
+        forwarded::trusted_header(req, trusted, "x-request-id")
+            .filter(|v| is_safe_request_id(v))
+            .map_or_else(
+                || Self(uuid::Uuid::new_v4().to_string()),
+                |v| Self(v.to_owned()),
+            )
+    }
+}
+
+fn is_safe_request_id(v: &str) -> bool {
+    (1..=128).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+/// Marks a request that arrived on the admin listener (`[admin] listen`).
+#[derive(Clone, Copy, Debug)]
+pub struct AdminListener;
+
+/// The admin listener's endpoints; every other path there is a 404, so nothing else of
+/// Clearance (and no upstream) is reachable through it, and `/metrics` is served nowhere else.
+fn configure_admin(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("")
+            .guard(actix_web::guard::fn_guard(|ctx| {
+                ctx.req_data().contains::<AdminListener>()
+            }))
+            .route("/metrics", web::get().to(health::metrics))
+            .route("/healthz", web::get().to(health::healthz))
+            .route("/readyz", web::get().to(health::readyz))
+            .default_service(web::to(api::not_found)),
+    );
+}
 
 /// Registers Clearance's endpoints and the gate. `proxy::Upstreams` must be added as app data by
 /// the caller, once per worker.
@@ -184,9 +226,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .default_service(web::to(gate::gate));
 }
 
-/// Builds the actix `App` for one worker.
+/// Builds the actix `App` for one worker. `admin` is the bound address of the admin listener,
+/// when there is one: requests arriving there see only [`configure_admin`]'s endpoints.
 pub fn app(
     state: AppState,
+    admin: Option<std::net::SocketAddr>,
 ) -> actix_web::App<
     impl actix_web::dev::ServiceFactory<
         actix_web::dev::ServiceRequest,
@@ -197,6 +241,7 @@ pub fn app(
     >,
 > {
     let upstreams = proxy::Upstreams::new(&state.settings());
+    let live = state.live.clone();
     actix_web::App::new()
         .app_data(web::Data::new(state))
         .app_data(web::Data::new(upstreams))
@@ -205,14 +250,44 @@ pub fn app(
                 .limit(64 * 1024)
                 .error_handler(api::json_error),
         )
+        .configure(configure_admin)
         .configure(configure)
-        .wrap_fn(|req, srv| {
-            let id = uuid::Uuid::new_v4().to_string();
-            req.extensions_mut().insert(RequestId(id.clone()));
+        .wrap_fn(move |req, srv| {
+            let on_admin = admin.is_some_and(|a| req.app_config().local_addr() == a);
+            let id = RequestId::for_request(req.request(), &live.load().trusted_proxies);
+            let handler = if on_admin {
+                req.extensions_mut().insert(AdminListener);
+                "admin"
+            } else {
+                crate::metrics::handler(req.path())
+            };
+            req.extensions_mut().insert(id.clone());
+            let RequestId(id) = id;
             let path = req.path().to_owned();
-            let fut = srv.call(req);
+            let span = tracing::info_span!(
+                "request",
+                request.id = %id,
+                http.method = %req.method(),
+                http.path = %path,
+                http.handler = handler,
+            );
+            let started = std::time::Instant::now();
+            let fut = {
+                let _entered = span.enter();
+                srv.call(req)
+            };
             async move {
                 let mut res = fut.await?;
+                let status = res.status().as_u16();
+                let took = started.elapsed();
+                if !on_admin {
+                    crate::metrics::request(handler, status, took);
+                }
+                tracing::info!(
+                    target: "clearance::access",
+                    { http.status_code = status, http.duration_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX) },
+                    "request answered"
+                );
                 if let Ok(v) = HeaderValue::from_str(&id) {
                     res.headers_mut()
                         .insert(HeaderName::from_static("x-request-id"), v);
@@ -226,5 +301,6 @@ pub fn app(
                 }
                 Ok(res)
             }
+            .instrument(span)
         })
 }

@@ -28,7 +28,7 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
     ];
     for (name, source) in sources {
         if let Err(e) = env.add_template(name, source) {
-            tracing::error!(template = name, error = %e, "template does not compile");
+            tracing::error!(page.template = name, error.message = %e, "template does not compile");
         }
     }
     env
@@ -39,7 +39,7 @@ pub fn render<S: Serialize>(name: &str, context: S) -> String {
     match TEMPLATES.get_template(name).and_then(|t| t.render(context)) {
         Ok(html) => html,
         Err(e) => {
-            tracing::error!(template = name, error = %e, "page rendering failed");
+            tracing::error!(page.template = name, error.message = %e, "page rendering failed");
             "<!doctype html><title>Clearance</title><p>Clearance could not render this page.</p>"
                 .into()
         }

@@ -60,7 +60,7 @@ fn sets_own_cookie(value: &HeaderValue, own: &[String]) -> bool {
     let blocked = own.iter().any(|o| o == name);
     if blocked {
         tracing::warn!(
-            cookie = name,
+            http.cookie_name = name,
             "upstream tried to set Clearance's cookie; dropped"
         );
     }
@@ -154,7 +154,7 @@ pub async fn forward(
                 headers.insert(HeaderName::from_static(name), v);
             }
             Err(_) => tracing::warn!(
-                header = name,
+                http.header = name,
                 "value not representable as a header; omitted"
             ),
         }
@@ -173,6 +173,7 @@ pub async fn forward(
     // Upstream request, body streamed as it arrives.
     let has_body = declared_length.is_some_and(|l| l > 0)
         || req.headers().contains_key(header::TRANSFER_ENCODING);
+    let started = std::time::Instant::now();
     let sent = if !has_body {
         upstream_req.send().await
     } else if let Some(len) = declared_length {
@@ -180,6 +181,15 @@ pub async fn forward(
     } else {
         upstream_req.send_stream(payload).await
     };
+    crate::metrics::upstream(
+        upstream,
+        match &sent {
+            Ok(r) => Ok(r.status().as_u16()),
+            Err(SendRequestError::Timeout) => Err("timeout"),
+            Err(_) => Err("error"),
+        },
+        started.elapsed(),
+    );
     let response = sent.map_err(|e| match e {
         SendRequestError::Timeout => AppError::UpstreamTimeout,
         SendRequestError::Connect(c) => {

@@ -133,7 +133,7 @@ pub async fn create(
         .http(&req);
     }
     state.store.put_person(&person, &actor).await.http(&req)?;
-    tracing::info!(user.subject = %person.subject, scim.id = %id, active = person.active, "directory: person created over SCIM");
+    tracing::info!(user.subject = %person.subject, scim.id = %id, user.active = person.active, "directory: person created over SCIM");
     Ok(answer(
         actix_web::http::StatusCode::CREATED,
         &scim::resource(&person, &base(&state)),
@@ -169,7 +169,7 @@ async fn change(
         .map_err(scim_error)
         .http(&req)?;
     state.store.put_person(&person, &actor).await.http(&req)?;
-    tracing::info!(user.subject = %person.subject, scim.id = %id, active = person.active, "directory: person updated over SCIM");
+    tracing::info!(user.subject = %person.subject, scim.id = %id, user.active = person.active, "directory: person updated over SCIM");
     Ok(answer(
         actix_web::http::StatusCode::OK,
         &scim::resource(&person, &base(&state)),

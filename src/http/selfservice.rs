@@ -292,8 +292,8 @@ pub async fn decide(
             super::followup::settle_case(&state, &record.subject).await;
             tracing::info!(
                 user.subject = %record.subject,
-                requirement = %record.requirement,
-                version = %record.version,
+                requirement.id = %record.requirement,
+                requirement.version = %record.version,
                 "document accepted"
             );
             Ok(HttpResponse::SeeOther()
@@ -312,7 +312,7 @@ pub async fn decide(
             state.store.record_decline(&decline).await.http(&req)?;
             tracing::info!(
                 user.subject = %decline.subject,
-                requirement = %decline.requirement,
+                requirement.id = %decline.requirement,
                 "document declined"
             );
             let back = self_url(&id, &rd);

@@ -69,7 +69,7 @@ pub async fn acknowledge(
             .http(&req)?;
         tracing::info!(
             user.subject = %session.principal.subject,
-            requirement = %requirement.id,
+            requirement.id = %requirement.id,
             "warning acknowledged"
         );
     }

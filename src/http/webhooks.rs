@@ -112,9 +112,9 @@ async fn record(
         {
             tracing::info!(
                 user.subject = %record.subject,
-                requirement = %record.requirement,
-                version = %record.version,
-                recorded_by = %record.recorded_by,
+                requirement.id = %record.requirement,
+                requirement.version = %record.version,
+                record.recorded_by = %record.recorded_by,
                 esign.reference = %completed.reference,
                 "completion recorded from a signed agreement"
             );
@@ -128,9 +128,9 @@ async fn record(
     }
     for reason in &outcome.skipped {
         tracing::warn!(
-            webhook = recorded_by,
+            webhook.name = recorded_by,
             esign.reference = %completed.reference,
-            reason = %reason,
+            webhook.reason = %reason,
             "signer not recorded"
         );
     }
@@ -184,7 +184,7 @@ pub async fn docusign(
         .http(&req)?;
     let answer = match callback {
         Callback::Ignored(reason) => {
-            tracing::info!(webhook = "docusign", reason = %reason, "callback ignored");
+            tracing::info!(webhook.name = "docusign", webhook.reason = %reason, "callback ignored");
             json!({ "result": "ignored", "reason": reason })
         }
         Callback::Completed(completed) => {
@@ -252,7 +252,7 @@ pub async fn dropbox_sign(
     };
     match callback {
         Callback::Ignored(reason) => {
-            tracing::info!(webhook = "dropbox-sign", reason = %reason, "callback acknowledged, nothing to record");
+            tracing::info!(webhook.name = "dropbox-sign", webhook.reason = %reason, "callback acknowledged, nothing to record");
         }
         Callback::Completed(completed) => {
             record(&state, "webhook:dropbox-sign", completed)

@@ -170,11 +170,11 @@ pub async fn post_statements(
                 }
                 tracing::info!(
                     user.subject = %record.subject,
-                    requirement = %record.requirement,
-                    version = %record.version,
-                    recorded_by = %record.recorded_by,
+                    requirement.id = %record.requirement,
+                    requirement.version = %record.version,
+                    record.recorded_by = %record.recorded_by,
                     xapi.statement_id = %s.id,
-                    duplicate = !written,
+                    record.duplicate = !written,
                     "xapi completion {}",
                     if written { "recorded" } else { "already recorded" }
                 );
@@ -184,7 +184,7 @@ pub async fn post_statements(
                 let score = attempt.evidence.get("score").cloned();
                 tracing::info!(
                     user.subject = %attempt.subject,
-                    requirement = %attempt.requirement,
+                    requirement.id = %attempt.requirement,
                     xapi.statement_id = %s.id,
                     xapi.verb = verb.unwrap_or_default(),
                     xapi.score = %score.unwrap_or_default(),

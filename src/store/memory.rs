@@ -297,6 +297,17 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
+    async fn live_sessions(&self, _now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let now = Instant::now();
+        let count = self
+            .lock()?
+            .sessions
+            .values()
+            .filter(|(_, until)| *until > now)
+            .count();
+        Ok(u64::try_from(count).unwrap_or(u64::MAX))
+    }
+
     async fn put_login(&self, state: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
         let mut inner = self.lock()?;
         let now = Instant::now();

@@ -9,6 +9,7 @@ pub mod memory;
 pub mod redis;
 mod redis_conn;
 mod redis_followup;
+mod redis_metrics;
 mod redis_outbox;
 
 use crate::domain::audit::{AuditEvent, ChainHead, ChainId};
@@ -98,6 +99,10 @@ pub trait SessionStore: Send + Sync {
     async fn put_login(&self, state: &str, value: &str, ttl: Duration) -> Result<(), StoreError>;
     /// Returns the login state and deletes it in the same step, so that it works only once.
     async fn take_login(&self, state: &str) -> Result<Option<String>, StoreError>;
+    /// How many sessions have not expired at `now`, for the `clearance_sessions_live` gauge.
+    /// Bounded cost: Redis keeps an index of session expiry times, drops the expired entries and
+    /// counts the rest (`ZREMRANGEBYSCORE` + `ZCARD`), never scanning the key space.
+    async fn live_sessions(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
 }
 
 /// The append-only denial log.

@@ -4,7 +4,7 @@
 //! Keys (with the configured prefix `P`):
 //! - `P{subject}:records`: hash, requirement id -> current record (JSON)
 //! - `P{subject}:history`: list of every record written (JSON), oldest first
-//! - `Psess:<id>`: session (JSON) with TTL; `Plogin:<state>`: one-time login state with TTL
+//! - `Psess:<id>`: session (JSON) with TTL; `Psessions`: zset id -> expiry (ms), for counting; `Plogin:<state>`: one-time login state with TTL
 //! - `Pdenials`: stream of denial events
 //! - `Pxapi:stmt:<statement id>`: the (subject, requirement) an xAPI statement completed (JSON)
 //! - `P{subject}:audit:head`, `P{subject}:audit:log`: the subject's audit chain;
@@ -21,6 +21,7 @@
 
 use super::audit_event;
 use super::redis_conn::Conn;
+use super::redis_metrics::MeasuredConnection;
 use super::{DenialLog, Health, RecordStore, SessionStore, StoreError};
 use crate::config::{DenialSettings, RedisSettings};
 use crate::domain::audit::{AuditEvent, ChainHead, ChainId, seal};
@@ -83,7 +84,8 @@ const REVOKE_ATTEMPTS: usize = 5;
 /// Stores backed by Redis: one server, a Redis Cluster, or the primary that Sentinel names.
 #[derive(Clone)]
 pub struct RedisStore {
-    pub(super) conn: Conn,
+    /// Every round trip goes through it and is measured (`store::redis_metrics`).
+    pub(super) conn: MeasuredConnection,
     pub(super) prefix: String,
     denials: DenialSettings,
     audit_key: Vec<u8>,
@@ -103,7 +105,7 @@ impl RedisStore {
     ) -> Result<Self, StoreError> {
         let conn = Conn::new(settings).map_err(StoreError::Unavailable)?;
         Ok(Self {
-            conn,
+            conn: MeasuredConnection(conn),
             prefix: settings.key_prefix.clone(),
             denials,
             audit_key,
@@ -144,7 +146,7 @@ impl RedisStore {
     /// stays where it is and is registered as the `legacy` chain, so that it is still verified
     /// and exported. Returns how many keys or index entries it moved or added.
     pub async fn migrate_legacy_layout(&self) -> Result<u64, StoreError> {
-        if self.conn.is_cluster() {
+        if self.conn.0.is_cluster() {
             return Ok(0);
         }
         let mut conn = self.conn.clone();
@@ -314,6 +316,11 @@ impl RedisStore {
 
     fn session_key(&self, id: &str) -> String {
         format!("{}sess:{id}", self.prefix)
+    }
+
+    /// Session id (hashed) -> expiry time (ms), so that live sessions are counted cheaply.
+    fn sessions_index_key(&self) -> String {
+        format!("{}sessions", self.prefix)
     }
 
     fn login_key(&self, state: &str) -> String {
@@ -606,9 +613,19 @@ impl RecordStore for RedisStore {
 impl SessionStore for RedisStore {
     async fn put_session(&self, id: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        conn.pset_ex::<_, _, ()>(self.session_key(id), value, ttl_ms(ttl))
-            .await
-            .map_err(unavailable)
+        let expires_ms = chrono::Utc::now()
+            .timestamp_millis()
+            .saturating_add(i64::try_from(ttl_ms(ttl)).unwrap_or(i64::MAX));
+        // Two slots on a cluster, so two commands (sent together), not one pipeline.
+        let mut index = conn.clone();
+        let session_key = self.session_key(id);
+        let index_key = self.sessions_index_key();
+        tokio::try_join!(
+            conn.pset_ex::<_, _, ()>(&session_key, value, ttl_ms(ttl)),
+            index.zadd::<_, _, _, ()>(&index_key, id, expires_ms),
+        )
+        .map(|_| ())
+        .map_err(unavailable)
     }
 
     async fn get_session(&self, id: &str) -> Result<Option<String>, StoreError> {
@@ -618,9 +635,29 @@ impl SessionStore for RedisStore {
 
     async fn delete_session(&self, id: &str) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        conn.del::<_, ()>(self.session_key(id))
+        // Two slots on a cluster, so two commands (sent together), not one pipeline.
+        let mut index = conn.clone();
+        let session_key = self.session_key(id);
+        let index_key = self.sessions_index_key();
+        tokio::try_join!(
+            conn.del::<_, ()>(&session_key),
+            index.zrem::<_, _, ()>(&index_key, id),
+        )
+        .map(|_| ())
+        .map_err(unavailable)
+    }
+
+    async fn live_sessions(&self, now: chrono::DateTime<chrono::Utc>) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        let index = self.sessions_index_key();
+        let (count,): (u64,) = redis::pipe()
+            .zrembyscore(&index, "-inf", now.timestamp_millis())
+            .ignore()
+            .zcard(&index)
+            .query_async(&mut conn)
             .await
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        Ok(count)
     }
 
     async fn put_login(&self, state: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {

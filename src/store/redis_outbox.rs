@@ -200,9 +200,9 @@ impl Outbox for RedisStore {
                 Err(e) => {
                     // One bad message must not block the others: it goes to the dead list as
                     // it is (if that fails, its lease runs out and it is tried again).
-                    tracing::error!(notify.id = %id, error = %e, "notification message cannot be read; moved to the dead list");
+                    tracing::error!(notify.id = %id, error.message = %e, "notification message cannot be read; moved to the dead list");
                     if let Err(e) = self.dead_raw(&id, &json).await {
-                        tracing::warn!(notify.id = %id, error = %e, "unreadable notification message could not be moved to the dead list");
+                        tracing::warn!(notify.id = %id, error.message = %e, "unreadable notification message could not be moved to the dead list");
                     }
                 }
             }
@@ -257,7 +257,7 @@ impl Outbox for RedisStore {
             .filter_map(|j| match parse(j) {
                 Ok(m) => Some(m),
                 Err(e) => {
-                    tracing::warn!(error = %e, "a dead notification message cannot be read; left out");
+                    tracing::warn!(error.message = %e, "a dead notification message cannot be read; left out");
                     None
                 }
             })

@@ -93,6 +93,46 @@ impl Gate {
         }
     }
 
+    /// Starts a gate from a configuration file, as `clearance serve` does, with the file watched
+    /// for changes every `poll` (no SIGHUP handler: the test process is shared).
+    pub fn start_from_file(port: u16, path: std::path::PathBuf, poll: Duration) -> Self {
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let system = actix_web::rt::System::new();
+            system.block_on(async move {
+                let settings = clearance::config::load(&path).expect("test configuration is valid");
+                let sha256 = hex::encode(Sha256::digest(std::fs::read(&path).expect("config")));
+                let listener =
+                    std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind gate port");
+                let store = clearance::redis_store(&settings).expect("redis store");
+                let state = clearance::build_state(settings, store).expect("state");
+                let reloader = Arc::new(clearance::reload::Reloader::new(
+                    path,
+                    state.clone(),
+                    sha256,
+                ));
+                let _watch = clearance::reload::spawn(
+                    reloader,
+                    clearance::reload::Triggers {
+                        poll: Some(poll),
+                        sighup: false,
+                    },
+                );
+                let server = clearance::server(state, listener).expect("server");
+                tx.send(server.handle()).expect("send handle");
+                let _ = server.await;
+            });
+        });
+        let handle = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("gate started");
+        Self {
+            port,
+            handle,
+            thread: Some(thread),
+        }
+    }
+
     /// Waits until `/readyz` says the provider metadata is loaded and Redis answers.
     pub async fn wait_ready(&self) {
         let client = reqwest::Client::new();
@@ -130,6 +170,7 @@ pub fn config(
     extra: &str,
 ) -> String {
     let admin_sha = hex::encode(Sha256::digest(ADMIN_TOKEN.as_bytes()));
+    let extra = extra.replace("@UPSTREAM@", upstream);
     format!(
         r#"
 [server]
@@ -294,6 +335,49 @@ impl World {
             upstream,
             gate,
         }
+    }
+
+    /// Every real service plus a gate booted from the configuration file `file` (written here
+    /// from [`config`] with `extra`), watched for changes every `poll`.
+    pub async fn start_from_file(file: &std::path::Path, extra: &str, poll: Duration) -> Self {
+        let port = free_port();
+        let gate_url = format!("http://127.0.0.1:{port}");
+        let redis = RedisServer::start().await;
+        let provider = OidcProvider::start(ProviderConfig::standard(
+            &format!("{gate_url}/oauth2/callback"),
+            &format!("{gate_url}/oauth2/signed_out"),
+        ))
+        .await;
+        let upstream = Upstream::start().await;
+        let text = config(
+            port,
+            &redis.url(),
+            &provider.issuer(),
+            &upstream.url(),
+            "",
+            extra,
+        );
+        std::fs::write(file, text).expect("write the configuration file");
+        let gate = Gate::start_from_file(port, file.to_owned(), poll);
+        gate.wait_ready().await;
+        Self {
+            redis,
+            provider,
+            upstream,
+            gate,
+        }
+    }
+
+    /// The configuration this world's gate runs with, with `extra` appended.
+    pub fn config_text(&self, extra: &str) -> String {
+        config(
+            self.gate.port,
+            &self.redis.url(),
+            &self.provider.issuer(),
+            &self.upstream.url(),
+            "",
+            extra,
+        )
     }
 
     /// Every real service plus a gate that sits behind a reverse proxy at `public_url` (the
