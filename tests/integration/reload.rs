@@ -81,7 +81,9 @@ impl Load {
 
 async fn audit_log(world: &World) -> Vec<String> {
     let mut conn = crate::redis(world).await;
-    conn.lrange("clearance:{/clearance}:audit:log", 0, -1).await.unwrap()
+    conn.lrange("clearance:{/clearance}:audit:log", 0, -1)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
