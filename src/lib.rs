@@ -65,19 +65,29 @@ pub fn build_state(settings: Settings, store: SharedStore) -> anyhow::Result<App
 }
 
 /// The Redis-backed store for `serve`.
+/// With `[cache] enabled`, it keeps a decision cache that serves only while [`server`]'s
+/// invalidation subscription is up (CLI commands never subscribe, so they always read Redis).
 pub fn redis_store(settings: &Settings) -> anyhow::Result<SharedStore> {
-    Ok(Arc::new(RedisStore::new(
+    let mut store = RedisStore::new(
         &settings.redis,
         settings.denials.clone(),
         settings.followup.audit_key.clone(),
-    )?))
+    )?;
+    if settings.cache.enabled {
+        store = store.with_cache(Arc::new(store::cache::DecisionCache::new(&settings.cache)));
+    }
+    Ok(Arc::new(store))
 }
 
-/// Starts the HTTP server on a bound listener, and the notification worker when
-/// `[notifications]` is configured (it stops with the runtime). Must run inside a tokio runtime.
+/// Starts the HTTP server on a bound listener, the decision cache's invalidation subscription,
+/// and the notification worker when `[notifications]` is configured (it stops with the runtime). Must run inside a tokio runtime.
 pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<actix_web::dev::Server> {
     // The worker runs until the runtime that runs the server stops.
     let _worker = notify::spawn(&state);
+    // So does the decision cache's invalidation subscription.
+    if let Some(watcher) = state.store.cache_watcher() {
+        tokio::spawn(watcher);
+    }
     let workers = match state.settings().workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,

@@ -12,8 +12,8 @@ pub mod settings_types {
 }
 
 pub use settings::{
-    AdminToken, BearerSettings, ClaimNames, DenialSettings, ForwardAuthMode, MachineAccess,
-    MachineClient, OidcSettings, RedisSettings, SessionSettings, Settings,
+    AdminToken, BearerSettings, CacheSettings, ClaimNames, DenialSettings, ForwardAuthMode,
+    MachineAccess, MachineClient, OidcSettings, RedisSettings, SessionSettings, Settings,
 };
 pub use settings::{XapiCredential, XapiSettings};
 

@@ -29,6 +29,8 @@ pub struct Settings {
     pub session: SessionSettings,
     pub admin_tokens: Vec<AdminToken>,
     pub denials: DenialSettings,
+    /// `[cache]`: the per-instance decision cache.
+    pub cache: CacheSettings,
     pub log_format: LogFormat,
     pub log_filter: Option<String>,
     pub policy: Arc<Policy>,
@@ -204,6 +206,19 @@ pub struct DenialSettings {
     pub max_entries: u64,
     pub max_age: Option<Duration>,
 }
+
+/// The per-instance decision cache (`[cache]`), validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheSettings {
+    pub enabled: bool,
+    pub max_subjects: usize,
+    pub max_sessions: usize,
+    /// The longest an entry is kept.
+    pub ttl: Duration,
+}
+
+/// The longest `cache.ttl_secs` may be: an hour.
+const MAX_CACHE_TTL_SECS: u64 = 3600;
 
 /// Collects every problem so that an admin sees them all at once.
 #[derive(Default)]
@@ -666,6 +681,23 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
     if f.denials.max_entries == 0 {
         p.add("denials.max_entries", "must be at least 1");
     }
+    for (key, value) in [
+        ("cache.max_subjects", f.cache.max_subjects),
+        ("cache.max_sessions", f.cache.max_sessions),
+    ] {
+        if value == 0 || usize::try_from(value).is_err() {
+            p.add(
+                key,
+                "must be at least 1 (turn the cache off with cache.enabled = false)",
+            );
+        }
+    }
+    if f.cache.ttl_secs == 0 || f.cache.ttl_secs > MAX_CACHE_TTL_SECS {
+        p.add(
+            "cache.ttl_secs",
+            format!("must be between 1 and {MAX_CACHE_TTL_SECS} seconds"),
+        );
+    }
 
     if let Some(filter) = &f.logging.filter
         && let Err(e) = tracing_subscriber::EnvFilter::try_new(filter)
@@ -893,6 +925,12 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
             max_entries: f.denials.max_entries,
             max_age: (f.denials.max_age_days > 0)
                 .then(|| Duration::from_secs(f.denials.max_age_days * 86_400)),
+        },
+        cache: CacheSettings {
+            enabled: f.cache.enabled,
+            max_subjects: usize::try_from(f.cache.max_subjects).unwrap_or(usize::MAX),
+            max_sessions: usize::try_from(f.cache.max_sessions).unwrap_or(usize::MAX),
+            ttl: Duration::from_secs(f.cache.ttl_secs),
         },
         log_format,
         log_filter: f.logging.filter,

@@ -5,6 +5,9 @@
 //! - `P{subject}:records`: hash, requirement id -> current record (JSON)
 //! - `P{subject}:history`: list of every record written (JSON), oldest first
 //! - `Psess:<id>`: session (JSON) with TTL; `Plogin:<state>`: one-time login state with TTL
+//! - `P{subject}:sessions`, `Psessions:sub:<sha256>`, `Psessions:sid:<sha256>`: zsets of session
+//!   storage ids by expiry (ms), per person, per provider `sub` and per provider session `sid`
+//! - channel `Pinvalidate`: what changed, for every instance's decision cache (`cache.rs`)
 //! - `Pdenials`: stream of denial events
 //! - `Pxapi:stmt:<statement id>`: the (subject, requirement) an xAPI statement completed (JSON)
 //! - `Paudit:head`, `Paudit:log`: the audit chain (see `redis_followup.rs` for the follow-up keys)
@@ -13,7 +16,8 @@
 //! and appends its sealed audit entry together, or neither.
 
 use super::audit_event;
-use super::{DenialLog, Health, RecordStore, SessionStore, StoreError};
+use super::cache::{self, DecisionCache, Invalidation};
+use super::{DenialLog, Health, RecordStore, SessionOwner, SessionStore, SessionsOf, StoreError};
 use crate::config::{DenialSettings, RedisSettings};
 use crate::domain::audit::{AuditEvent, ChainHead, seal};
 use crate::domain::{
@@ -22,7 +26,9 @@ use crate::domain::{
 use async_trait::async_trait;
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Fields of a denial entry that hold JSON rather than plain text.
@@ -68,6 +74,9 @@ pub(super) struct Change {
     pub guard: Guard,
     pub ops: Vec<Op>,
     pub event: AuditEvent,
+    /// Whose standing the change touches: every instance's cache forgets it (published in the
+    /// same step).
+    pub subject: Option<SubjectKey>,
 }
 
 /// How often a revocation retries when the record changed under it.
@@ -80,6 +89,9 @@ pub struct RedisStore {
     pub(super) prefix: String,
     denials: DenialSettings,
     audit_key: Vec<u8>,
+    /// For the invalidation subscription (its own connection).
+    client: redis::Client,
+    pub(super) cache: Option<Arc<DecisionCache>>,
 }
 
 pub(super) fn unavailable(e: redis::RedisError) -> StoreError {
@@ -102,13 +114,92 @@ impl RedisStore {
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?;
+        let conn =
+            ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(unavailable)?;
         Ok(Self {
             conn,
             prefix: settings.key_prefix.clone(),
             denials,
             audit_key,
+            client,
+            cache: None,
         })
+    }
+
+    /// Serves standings and sessions from `cache` while [`RedisStore::watch_invalidations`]
+    /// keeps it coherent (until then the cache is bypassed).
+    pub fn with_cache(mut self, cache: Arc<DecisionCache>) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    pub fn cache(&self) -> Option<&Arc<DecisionCache>> {
+        self.cache.as_ref()
+    }
+
+    fn channel(&self) -> String {
+        cache::channel(&self.prefix)
+    }
+
+    fn forget(&self, what: &Invalidation) {
+        if let Some(cache) = &self.cache {
+            cache.invalidate(what);
+        }
+    }
+
+    /// Keeps the cache coherent with every other instance: subscribes to the invalidation
+    /// channel and evicts what each message names. While the subscription is down the cache is
+    /// emptied and bypassed; it is emptied again once resubscribed (what was missed meanwhile
+    /// goes with it). Runs until the runtime stops. Without a cache, returns at once.
+    pub async fn watch_invalidations(self) {
+        let Some(cache) = self.cache.clone() else {
+            return;
+        };
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.subscription(&cache).await {
+                Ok(()) => delay = Duration::from_millis(100),
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "cache invalidations cannot be received; the decision cache is bypassed"
+                ),
+            }
+            cache.suspend();
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// One subscription, until it fails. The connection is pinged every second; a ping not
+    /// answered within two ends it.
+    async fn subscription(&self, cache: &DecisionCache) -> Result<(), redis::RedisError> {
+        let pubsub = tokio::time::timeout(Duration::from_secs(2), self.client.get_async_pubsub())
+            .await
+            .map_err(|_| timeout_error("connecting for invalidations"))??;
+        let (mut sink, mut stream) = pubsub.split();
+        sink.subscribe(self.channel()).await?;
+        cache.resume();
+        tracing::info!("cache invalidations received; the decision cache is in use");
+        let mut ticks = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                message = futures_util::StreamExt::next(&mut stream) => {
+                    let Some(message) = message else {
+                        return Err(timeout_error("the invalidation subscription ended"));
+                    };
+                    let text: String = message.get_payload().unwrap_or_default();
+                    match cache::parse_invalidation(&text) {
+                        Some(what) => cache.invalidate(&what),
+                        None => tracing::warn!(message = %text, "unknown cache invalidation ignored"),
+                    }
+                }
+                _ = ticks.tick() => {
+                    tokio::time::timeout(Duration::from_secs(2), sink.ping::<String>())
+                        .await
+                        .map_err(|_| timeout_error("ping on the invalidation subscription"))??;
+                }
+            }
+        }
     }
 
     pub(super) fn audit_head_key(&self) -> String {
@@ -155,12 +246,25 @@ impl RedisStore {
                     Op::RPush(k, v) => invocation.arg("rpush").arg(k + 3).arg(v).arg(""),
                 };
             }
+            if let Some(subject) = &change.subject {
+                let message = cache::invalidation_message(&Invalidation::Subject(subject.clone()));
+                invocation
+                    .arg("publish")
+                    .arg(1)
+                    .arg(self.channel())
+                    .arg(message);
+            }
             let applied: i64 = invocation
                 .invoke_async(&mut conn)
                 .await
                 .map_err(unavailable)?;
             match applied {
-                1 => return Ok(true),
+                1 => {
+                    if let Some(subject) = &change.subject {
+                        self.forget(&Invalidation::Subject(subject.clone()));
+                    }
+                    return Ok(true);
+                }
                 0 => return Ok(false),
                 _ if attempt > 4 => {
                     // Heavy contention: back off a little, with jitter.
@@ -199,6 +303,18 @@ impl RedisStore {
         format!("{}sess:{id}", self.prefix)
     }
 
+    fn sessions_key(&self, which: &SessionsOf) -> String {
+        match which {
+            SessionsOf::Subject(s) => format!("{}{{{}}}:sessions", self.prefix, s),
+            SessionsOf::ProviderSubject(sub) => {
+                format!("{}sessions:sub:{}", self.prefix, digest(sub))
+            }
+            SessionsOf::ProviderSession(sid) => {
+                format!("{}sessions:sid:{}", self.prefix, digest(sid))
+            }
+        }
+    }
+
     fn login_key(&self, state: &str) -> String {
         format!("{}login:{state}", self.prefix)
     }
@@ -226,7 +342,17 @@ fn record_change(store: &RedisStore, record: &Record, guard: Guard) -> Result<Ch
             Op::RPush(1, to_json(&HistoryEntry::Recorded(record.clone()))?),
         ],
         event: audit_event::recorded(record),
+        subject: Some(record.subject.clone()),
     })
+}
+
+/// Provider-given names in key names are hashed: any text fits, none is readable from a key list.
+fn digest(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+fn timeout_error(what: &'static str) -> redis::RedisError {
+    redis::RedisError::from((redis::ErrorKind::Io, what))
 }
 
 fn ttl_ms(ttl: Duration) -> u64 {
@@ -347,6 +473,7 @@ impl RecordStore for RedisStore {
                     Op::RPush(1, entry.clone()),
                 ],
                 event: audit_event::revoked(revocation),
+                subject: Some(revocation.subject.clone()),
             };
             if self.apply(&change).await? {
                 return Ok(true);
@@ -364,6 +491,7 @@ impl RecordStore for RedisStore {
             guard: Guard::None,
             ops: vec![Op::RPush(0, entry)],
             event: audit_event::declined(decline),
+            subject: None,
         };
         self.apply(&change).await.map(|_| ())
     }
@@ -491,23 +619,121 @@ impl RecordStore for RedisStore {
 
 #[async_trait]
 impl SessionStore for RedisStore {
-    async fn put_session(&self, id: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
+    async fn put_session(
+        &self,
+        id: &str,
+        value: &str,
+        ttl: Duration,
+        owner: Option<&SessionOwner>,
+    ) -> Result<(), StoreError> {
+        let ms = ttl_ms(ttl);
+        let mut pipe = redis::pipe();
+        pipe.pset_ex(self.session_key(id), value, ms).ignore();
+        if let Some(owner) = owner {
+            let now = chrono::Utc::now().timestamp_millis();
+            let until = now.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX));
+            let mut indexes = vec![
+                SessionsOf::Subject(owner.subject.clone()),
+                SessionsOf::ProviderSubject(owner.provider_sub.clone()),
+            ];
+            if let Some(sid) = &owner.provider_sid {
+                indexes.push(SessionsOf::ProviderSession(sid.clone()));
+            }
+            for which in &indexes {
+                let key = self.sessions_key(which);
+                pipe.zadd(&key, id, until).ignore();
+                // Ended sessions leave the index as they expire.
+                pipe.zrembyscore(&key, "-inf", now).ignore();
+            }
+        }
+        pipe.publish(
+            self.channel(),
+            cache::invalidation_message(&Invalidation::Session(id.to_owned())),
+        )
+        .ignore();
         let mut conn = self.conn.clone();
-        conn.pset_ex::<_, _, ()>(self.session_key(id), value, ttl_ms(ttl))
+        pipe.query_async::<()>(&mut conn)
             .await
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        self.forget(&Invalidation::Session(id.to_owned()));
+        Ok(())
     }
 
     async fn get_session(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let now = chrono::Utc::now();
+        if let Some(value) = self.cache.as_ref().and_then(|c| c.session(id, now)) {
+            return Ok(Some(value));
+        }
+        let ticket = self.cache.as_ref().and_then(|c| c.ticket());
         let mut conn = self.conn.clone();
-        conn.get(self.session_key(id)).await.map_err(unavailable)
+        let (value, pttl): (Option<String>, i64) = redis::pipe()
+            .get(self.session_key(id))
+            .pttl(self.session_key(id))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if let (Some(cache), Some(ticket), Some(value)) = (&self.cache, ticket, &value) {
+            // Kept no longer than the key lives in Redis (-1: no expiry).
+            let ends = (pttl >= 0).then(|| now + chrono::Duration::milliseconds(pttl));
+            cache.keep_session(id, value, ends, now, ticket);
+        }
+        Ok(value)
     }
 
     async fn delete_session(&self, id: &str) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        conn.del::<_, ()>(self.session_key(id))
+        redis::pipe()
+            .del(self.session_key(id))
+            .ignore()
+            .publish(
+                self.channel(),
+                cache::invalidation_message(&Invalidation::Session(id.to_owned())),
+            )
+            .ignore()
+            .query_async::<()>(&mut conn)
             .await
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        self.forget(&Invalidation::Session(id.to_owned()));
+        Ok(())
+    }
+
+    async fn use_once(&self, name: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let taken: Option<String> = redis::cmd("SET")
+            .arg(format!("{}once:{}", self.prefix, digest(name)))
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms(ttl))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(taken.is_some())
+    }
+
+    async fn end_sessions(&self, which: &SessionsOf) -> Result<usize, StoreError> {
+        let key = self.sessions_key(which);
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = conn.zrange(&key, 0, -1).await.map_err(unavailable)?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.del(self.session_key(id));
+            pipe.publish(
+                self.channel(),
+                cache::invalidation_message(&Invalidation::Session(id.clone())),
+            )
+            .ignore();
+        }
+        // Only the ids read: a session started meanwhile stays indexed (and alive).
+        pipe.zrem(&key, &ids).ignore();
+        let deleted: Vec<i64> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        for id in &ids {
+            self.forget(&Invalidation::Session(id.clone()));
+        }
+        Ok(deleted.into_iter().filter(|d| *d > 0).count())
     }
 
     async fn put_login(&self, state: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
@@ -635,5 +861,11 @@ impl Health for RedisStore {
             .await
             .map(|_| ())
             .map_err(unavailable)
+    }
+
+    fn cache_watcher(&self) -> Option<futures_util::future::BoxFuture<'static, ()>> {
+        self.cache
+            .is_some()
+            .then(|| Box::pin(self.clone().watch_invalidations()) as _)
     }
 }

@@ -9,6 +9,7 @@
 //! - `P{subject}:actions`: list of actions (JSON), oldest first
 //! - `P{subject}:first_access`: RFC 3339 time of the first admission to a gated route (`SET NX`)
 
+use super::cache::Invalidation;
 use super::redis::{Change, Guard, Op, RedisStore, to_json, unavailable};
 use super::{FollowUpStore, Standing, StoreError, audit_event};
 use crate::domain::audit::{AuditEvent, ChainHead};
@@ -77,6 +78,13 @@ fn parse_time(what: &str, text: &str) -> Result<DateTime<Utc>, StoreError> {
 #[async_trait]
 impl FollowUpStore for RedisStore {
     async fn standing(&self, subject: &SubjectKey) -> Result<Standing, StoreError> {
+        let now = Utc::now();
+        if let Some(cache) = &self.cache {
+            if let Some(standing) = cache.standing(subject, now) {
+                return Ok(standing);
+            }
+        }
+        let ticket = self.cache.as_ref().and_then(|c| c.ticket());
         let mut conn = self.conn.clone();
         let (records, person, exemptions, first_access): (
             Vec<String>,
@@ -91,14 +99,18 @@ impl FollowUpStore for RedisStore {
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        Ok(Standing {
+        let standing = Standing {
             records: parse_all::<Record>("record", records)?,
             person: person.map(|p| parse("directory entry", &p)).transpose()?,
             exemptions: parse_all("exemption", exemptions)?,
             first_access: first_access
                 .map(|t| parse_time("first access", &t))
                 .transpose()?,
-        })
+        };
+        if let (Some(cache), Some(ticket)) = (&self.cache, ticket) {
+            cache.keep_standing(subject, &standing, now, ticket);
+        }
+        Ok(standing)
     }
 
     async fn mark_first_access(
@@ -107,9 +119,19 @@ impl FollowUpStore for RedisStore {
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
-        conn.set_nx(self.first_access_key(subject), stamp(at))
+        let written = conn
+            .set_nx(self.first_access_key(subject), stamp(at))
             .await
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        if let Some(cache) = &self.cache {
+            if written {
+                cache.note_first_access(subject, at);
+            } else {
+                // Another instance wrote it first: read it again next time.
+                cache.invalidate(&Invalidation::Subject(subject.clone()));
+            }
+        }
+        Ok(written)
     }
 
     async fn first_access(
@@ -134,6 +156,7 @@ impl FollowUpStore for RedisStore {
             guard: Guard::None,
             ops,
             event: audit_event::person(person, actor),
+            subject: Some(person.subject.clone()),
         };
         self.apply(&change).await.map(|_| ())
     }
@@ -252,6 +275,7 @@ impl FollowUpStore for RedisStore {
             guard: Guard::None,
             ops: vec![Op::RPush(0, to_json(action)?)],
             event: audit_event::action(action),
+            subject: None,
         };
         self.apply(&change).await.map(|_| ())
     }
@@ -293,6 +317,7 @@ impl FollowUpStore for RedisStore {
                 Op::HSet(1, exemption.id.clone(), exemption.subject.to_string()),
             ],
             event: audit_event::exemption(exemption, actor),
+            subject: Some(exemption.subject.clone()),
         };
         self.apply(&change).await
     }
@@ -342,6 +367,7 @@ impl FollowUpStore for RedisStore {
             guard: Guard::None,
             ops: Vec::new(),
             event: event.clone(),
+            subject: None,
         };
         self.apply(&change).await.map(|_| ())
     }
