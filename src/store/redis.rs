@@ -157,27 +157,37 @@ impl RedisStore {
         };
         let mut delay = Duration::from_millis(100);
         loop {
-            match self.subscription(&cache).await {
-                Ok(()) => delay = Duration::from_millis(100),
-                Err(e) => tracing::warn!(
-                    error = %e,
-                    "cache invalidations cannot be received; the decision cache is bypassed"
-                ),
-            }
+            let e = self.subscription(&cache).await;
             cache.suspend();
+            if cache_was_subscribed(&e) {
+                delay = Duration::from_millis(100);
+            }
+            tracing::warn!(
+                error = %e.1,
+                "cache invalidations cannot be received; the decision cache is bypassed"
+            );
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(5));
         }
     }
 
-    /// One subscription, until it fails. The connection is pinged every second; a ping not
-    /// answered within two ends it.
-    async fn subscription(&self, cache: &DecisionCache) -> Result<(), redis::RedisError> {
-        let pubsub = tokio::time::timeout(Duration::from_secs(2), self.client.get_async_pubsub())
-            .await
-            .map_err(|_| timeout_error("connecting for invalidations"))??;
+    /// One subscription, until it fails: whether it had subscribed, and why it ended. The
+    /// connection is pinged every second; a ping not answered within two ends it.
+    async fn subscription(&self, cache: &DecisionCache) -> (bool, redis::RedisError) {
+        let pubsub = match tokio::time::timeout(
+            Duration::from_secs(2),
+            self.client.get_async_pubsub(),
+        )
+        .await
+        {
+            Ok(Ok(pubsub)) => pubsub,
+            Ok(Err(e)) => return (false, e),
+            Err(_) => return (false, timeout_error("connecting for invalidations")),
+        };
         let (mut sink, mut stream) = pubsub.split();
-        sink.subscribe(self.channel()).await?;
+        if let Err(e) = sink.subscribe(self.channel()).await {
+            return (false, e);
+        }
         cache.resume();
         tracing::info!("cache invalidations received; the decision cache is in use");
         let mut ticks = tokio::time::interval(Duration::from_secs(1));
@@ -185,7 +195,7 @@ impl RedisStore {
             tokio::select! {
                 message = futures_util::StreamExt::next(&mut stream) => {
                     let Some(message) = message else {
-                        return Err(timeout_error("the invalidation subscription ended"));
+                        return (true, timeout_error("the invalidation subscription ended"));
                     };
                     let text: String = message.get_payload().unwrap_or_default();
                     match cache::parse_invalidation(&text) {
@@ -194,9 +204,12 @@ impl RedisStore {
                     }
                 }
                 _ = ticks.tick() => {
-                    tokio::time::timeout(Duration::from_secs(2), sink.ping::<String>())
-                        .await
-                        .map_err(|_| timeout_error("ping on the invalidation subscription"))??;
+                    // Subscribed connections answer PING with an array: any answer will do.
+                    match tokio::time::timeout(Duration::from_secs(2), sink.ping::<redis::Value>()).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => return (true, e),
+                        Err(_) => return (true, timeout_error("ping on the invalidation subscription")),
+                    }
                 }
             }
         }
@@ -349,6 +362,10 @@ fn record_change(store: &RedisStore, record: &Record, guard: Guard) -> Result<Ch
 /// Provider-given names in key names are hashed: any text fits, none is readable from a key list.
 fn digest(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+fn cache_was_subscribed(ended: &(bool, redis::RedisError)) -> bool {
+    ended.0
 }
 
 fn timeout_error(what: &'static str) -> redis::RedisError {

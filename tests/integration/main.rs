@@ -21,6 +21,7 @@ mod modes;
 mod notify;
 mod proxying;
 mod real_proxies;
+mod revocation;
 mod security_headers;
 mod selfservice;
 mod store;
