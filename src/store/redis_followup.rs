@@ -79,10 +79,8 @@ fn parse_time(what: &str, text: &str) -> Result<DateTime<Utc>, StoreError> {
 impl FollowUpStore for RedisStore {
     async fn standing(&self, subject: &SubjectKey) -> Result<Standing, StoreError> {
         let now = Utc::now();
-        if let Some(cache) = &self.cache {
-            if let Some(standing) = cache.standing(subject, now) {
-                return Ok(standing);
-            }
+        if let Some(standing) = self.cache.as_ref().and_then(|c| c.standing(subject, now)) {
+            return Ok(standing);
         }
         let ticket = self.cache.as_ref().and_then(|c| c.ticket());
         let mut conn = self.conn.clone();
