@@ -1112,6 +1112,41 @@ upstream = "http://127.0.0.1:9000"
     }
 
     #[test]
+    fn cache_section_defaults_validates_and_names_its_keys() {
+        let s = super::super::from_toml_str(BASE).unwrap();
+        assert_eq!(
+            s.cache,
+            super::CacheSettings {
+                enabled: true,
+                max_subjects: 100_000,
+                max_sessions: 100_000,
+                ttl: std::time::Duration::from_secs(60),
+            }
+        );
+        let s = super::super::from_toml_str(&format!(
+            "{BASE}\n[cache]\nenabled = false\nmax_subjects = 5\nmax_sessions = 7\nttl_secs = 9\n"
+        ))
+        .unwrap();
+        assert!(!s.cache.enabled);
+        assert_eq!((s.cache.max_subjects, s.cache.max_sessions), (5, 7));
+        assert_eq!(s.cache.ttl, std::time::Duration::from_secs(9));
+        let keys: Vec<String> =
+            problems("\n[cache]\nmax_subjects = 0\nmax_sessions = 0\nttl_secs = 3601\n")
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
+        assert_eq!(
+            keys,
+            ["cache.max_subjects", "cache.max_sessions", "cache.ttl_secs"]
+        );
+        assert_eq!(problems("\n[cache]\nttl_secs = 0\n").len(), 1);
+        assert!(
+            !problems("\n[cache]\nsize = 1\n").is_empty(),
+            "unknown keys"
+        );
+    }
+
+    #[test]
     fn xapi_section_validates_into_settings() {
         let s = super::super::from_toml_str(&format!(
             r#"{BASE}
