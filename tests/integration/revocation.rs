@@ -188,6 +188,34 @@ async fn revocation_two_instances_see_each_others_changes_within_a_second() {
     assert_eq!(r.status(), 401, "admin token required");
 }
 
+/// Commands Redis has processed so far.
+async fn commands_processed(world: &World) -> u64 {
+    let info = world.redis.raw_command("INFO stats").await.unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_commands_processed:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("total_commands_processed in INFO stats")
+}
+
+#[tokio::test]
+async fn revocation_a_cache_hit_reads_nothing_from_redis() {
+    let world = World::start().await;
+    let browser = Browser::new();
+    sign_in(&world, &browser, ALICE, "/").await;
+    complete_everything(&world, ALICE).await;
+    let url = format!("{}/echo/x", world.gate.url());
+    assert_eq!(status(&browser, &url).await, 200);
+    assert_eq!(status(&browser, &url).await, 200);
+    let before = commands_processed(&world).await;
+    for _ in 0..20 {
+        assert_eq!(status(&browser, &url).await, 200);
+    }
+    let spent = commands_processed(&world).await - before;
+    // INFO itself, and perhaps a ping of the invalidation subscription; without the cache it
+    // would be at least 6 commands a request (session GET + PTTL, the standing's four reads).
+    assert!(spent <= 4, "{spent} Redis commands for 20 cached requests");
+}
+
 #[tokio::test]
 async fn revocation_cache_is_not_served_while_invalidations_are_lost() {
     let mut world = World::start().await;
