@@ -67,8 +67,14 @@ pub fn build_state(settings: Settings, store: SharedStore) -> anyhow::Result<App
 }
 
 /// The Redis-backed store for `serve`.
+/// With `[cache] enabled`, it keeps a decision cache that serves only while [`server`]'s
+/// invalidation subscription is up (CLI commands never subscribe, so they always read Redis).
 pub fn redis_store(settings: &Settings) -> anyhow::Result<SharedStore> {
-    Ok(Arc::new(new_redis_store(settings)?))
+    let mut store = new_redis_store(settings)?;
+    if settings.cache.enabled {
+        store = store.with_cache(Arc::new(store::cache::DecisionCache::new(&settings.cache)));
+    }
+    Ok(Arc::new(store))
 }
 
 fn new_redis_store(settings: &Settings) -> anyhow::Result<RedisStore> {
@@ -79,8 +85,9 @@ fn new_redis_store(settings: &Settings) -> anyhow::Result<RedisStore> {
     )?)
 }
 
-/// Starts the HTTP server on a bound listener, and the notification worker when
-/// `[notifications]` is configured (it stops with the runtime). Must run inside a tokio runtime.
+/// Starts the HTTP server on a bound listener, the decision cache's invalidation subscription,
+/// and the notification worker when `[notifications]` is configured (they stop with the
+/// runtime). Must run inside a tokio runtime.
 ///
 /// With `[admin] listen` set, the admin listener (`/metrics`, `/healthz`, `/readyz`) is bound
 /// too; [`server_with_admin`] takes it already bound instead.
@@ -108,6 +115,10 @@ pub fn server_with_admin(
     let _worker = notify::spawn(&state);
     let _gauges = metrics::spawn_gauges(state.store.clone(), metrics::GAUGE_REFRESH);
     metrics::config_loaded();
+    // So does the decision cache's invalidation subscription.
+    if let Some(watcher) = state.store.cache_watcher() {
+        tokio::spawn(watcher);
+    }
     let workers = match state.settings().workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,

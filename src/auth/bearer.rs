@@ -281,6 +281,28 @@ impl BearerVerifier {
 
     /// Verifies a JWT access token (as returned by [`bearer_token`]) and returns all its claims.
     pub async fn verify(&self, token: &str) -> Result<Map<String, Value>, BearerError> {
+        self.decode(token, &self.config.audiences, &["exp", "iss", "aud"])
+            .await
+    }
+
+    /// Verifies an OpenID Connect back-channel logout token: signed by the issuer (key by `kid`,
+    /// algorithm pinned from the key), `iss`, `aud` containing `client_id`, `exp` and `nbf`
+    /// when present. The logout-specific claims are checked by `auth::logout`.
+    pub async fn verify_logout_token(
+        &self,
+        token: &str,
+        client_id: &str,
+    ) -> Result<Map<String, Value>, BearerError> {
+        self.decode(token, &[client_id.to_owned()], &["iss", "aud"])
+            .await
+    }
+
+    async fn decode(
+        &self,
+        token: &str,
+        audiences: &[String],
+        required: &[&str],
+    ) -> Result<Map<String, Value>, BearerError> {
         let header = inspect_header(token)?;
         let key = self.key_for(header.kid.as_deref(), header.alg).await?;
         let mut validation = Validation::new(key.alg);
@@ -288,9 +310,9 @@ impl BearerVerifier {
         validation.validate_exp = true;
         validation.validate_nbf = true;
         validation.validate_aud = true;
-        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.set_required_spec_claims(required);
         validation.set_issuer(&self.issuers);
-        validation.set_audience(&self.config.audiences);
+        validation.set_audience(audiences);
         jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation)
             .map(|data| data.claims)
             .map_err(|err| BearerError::InvalidToken(describe(err.kind())))

@@ -2,6 +2,7 @@
 
 pub mod bearer;
 pub mod claims;
+pub mod logout;
 pub mod oidc;
 pub mod redirect;
 pub mod session;

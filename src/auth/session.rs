@@ -3,7 +3,7 @@
 
 use crate::config::SessionSettings;
 use crate::domain::Principal;
-use crate::store::{SharedStore, StoreError};
+use crate::store::{SessionOwner, SharedStore, StoreError};
 use actix_web::HttpRequest;
 use actix_web::cookie::{Cookie, CookieJar, SameSite, time};
 use base64::Engine as _;
@@ -28,6 +28,20 @@ pub struct Session {
     pub expires_at: DateTime<Utc>,
     /// Token for the forms Clearance serves to this session.
     pub csrf: String,
+    /// The provider's session id (the ID token's `sid`), which back-channel logout names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_sid: Option<String>,
+}
+
+impl Session {
+    /// Whose the session is, for ending all of a person's sessions at once.
+    pub fn owner(&self) -> SessionOwner {
+        SessionOwner {
+            subject: self.principal.subject.clone(),
+            provider_sub: self.principal.provider_sub.clone(),
+            provider_sid: self.provider_sid.clone(),
+        }
+    }
 }
 
 /// The result of looking for a session on a request.
@@ -176,7 +190,9 @@ impl Sessions {
             .unwrap_or(Duration::from_secs(1));
         let json =
             serde_json::to_string(session).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.store.put_session(&storage_id(id), &json, ttl).await
+        self.store
+            .put_session(&storage_id(id), &json, ttl, Some(&session.owner()))
+            .await
     }
 
     pub async fn destroy(&self, id: &str) -> Result<(), StoreError> {

@@ -85,6 +85,9 @@ pub struct FileConfig {
     pub admin: AdminFile,
     #[serde(default)]
     pub denials: DenialsFile,
+    /// `[cache]`: the per-instance decision cache.
+    #[serde(default)]
+    pub cache: CacheFile,
     #[serde(default)]
     pub logging: LoggingFile,
     /// `[telemetry]`: OpenTelemetry traces (builds with the `otel` feature).
@@ -360,6 +363,47 @@ pub struct DenialsFile {
     /// Drop entries older than this many days (0 = keep until max_entries).
     #[serde(default)]
     pub max_age_days: u64,
+}
+
+/// `[cache]`: what each instance keeps of what a request reads from Redis.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheFile {
+    /// Off: every request reads Redis.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// How many people's standing (records, directory entry, exemptions) each instance keeps.
+    #[serde(default = "default_cache_subjects")]
+    pub max_subjects: u64,
+    /// How many sessions each instance keeps.
+    #[serde(default = "default_cache_sessions")]
+    pub max_sessions: u64,
+    /// The longest an entry is kept, in seconds (a safety net under pub/sub invalidation).
+    #[serde(default = "default_cache_ttl")]
+    pub ttl_secs: u64,
+}
+
+impl Default for CacheFile {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_subjects: default_cache_subjects(),
+            max_sessions: default_cache_sessions(),
+            ttl_secs: default_cache_ttl(),
+        }
+    }
+}
+
+fn default_cache_subjects() -> u64 {
+    100_000
+}
+
+fn default_cache_sessions() -> u64 {
+    100_000
+}
+
+fn default_cache_ttl() -> u64 {
+    60
 }
 
 impl Default for DenialsFile {

@@ -12,8 +12,9 @@ pub mod settings_types {
 }
 
 pub use settings::{
-    AdminToken, BearerSettings, ClaimNames, DenialSettings, ForwardAuthMode, MachineAccess,
-    MachineClient, OidcSettings, RedisSettings, RedisTopology, SessionSettings, Settings,
+    AdminToken, BearerSettings, CacheSettings, ClaimNames, DenialSettings, ForwardAuthMode,
+    MachineAccess, MachineClient, OidcSettings, RedisSettings, RedisTopology, SessionSettings,
+    Settings,
 };
 pub use settings::{XapiCredential, XapiSettings};
 

@@ -33,6 +33,8 @@ pub struct Settings {
     pub session: SessionSettings,
     pub admin_tokens: Vec<AdminToken>,
     pub denials: DenialSettings,
+    /// `[cache]`: the per-instance decision cache.
+    pub cache: CacheSettings,
     pub log_format: LogFormat,
     pub log_filter: Option<String>,
     /// `[telemetry]`: OpenTelemetry traces, when an endpoint is configured.
@@ -285,6 +287,19 @@ pub struct DenialSettings {
     pub max_entries: u64,
     pub max_age: Option<Duration>,
 }
+
+/// The per-instance decision cache (`[cache]`), validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheSettings {
+    pub enabled: bool,
+    pub max_subjects: usize,
+    pub max_sessions: usize,
+    /// The longest an entry is kept.
+    pub ttl: Duration,
+}
+
+/// The longest `cache.ttl_secs` may be: an hour.
+const MAX_CACHE_TTL_SECS: u64 = 3600;
 
 /// Collects every problem so that an admin sees them all at once.
 #[derive(Default)]
@@ -769,6 +784,23 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
     if f.denials.max_entries == 0 {
         p.add("denials.max_entries", "must be at least 1");
     }
+    for (key, value) in [
+        ("cache.max_subjects", f.cache.max_subjects),
+        ("cache.max_sessions", f.cache.max_sessions),
+    ] {
+        if value == 0 || usize::try_from(value).is_err() {
+            p.add(
+                key,
+                "must be at least 1 (turn the cache off with cache.enabled = false)",
+            );
+        }
+    }
+    if f.cache.ttl_secs == 0 || f.cache.ttl_secs > MAX_CACHE_TTL_SECS {
+        p.add(
+            "cache.ttl_secs",
+            format!("must be between 1 and {MAX_CACHE_TTL_SECS} seconds"),
+        );
+    }
 
     if let Some(filter) = &f.logging.filter
         && let Err(e) = tracing_subscriber::EnvFilter::try_new(filter)
@@ -1019,6 +1051,12 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
             max_age: (f.denials.max_age_days > 0)
                 .then(|| Duration::from_secs(f.denials.max_age_days * 86_400)),
         },
+        cache: CacheSettings {
+            enabled: f.cache.enabled,
+            max_subjects: usize::try_from(f.cache.max_subjects).unwrap_or(usize::MAX),
+            max_sessions: usize::try_from(f.cache.max_sessions).unwrap_or(usize::MAX),
+            ttl: Duration::from_secs(f.cache.ttl_secs),
+        },
         log_format,
         log_filter: f.logging.filter,
         traces,
@@ -1197,6 +1235,41 @@ upstream = "http://127.0.0.1:9000"
             Err(super::ConfigError::Invalid(p)) => p,
             Err(e) => vec![("parse".into(), e.to_string())],
         }
+    }
+
+    #[test]
+    fn cache_section_defaults_validates_and_names_its_keys() {
+        let s = super::super::from_toml_str(BASE).unwrap();
+        assert_eq!(
+            s.cache,
+            super::CacheSettings {
+                enabled: true,
+                max_subjects: 100_000,
+                max_sessions: 100_000,
+                ttl: std::time::Duration::from_secs(60),
+            }
+        );
+        let s = super::super::from_toml_str(&format!(
+            "{BASE}\n[cache]\nenabled = false\nmax_subjects = 5\nmax_sessions = 7\nttl_secs = 9\n"
+        ))
+        .unwrap();
+        assert!(!s.cache.enabled);
+        assert_eq!((s.cache.max_subjects, s.cache.max_sessions), (5, 7));
+        assert_eq!(s.cache.ttl, std::time::Duration::from_secs(9));
+        let keys: Vec<String> =
+            problems("\n[cache]\nmax_subjects = 0\nmax_sessions = 0\nttl_secs = 3601\n")
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
+        assert_eq!(
+            keys,
+            ["cache.max_subjects", "cache.max_sessions", "cache.ttl_secs"]
+        );
+        assert_eq!(problems("\n[cache]\nttl_secs = 0\n").len(), 1);
+        assert!(
+            !problems("\n[cache]\nsize = 1\n").is_empty(),
+            "unknown keys"
+        );
     }
 
     #[test]

@@ -18,7 +18,8 @@ use sha2::Sha256;
 pub struct AuditEvent {
     pub time: DateTime<Utc>,
     /// `record.added`, `record.revoked`, `document.declined`, `exemption.granted`,
-    /// `exemption.revoked`, `case.action`, `directory.changed`, `config.loaded`.
+    /// `exemption.revoked`, `case.action`, `directory.changed`, `config.loaded`,
+    /// `sessions.ended`.
     pub kind: String,
     /// Who made the change (a person's subject, `admin-token:<name>`, `scim:<token>`, ...).
     pub actor: String,

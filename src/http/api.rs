@@ -82,6 +82,27 @@ pub fn json_error(err: JsonPayloadError, req: &HttpRequest) -> actix_web::Error 
     HttpError::new(AppError::bad_request("invalid_json", message), req).into()
 }
 
+/// `POST /.clearance/api/v1/subjects/{subject}/sign-out`: ends every session of the person,
+/// on every instance (audited as `sessions.ended`); answers how many ended.
+pub async fn sign_out_everywhere(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    subject: web::Path<String>,
+) -> Result<HttpResponse, HttpError> {
+    let token = admin(&req, &state).http(&req)?;
+    let subject = parse_subject(&subject).http(&req)?;
+    let ended = crate::auth::logout::sign_out_everywhere(
+        state.store.as_ref(),
+        &subject,
+        &format!("admin-token:{token}"),
+        state.clock.now(),
+    )
+    .await
+    .http(&req)?;
+    tracing::info!(user.subject = %subject, sessions.ended = ended, "signed out everywhere");
+    Ok(HttpResponse::Ok().json(json!({ "subject": subject, "sessions_ended": ended })))
+}
+
 /// `POST /.clearance/api/v1/records`
 pub async fn post_record(
     req: HttpRequest,

@@ -269,7 +269,8 @@ impl HttpError {
             json: wants_json(req)
                 || req.path().starts_with("/.clearance/api/")
                 || req.path().starts_with("/.clearance/xapi/")
-                || req.path().starts_with("/.clearance/webhooks/"),
+                || req.path().starts_with("/.clearance/webhooks/")
+                || req.path() == "/oauth2/backchannel_logout",
             scim: req.path().starts_with("/.clearance/scim/"),
             browser: is_browser(req),
             request_id: req

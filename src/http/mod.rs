@@ -129,6 +129,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/oauth2/sign_out", web::post().to(oauth::sign_out))
         .route("/oauth2/signed_out", web::get().to(oauth::signed_out))
         .route("/oauth2/userinfo", web::get().to(oauth::userinfo))
+        .route(
+            "/oauth2/backchannel_logout",
+            web::post().to(oauth::backchannel_logout),
+        )
         .route("/oauth2/auth", web::route().to(forward_auth::auth))
         .route(
             "/oauth2/auth/envoy{tail:(/.*)?}",
@@ -216,6 +220,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(
                     "/subjects/{subject}/history",
                     web::get().to(api::get_history),
+                )
+                .route(
+                    "/subjects/{subject}/sign-out",
+                    web::post().to(api::sign_out_everywhere),
                 )
                 .route("/revocations", web::post().to(api::post_revocation))
                 .route("/denials", web::get().to(api::get_denials))

@@ -1,9 +1,12 @@
-//! Sign-in endpoints: `/oauth2/start`, `/oauth2/callback`, `/oauth2/sign_out`, `/oauth2/userinfo`.
+//! Sign-in endpoints: `/oauth2/start`, `/oauth2/callback`, `/oauth2/sign_out`, `/oauth2/userinfo`,
+//! and `/oauth2/backchannel_logout` (the provider ending sessions).
 
 use super::AppState;
 use super::error::{AppError, HttpError, IntoHttp};
 use super::gate::{self, Authenticated};
+use crate::auth::bearer::BearerError;
 use crate::auth::claims::principal_from_claims;
+use crate::auth::logout;
 use crate::auth::oidc::PendingLogin;
 use crate::auth::redirect::safe_redirect;
 use crate::auth::session::{CookieValue, LOGIN_TTL, Lookup, Session, Sessions, random_token};
@@ -130,8 +133,14 @@ pub async fn callback(
     let now = Utc::now();
     let lifetime = chrono::Duration::from_std(state.sessions.lifetime())
         .unwrap_or_else(|_| chrono::Duration::hours(12));
+    let provider_sid = signed
+        .claims
+        .get("sid")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned);
     let session = Session {
         principal,
+        provider_sid,
         id_token: signed.id_token,
         access_token: signed.access_token,
         refresh_token: signed.refresh_token,
@@ -189,6 +198,80 @@ pub async fn sign_out(
                 .sessions
                 .removal(state.sessions.cookie_name().to_owned()),
         )
+        .finish())
+}
+
+/// `POST /oauth2/backchannel_logout` (OpenID Connect Back-Channel Logout 1.0): the provider
+/// says a person signed out there. The form field `logout_token` is a JWT signed by the
+/// provider; every Clearance session of its `sid` (or, without one, of its `sub`) ends, on
+/// every instance. 200 with `Cache-Control: no-store`, or 400 with a JSON error.
+pub async fn backchannel_logout(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, HttpError> {
+    let bad = |m: String| AppError::bad_request("invalid_request", m);
+    let token = url::form_urlencoded::parse(&body)
+        .find(|(k, _)| k == "logout_token")
+        .map(|(_, v)| v.into_owned())
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| bad("The form field logout_token is required.".into()))
+        .http(&req)?;
+    if state.bearer.jwks_uri().is_none() {
+        let uri = state
+            .oidc
+            .jwks_uri()
+            .await
+            .map_err(AppError::from)
+            .http(&req)?;
+        state.bearer.set_jwks_uri(uri);
+    }
+    let settings = state.settings();
+    let claims = match state
+        .bearer
+        .verify_logout_token(&token, &settings.oidc.client_id)
+        .await
+    {
+        Ok(claims) => claims,
+        Err(BearerError::KeysUnavailable(m)) => {
+            return Err(AppError::ProviderUnavailable(m)).http(&req);
+        }
+        Err(BearerError::Malformed(m) | BearerError::InvalidToken(m)) => {
+            return Err(bad(format!("The logout token is not valid: {m}"))).http(&req);
+        }
+    };
+    let leeway = settings.bearer.leeway;
+    let now = state.clock.now();
+    let logout = logout::logout_request(&claims, now, leeway)
+        .map_err(|e| bad(format!("{e}.")))
+        .http(&req)?;
+    let first = state
+        .store
+        .use_once(
+            &format!("logout:{}", logout.jti),
+            logout::jti_memory(leeway),
+        )
+        .await
+        .http(&req)?;
+    if !first {
+        return Err(bad(format!("{}.", logout::LogoutTokenError::Replayed))).http(&req);
+    }
+    let ended = logout::end_sessions(
+        state.store.as_ref(),
+        &logout.which,
+        "oidc-provider",
+        "backchannel_logout",
+        now,
+    )
+    .await
+    .http(&req)?;
+    tracing::info!(
+        user.provider_sub = logout.sub.as_deref().unwrap_or(""),
+        sessions.ended = ended,
+        "back-channel logout"
+    );
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
         .finish())
 }
 

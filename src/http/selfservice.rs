@@ -190,6 +190,7 @@ pub async fn read(
             &view_key(&form.token),
             &read_value(&session, &requirement, &sha),
             VIEW_TTL,
+            None,
         )
         .await
         .http(&req)?;

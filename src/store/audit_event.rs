@@ -84,3 +84,21 @@ pub fn config_loaded(at: chrono::DateTime<chrono::Utc>, sha256: &str, path: &str
         json!({ "sha256": sha256, "path": path }),
     )
 }
+
+/// Sessions ended at once: an admin's "sign out everywhere" or the provider's back-channel
+/// logout. `how` is `sign_out_everywhere` or `backchannel_logout`.
+pub fn sessions_ended(
+    at: chrono::DateTime<chrono::Utc>,
+    actor: &str,
+    subject: Option<&str>,
+    how: &str,
+    ended: usize,
+) -> AuditEvent {
+    AuditEvent::new(
+        at,
+        "sessions.ended",
+        actor,
+        subject,
+        json!({ "how": how, "ended": ended }),
+    )
+}

@@ -1,8 +1,8 @@
 //! An in-process store for `clearance demo` and unit tests; same contract as the Redis store.
 
 use super::{
-    AuditChain, DenialLog, FollowUpStore, Health, Outbox, OutboxBatch, RecordStore, SessionStore,
-    Standing, StoreError, audit_event,
+    AuditChain, DenialLog, FollowUpStore, Health, Outbox, OutboxBatch, RecordStore, SessionOwner,
+    SessionStore, SessionsOf, Standing, StoreError, audit_event,
 };
 use crate::domain::audit::{AuditEvent, ChainHead, ChainId, seal};
 use crate::domain::notify::Message;
@@ -26,6 +26,8 @@ struct Inner {
     warned: HashMap<(SubjectKey, String), Instant>,
     statements: HashMap<String, (SubjectKey, RequirementId)>,
     sessions: HashMap<String, (String, Instant)>,
+    /// Whose each session is (sessions stored with an owner).
+    session_owners: HashMap<String, SessionOwner>,
     logins: HashMap<String, (String, Instant)>,
     denials: VecDeque<(String, DenialEvent)>,
     next_denial: u64,
@@ -278,14 +280,66 @@ impl RecordStore for MemoryStore {
 
 #[async_trait]
 impl SessionStore for MemoryStore {
-    async fn put_session(&self, id: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
+    async fn put_session(
+        &self,
+        id: &str,
+        value: &str,
+        ttl: Duration,
+        owner: Option<&SessionOwner>,
+    ) -> Result<(), StoreError> {
         let mut inner = self.lock()?;
         let now = Instant::now();
         inner.sessions.retain(|_, (_, until)| *until > now);
-        inner
-            .sessions
-            .insert(id.to_owned(), (value.to_owned(), now + ttl));
+        let Inner {
+            sessions,
+            session_owners,
+            ..
+        } = &mut *inner;
+        session_owners.retain(|id, _| sessions.contains_key(id));
+        sessions.insert(id.to_owned(), (value.to_owned(), now + ttl));
+        if let Some(owner) = owner {
+            session_owners.insert(id.to_owned(), owner.clone());
+        }
         Ok(())
+    }
+
+    async fn use_once(&self, name: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let mut inner = self.lock()?;
+        let now = Instant::now();
+        inner.logins.retain(|_, (_, until)| *until > now);
+        let key = format!("once:{name}");
+        if inner.logins.contains_key(&key) {
+            return Ok(false);
+        }
+        inner.logins.insert(key, (String::new(), now + ttl));
+        Ok(true)
+    }
+
+    async fn end_sessions(&self, which: &SessionsOf) -> Result<usize, StoreError> {
+        let mut inner = self.lock()?;
+        let now = Instant::now();
+        let ids: Vec<String> = inner
+            .session_owners
+            .iter()
+            .filter(|(_, owner)| match which {
+                SessionsOf::Subject(s) => &owner.subject == s,
+                SessionsOf::ProviderSubject(sub) => &owner.provider_sub == sub,
+                SessionsOf::ProviderSession(sid) => owner.provider_sid.as_ref() == Some(sid),
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut ended = 0;
+        for id in ids {
+            inner.session_owners.remove(&id);
+            if inner
+                .sessions
+                .remove(&id)
+                .is_some_and(|(_, until)| until > now)
+            {
+                ended += 1;
+            }
+        }
+        Ok(ended)
     }
 
     async fn get_session(&self, id: &str) -> Result<Option<String>, StoreError> {
@@ -789,7 +843,7 @@ mod tests {
     #[tokio::test]
     async fn expired_sessions_are_gone() {
         let s = MemoryStore::default();
-        s.put_session("id", "v", Duration::from_millis(1))
+        s.put_session("id", "v", Duration::from_millis(1), None)
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(5)).await;

@@ -5,6 +5,7 @@
 //! unit tests. Every method either completes fully or fails with [`StoreError`]; callers fail closed.
 
 pub mod audit_event;
+pub mod cache;
 pub mod memory;
 pub mod redis;
 mod redis_conn;
@@ -90,12 +91,46 @@ pub trait RecordStore: Send + Sync {
     ) -> Result<Option<(SubjectKey, RequirementId)>, StoreError>;
 }
 
+/// Whose a stored session is, for ending all of a person's sessions at once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionOwner {
+    pub subject: SubjectKey,
+    /// The provider's `sub` claim.
+    pub provider_sub: String,
+    /// The provider's session id (`sid` claim of the ID token), when it sent one.
+    pub provider_sid: Option<String>,
+}
+
+/// A set of sessions to end together.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionsOf {
+    /// Every session of a person (sign out everywhere).
+    Subject(SubjectKey),
+    /// Every session of the provider's `sub` (back-channel logout without `sid`).
+    ProviderSubject(String),
+    /// Every session signed in through the provider's session `sid`.
+    ProviderSession(String),
+}
+
 /// Server-side sessions and one-time login states, as opaque JSON text with a time to live.
 #[async_trait]
 pub trait SessionStore: Send + Sync {
-    async fn put_session(&self, id: &str, value: &str, ttl: Duration) -> Result<(), StoreError>;
+    /// Stores a session (or another short-lived value keyed like one); with an owner it is also
+    /// indexed so that [`SessionStore::end_sessions`] finds it.
+    async fn put_session(
+        &self,
+        id: &str,
+        value: &str,
+        ttl: Duration,
+        owner: Option<&SessionOwner>,
+    ) -> Result<(), StoreError>;
     async fn get_session(&self, id: &str) -> Result<Option<String>, StoreError>;
     async fn delete_session(&self, id: &str) -> Result<(), StoreError>;
+    /// Ends every session of the set (on every instance) and returns how many were live.
+    async fn end_sessions(&self, which: &SessionsOf) -> Result<usize, StoreError>;
+    /// Takes a one-time name (a logout token's `jti`) for `ttl`: true the first time, false
+    /// while it is still taken (a replay).
+    async fn use_once(&self, name: &str, ttl: Duration) -> Result<bool, StoreError>;
     async fn put_login(&self, state: &str, value: &str, ttl: Duration) -> Result<(), StoreError>;
     /// Returns the login state and deletes it in the same step, so that it works only once.
     async fn take_login(&self, state: &str) -> Result<Option<String>, StoreError>;
@@ -286,6 +321,11 @@ pub trait Outbox: Send + Sync {
 #[async_trait]
 pub trait Health: Send + Sync {
     async fn ping(&self) -> Result<(), StoreError>;
+    /// The task that keeps this instance's decision cache coherent with every other instance
+    /// (see [`cache`]), when the store has a cache; to be spawned once per process.
+    fn cache_watcher(&self) -> Option<futures_util::future::BoxFuture<'static, ()>> {
+        None
+    }
 }
 
 /// One store that does everything.

@@ -5,6 +5,9 @@
 //! - `P{subject}:records`: hash, requirement id -> current record (JSON)
 //! - `P{subject}:history`: list of every record written (JSON), oldest first
 //! - `Psess:<id>`: session (JSON) with TTL; `Psessions`: zset id -> expiry (ms), for counting; `Plogin:<state>`: one-time login state with TTL
+//! - `P{subject}:sessions`, `Psessions:sub:<sha256>`, `Psessions:sid:<sha256>`: zsets of session
+//!   storage ids by expiry (ms), per person, per provider `sub` and per provider session `sid`
+//! - channel `Pinvalidate`: what changed, for every instance's decision cache (`cache.rs`)
 //! - `Pdenials`: stream of denial events
 //! - `Pxapi:stmt:<statement id>`: the (subject, requirement) an xAPI statement completed (JSON)
 //! - `P{subject}:audit:head`, `P{subject}:audit:log`: the subject's audit chain;
@@ -20,9 +23,10 @@
 //! behind Sentinel and on a Redis Cluster.
 
 use super::audit_event;
+use super::cache::{self, DecisionCache, Invalidation};
 use super::redis_conn::Conn;
 use super::redis_metrics::MeasuredConnection;
-use super::{DenialLog, Health, RecordStore, SessionStore, StoreError};
+use super::{DenialLog, Health, RecordStore, SessionOwner, SessionStore, SessionsOf, StoreError};
 use crate::config::{DenialSettings, RedisSettings};
 use crate::domain::audit::{AuditEvent, ChainHead, ChainId, seal};
 use crate::domain::{
@@ -30,7 +34,9 @@ use crate::domain::{
 };
 use async_trait::async_trait;
 use redis::AsyncCommands;
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Fields of a denial entry that hold JSON rather than plain text.
@@ -76,6 +82,9 @@ pub(super) struct Change {
     pub guard: Guard,
     pub ops: Vec<Op>,
     pub event: AuditEvent,
+    /// Whose standing the change touches: every instance's cache forgets it (published in the
+    /// same step).
+    pub subject: Option<SubjectKey>,
 }
 
 /// How often a revocation retries when the record changed under it.
@@ -89,6 +98,7 @@ pub struct RedisStore {
     pub(super) prefix: String,
     denials: DenialSettings,
     audit_key: Vec<u8>,
+    pub(super) cache: Option<Arc<DecisionCache>>,
 }
 
 pub(super) fn unavailable(e: redis::RedisError) -> StoreError {
@@ -109,7 +119,118 @@ impl RedisStore {
             prefix: settings.key_prefix.clone(),
             denials,
             audit_key,
+            cache: None,
         })
+    }
+
+    /// Sends independent commands: one pipeline (one round trip) on one server or behind
+    /// Sentinel; on a cluster, where a pipeline must stay within one slot, each command on its
+    /// own, all at once. Not atomic either way. Returns each command's reply, in order.
+    pub(super) async fn send_apart(
+        &self,
+        cmds: Vec<redis::Cmd>,
+    ) -> Result<Vec<redis::Value>, StoreError> {
+        if self.conn.0.is_cluster() {
+            let sends = cmds.iter().map(|cmd| {
+                let mut conn = self.conn.clone();
+                async move { cmd.query_async::<redis::Value>(&mut conn).await }
+            });
+            futures_util::future::try_join_all(sends)
+                .await
+                .map_err(unavailable)
+        } else {
+            let mut pipe = redis::pipe();
+            for cmd in cmds {
+                pipe.add_command(cmd);
+            }
+            let mut conn = self.conn.clone();
+            pipe.query_async(&mut conn).await.map_err(unavailable)
+        }
+    }
+
+    /// Serves standings and sessions from `cache` while [`RedisStore::watch_invalidations`]
+    /// keeps it coherent (until then the cache is bypassed).
+    pub fn with_cache(mut self, cache: Arc<DecisionCache>) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    pub fn cache(&self) -> Option<&Arc<DecisionCache>> {
+        self.cache.as_ref()
+    }
+
+    fn channel(&self) -> String {
+        cache::channel(&self.prefix)
+    }
+
+    fn forget(&self, what: &Invalidation) {
+        if let Some(cache) = &self.cache {
+            cache.invalidate(what);
+        }
+    }
+
+    /// Keeps the cache coherent with every other instance: subscribes to the invalidation
+    /// channel and evicts what each message names. While the subscription is down the cache is
+    /// emptied and bypassed; it is emptied again once resubscribed (what was missed meanwhile
+    /// goes with it). Runs until the runtime stops. Without a cache, returns at once.
+    pub async fn watch_invalidations(self) {
+        let Some(cache) = self.cache.clone() else {
+            return;
+        };
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let e = self.subscription(&cache).await;
+            cache.suspend();
+            if cache_was_subscribed(&e) {
+                delay = Duration::from_millis(100);
+            }
+            tracing::warn!(
+                error = %e.1,
+                "cache invalidations cannot be received; the decision cache is bypassed"
+            );
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// One subscription, until it fails: whether it had subscribed, and why it ended. The
+    /// connection is pinged every second; a ping not answered within two ends it.
+    async fn subscription(&self, cache: &DecisionCache) -> (bool, redis::RedisError) {
+        let pubsub = match tokio::time::timeout(Duration::from_secs(2), self.conn.0.pubsub()).await
+        {
+            Ok(Ok(pubsub)) => pubsub,
+            Ok(Err(e)) => return (false, e),
+            Err(_) => return (false, timeout_error("connecting for invalidations")),
+        };
+        let (mut sink, mut stream) = pubsub.split();
+        if let Err(e) = sink.subscribe(self.channel()).await {
+            return (false, e);
+        }
+        cache.resume();
+        tracing::info!("cache invalidations received; the decision cache is in use");
+        let mut ticks = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                message = futures_util::StreamExt::next(&mut stream) => {
+                    let Some(message) = message else {
+                        return (true, timeout_error("the invalidation subscription ended"));
+                    };
+                    let text: String = message.get_payload().unwrap_or_default();
+                    match cache::parse_invalidation(&text) {
+                        Some(what) => cache.invalidate(&what),
+                        None => tracing::warn!(message = %text, "unknown cache invalidation ignored"),
+                    }
+                }
+                _ = ticks.tick() => {
+                    // Subscribed connections answer PING with an array: any answer will do.
+                    match tokio::time::timeout(Duration::from_secs(2), sink.ping::<redis::Value>()).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => return (true, e),
+                        Err(_) => return (true, timeout_error("ping on the invalidation subscription")),
+                    }
+                }
+            }
+        }
     }
 
     /// The hash tag of a chain: the subject's own for a subject's chain, so that the chain lives
@@ -274,12 +395,25 @@ impl RedisStore {
                     Op::RPush(k, v) => invocation.arg("rpush").arg(k + 3).arg(v).arg(""),
                 };
             }
+            if let Some(subject) = &change.subject {
+                let message = cache::invalidation_message(&Invalidation::Subject(subject.clone()));
+                invocation
+                    .arg("publish")
+                    .arg(1)
+                    .arg(self.channel())
+                    .arg(message);
+            }
             let applied: i64 = invocation
                 .invoke_async(&mut conn)
                 .await
                 .map_err(unavailable)?;
             match applied {
-                1 => return Ok(true),
+                1 => {
+                    if let Some(subject) = &change.subject {
+                        self.forget(&Invalidation::Subject(subject.clone()));
+                    }
+                    return Ok(true);
+                }
                 0 => return Ok(false),
                 _ if attempt > 4 => {
                     // Heavy contention: back off a little, with jitter.
@@ -323,6 +457,18 @@ impl RedisStore {
         format!("{}sessions", self.prefix)
     }
 
+    fn sessions_key(&self, which: &SessionsOf) -> String {
+        match which {
+            SessionsOf::Subject(s) => format!("{}{{{}}}:sessions", self.prefix, s),
+            SessionsOf::ProviderSubject(sub) => {
+                format!("{}sessions:sub:{}", self.prefix, digest(sub))
+            }
+            SessionsOf::ProviderSession(sid) => {
+                format!("{}sessions:sid:{}", self.prefix, digest(sid))
+            }
+        }
+    }
+
     fn login_key(&self, state: &str) -> String {
         format!("{}login:{state}", self.prefix)
     }
@@ -350,7 +496,21 @@ fn record_change(store: &RedisStore, record: &Record, guard: Guard) -> Result<Ch
             Op::RPush(1, to_json(&HistoryEntry::Recorded(record.clone()))?),
         ],
         event: audit_event::recorded(record),
+        subject: Some(record.subject.clone()),
     })
+}
+
+/// Provider-given names in key names are hashed: any text fits, none is readable from a key list.
+fn digest(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+fn cache_was_subscribed(ended: &(bool, redis::RedisError)) -> bool {
+    ended.0
+}
+
+fn timeout_error(what: &'static str) -> redis::RedisError {
+    redis::RedisError::from((redis::ErrorKind::Io, what))
 }
 
 fn ttl_ms(ttl: Duration) -> u64 {
@@ -473,6 +633,7 @@ impl RecordStore for RedisStore {
                     Op::RPush(1, entry.clone()),
                 ],
                 event: audit_event::revoked(revocation),
+                subject: Some(revocation.subject.clone()),
             };
             if self.apply(&change).await? {
                 return Ok(true);
@@ -490,6 +651,7 @@ impl RecordStore for RedisStore {
             guard: Guard::None,
             ops: vec![Op::RPush(0, entry)],
             event: audit_event::declined(decline),
+            subject: None,
         };
         self.apply(&change).await.map(|_| ())
     }
@@ -611,40 +773,78 @@ impl RecordStore for RedisStore {
 
 #[async_trait]
 impl SessionStore for RedisStore {
-    async fn put_session(&self, id: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        let expires_ms = chrono::Utc::now()
-            .timestamp_millis()
-            .saturating_add(i64::try_from(ttl_ms(ttl)).unwrap_or(i64::MAX));
-        // Two slots on a cluster, so two commands (sent together), not one pipeline.
-        let mut index = conn.clone();
-        let session_key = self.session_key(id);
-        let index_key = self.sessions_index_key();
-        tokio::try_join!(
-            conn.pset_ex::<_, _, ()>(&session_key, value, ttl_ms(ttl)),
-            index.zadd::<_, _, _, ()>(&index_key, id, expires_ms),
-        )
-        .map(|_| ())
-        .map_err(unavailable)
+    async fn put_session(
+        &self,
+        id: &str,
+        value: &str,
+        ttl: Duration,
+        owner: Option<&SessionOwner>,
+    ) -> Result<(), StoreError> {
+        let ms = ttl_ms(ttl);
+        let now = chrono::Utc::now().timestamp_millis();
+        let until = now.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX));
+        let mut cmds = vec![
+            redis::Cmd::pset_ex(self.session_key(id), value, ms),
+            // Every live session, for the metrics' count.
+            redis::Cmd::zadd(self.sessions_index_key(), id, until),
+        ];
+        if let Some(owner) = owner {
+            let mut indexes = vec![
+                SessionsOf::Subject(owner.subject.clone()),
+                SessionsOf::ProviderSubject(owner.provider_sub.clone()),
+            ];
+            if let Some(sid) = &owner.provider_sid {
+                indexes.push(SessionsOf::ProviderSession(sid.clone()));
+            }
+            for which in &indexes {
+                let key = self.sessions_key(which);
+                cmds.push(redis::Cmd::zadd(&key, id, until));
+                // Ended sessions leave the index as they expire.
+                cmds.push(redis::Cmd::zrembyscore(&key, "-inf", now));
+            }
+        }
+        cmds.push(redis::Cmd::publish(
+            self.channel(),
+            cache::invalidation_message(&Invalidation::Session(id.to_owned())),
+        ));
+        self.send_apart(cmds).await?;
+        self.forget(&Invalidation::Session(id.to_owned()));
+        Ok(())
     }
 
     async fn get_session(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let now = chrono::Utc::now();
+        if let Some(value) = self.cache.as_ref().and_then(|c| c.session(id, now)) {
+            return Ok(Some(value));
+        }
+        let ticket = self.cache.as_ref().and_then(|c| c.ticket());
         let mut conn = self.conn.clone();
-        conn.get(self.session_key(id)).await.map_err(unavailable)
+        let (value, pttl): (Option<String>, i64) = redis::pipe()
+            .get(self.session_key(id))
+            .pttl(self.session_key(id))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if let (Some(cache), Some(ticket), Some(value)) = (&self.cache, ticket, &value) {
+            // Kept no longer than the key lives in Redis (-1: no expiry).
+            let ends = (pttl >= 0).then(|| now + chrono::Duration::milliseconds(pttl));
+            cache.keep_session(id, value, ends, now, ticket);
+        }
+        Ok(value)
     }
 
     async fn delete_session(&self, id: &str) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        // Two slots on a cluster, so two commands (sent together), not one pipeline.
-        let mut index = conn.clone();
-        let session_key = self.session_key(id);
-        let index_key = self.sessions_index_key();
-        tokio::try_join!(
-            conn.del::<_, ()>(&session_key),
-            index.zrem::<_, _, ()>(&index_key, id),
-        )
-        .map(|_| ())
-        .map_err(unavailable)
+        self.send_apart(vec![
+            redis::Cmd::del(self.session_key(id)),
+            redis::Cmd::zrem(self.sessions_index_key(), id),
+            redis::Cmd::publish(
+                self.channel(),
+                cache::invalidation_message(&Invalidation::Session(id.to_owned())),
+            ),
+        ])
+        .await?;
+        self.forget(&Invalidation::Session(id.to_owned()));
+        Ok(())
     }
 
     async fn live_sessions(&self, now: chrono::DateTime<chrono::Utc>) -> Result<u64, StoreError> {
@@ -658,6 +858,51 @@ impl SessionStore for RedisStore {
             .await
             .map_err(unavailable)?;
         Ok(count)
+    }
+
+    async fn use_once(&self, name: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let taken: Option<String> = redis::cmd("SET")
+            .arg(format!("{}once:{}", self.prefix, digest(name)))
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms(ttl))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(taken.is_some())
+    }
+
+    async fn end_sessions(&self, which: &SessionsOf) -> Result<usize, StoreError> {
+        let key = self.sessions_key(which);
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = conn.zrange(&key, 0, -1).await.map_err(unavailable)?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut cmds = Vec::with_capacity(ids.len() * 2 + 2);
+        for id in &ids {
+            cmds.push(redis::Cmd::del(self.session_key(id)));
+        }
+        for id in &ids {
+            cmds.push(redis::Cmd::publish(
+                self.channel(),
+                cache::invalidation_message(&Invalidation::Session(id.clone())),
+            ));
+        }
+        // Only the ids read: a session started meanwhile stays indexed (and alive).
+        cmds.push(redis::Cmd::zrem(&key, &ids));
+        cmds.push(redis::Cmd::zrem(self.sessions_index_key(), &ids));
+        let replies = self.send_apart(cmds).await?;
+        for id in &ids {
+            self.forget(&Invalidation::Session(id.clone()));
+        }
+        Ok(replies
+            .iter()
+            .take(ids.len())
+            .filter(|r| matches!(r, redis::Value::Int(n) if *n > 0))
+            .count())
     }
 
     async fn put_login(&self, state: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
@@ -785,5 +1030,11 @@ impl Health for RedisStore {
             .await
             .map(|_| ())
             .map_err(unavailable)
+    }
+
+    fn cache_watcher(&self) -> Option<futures_util::future::BoxFuture<'static, ()>> {
+        self.cache
+            .is_some()
+            .then(|| Box::pin(self.clone().watch_invalidations()) as _)
     }
 }

@@ -24,7 +24,8 @@ pub struct Conn {
 
 #[derive(Clone)]
 enum Inner {
-    Single(ConnectionManager),
+    /// The manager, and the client that opens subscriptions.
+    Single(ConnectionManager, redis::Client),
     Cluster(Arc<LazyCluster>),
     Sentinel(Arc<SentinelPrimary>),
 }
@@ -51,8 +52,12 @@ impl Conn {
                 let client = redis::Client::open(settings.url.as_str())
                     .map_err(|e| invalid("redis.url", e))?;
                 Inner::Single(
-                    ConnectionManager::new_lazy_with_config(client, manager_config(settings))
-                        .map_err(|e| invalid("redis.url", e))?,
+                    ConnectionManager::new_lazy_with_config(
+                        client.clone(),
+                        manager_config(settings),
+                    )
+                    .map_err(|e| invalid("redis.url", e))?,
+                    client,
                 )
             }
             RedisTopology::Cluster { nodes } => {
@@ -64,8 +69,14 @@ impl Conn {
                     .max_retry_wait(200)
                     .build()
                     .map_err(|e| invalid("redis.nodes", e))?;
+                let subscribe_to = nodes
+                    .iter()
+                    .map(|n| redis::Client::open(n.as_str()))
+                    .collect::<RedisResult<Vec<_>>>()
+                    .map_err(|e| invalid("redis.nodes", e))?;
                 Inner::Cluster(Arc::new(LazyCluster {
                     client,
+                    subscribe_to,
                     conn: Mutex::new(ClusterState::default()),
                 }))
             }
@@ -105,6 +116,38 @@ impl Conn {
         })
     }
 
+    /// A connection subscribed to nothing yet, for pub/sub: to the server, to the first cluster
+    /// node that answers (a classic `PUBLISH` reaches subscribers on every node of a cluster),
+    /// or to the primary Sentinel names now. Bounded like every command.
+    pub async fn pubsub(&self) -> RedisResult<redis::aio::PubSub> {
+        self.bounded(async {
+            match &self.inner {
+                Inner::Single(_, client) => client.get_async_pubsub().await,
+                Inner::Cluster(lazy) => {
+                    let mut last = not_now("redis.nodes is empty");
+                    for client in &lazy.subscribe_to {
+                        match client.get_async_pubsub().await {
+                            Ok(pubsub) => return Ok(pubsub),
+                            Err(e) => last = e,
+                        }
+                    }
+                    Err(last)
+                }
+                Inner::Sentinel(primary) => {
+                    let client = primary
+                        .sentinel
+                        .lock()
+                        .await
+                        .client
+                        .async_get_client()
+                        .await?;
+                    client.get_async_pubsub().await
+                }
+            }
+        })
+        .await
+    }
+
     /// Whether this is a Redis Cluster (where no key-space scan is meaningful).
     pub fn is_cluster(&self) -> bool {
         matches!(self.inner, Inner::Cluster(_))
@@ -128,6 +171,8 @@ impl Conn {
 /// once made, it follows slot moves and failovers by itself.
 struct LazyCluster {
     client: redis::cluster::ClusterClient,
+    /// One client per configured node, for subscriptions.
+    subscribe_to: Vec<redis::Client>,
     conn: Mutex<ClusterState>,
 }
 
@@ -253,7 +298,7 @@ enum Live {
 impl Conn {
     async fn live(&self) -> RedisResult<Live> {
         Ok(match &self.inner {
-            Inner::Single(m) => Live::Manager(m.clone(), None),
+            Inner::Single(m, _) => Live::Manager(m.clone(), None),
             Inner::Cluster(lazy) => Live::Cluster(lazy.get().await?),
             Inner::Sentinel(primary) => {
                 let m = primary.get().await?;
@@ -270,7 +315,7 @@ impl Conn {
     ) -> RedisResult<T> {
         match &self.inner {
             Inner::Sentinel(primary) => primary.forget_on_failure(used, result),
-            Inner::Single(_) | Inner::Cluster(_) => result,
+            Inner::Single(..) | Inner::Cluster(_) => result,
         }
     }
 }
@@ -321,7 +366,7 @@ impl ConnectionLike for Conn {
 
     fn get_db(&self) -> i64 {
         match &self.inner {
-            Inner::Single(m) => m.get_db(),
+            Inner::Single(m, _) => m.get_db(),
             Inner::Cluster(_) | Inner::Sentinel(_) => 0,
         }
     }

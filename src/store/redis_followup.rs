@@ -11,6 +11,7 @@
 //! - `P{subject}:actions`: list of actions (JSON), oldest first
 //! - `P{subject}:first_access`: RFC 3339 time of the first admission to a gated route (`SET NX`)
 
+use super::cache::Invalidation;
 use super::redis::{Change, Guard, Op, RedisStore, to_json, unavailable};
 use super::{AuditChain, FollowUpStore, Outbox, Standing, StoreError, audit_event};
 use crate::domain::audit::{AuditEvent, ChainHead, ChainId};
@@ -83,6 +84,11 @@ fn parse_time(what: &str, text: &str) -> Result<DateTime<Utc>, StoreError> {
 #[async_trait]
 impl FollowUpStore for RedisStore {
     async fn standing(&self, subject: &SubjectKey) -> Result<Standing, StoreError> {
+        let now = Utc::now();
+        if let Some(standing) = self.cache.as_ref().and_then(|c| c.standing(subject, now)) {
+            return Ok(standing);
+        }
+        let ticket = self.cache.as_ref().and_then(|c| c.ticket());
         let mut conn = self.conn.clone();
         let mut directory = self.conn.clone();
         // The subject's keys share a slot (one pipeline); the directory lives in another, so it
@@ -98,14 +104,18 @@ impl FollowUpStore for RedisStore {
             futures_util::future::try_join(own, person)
                 .await
                 .map_err(unavailable)?;
-        Ok(Standing {
+        let standing = Standing {
             records: parse_all::<Record>("record", records)?,
             person: person.map(|p| parse("directory entry", &p)).transpose()?,
             exemptions: parse_all("exemption", exemptions)?,
             first_access: first_access
                 .map(|t| parse_time("first access", &t))
                 .transpose()?,
-        })
+        };
+        if let (Some(cache), Some(ticket)) = (&self.cache, ticket) {
+            cache.keep_standing(subject, &standing, now, ticket);
+        }
+        Ok(standing)
     }
 
     async fn mark_first_access(
@@ -114,9 +124,19 @@ impl FollowUpStore for RedisStore {
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
-        conn.set_nx(self.first_access_key(subject), stamp(at))
+        let written = conn
+            .set_nx(self.first_access_key(subject), stamp(at))
             .await
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        if let Some(cache) = &self.cache {
+            if written {
+                cache.note_first_access(subject, at);
+            } else {
+                // Another instance wrote it first: read it again next time.
+                cache.invalidate(&Invalidation::Subject(subject.clone()));
+            }
+        }
+        Ok(written)
     }
 
     async fn first_access(
@@ -141,6 +161,7 @@ impl FollowUpStore for RedisStore {
             guard: Guard::None,
             ops,
             event: audit_event::person(person, actor),
+            subject: Some(person.subject.clone()),
         };
         self.apply(&change).await.map(|_| ())
     }
@@ -261,6 +282,7 @@ impl FollowUpStore for RedisStore {
             guard: Guard::None,
             ops: vec![Op::RPush(0, to_json(action)?)],
             event: audit_event::action(action),
+            subject: None,
         };
         self.apply(&change).await.map(|_| ())
     }
@@ -296,6 +318,7 @@ impl FollowUpStore for RedisStore {
             guard,
             ops: vec![Op::HSet(0, exemption.id.clone(), to_json(exemption)?)],
             event: audit_event::exemption(exemption, actor),
+            subject: Some(exemption.subject.clone()),
         };
         // The index lives in another slot: written first (an entry without an exemption is
         // harmless, a lookup then finds nothing).
@@ -355,6 +378,7 @@ impl FollowUpStore for RedisStore {
             guard: Guard::None,
             ops: Vec::new(),
             event: event.clone(),
+            subject: None,
         };
         self.apply(&change).await.map(|_| ())
     }

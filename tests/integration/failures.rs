@@ -6,6 +6,9 @@ use crate::{complete_everything, redis, sign_in};
 use redis::AsyncCommands;
 use serde_json::Value;
 
+/// For tests that edit Redis directly without publishing what changed.
+const NO_CACHE: &str = "\n[cache]\nenabled = false\n";
+
 #[tokio::test]
 async fn redis_outage_fails_closed_and_recovers() {
     let mut world = World::start().await;
@@ -128,7 +131,9 @@ async fn stored_session(world: &World) -> (String, Value) {
 #[tokio::test]
 async fn tokens_refresh_before_expiry_and_sign_out_ends_both_sessions() {
     // Access tokens live 60 s; asking to refresh 3600 s early makes every request refresh.
-    let world = World::start().await;
+    // The test edits the stored session behind the gate's back (nothing published), so the
+    // gate must read Redis every time.
+    let world = World::start_with(|p| p, "", NO_CACHE).await;
     let browser = Browser::new();
     sign_in(&world, &browser, "alice@example.com", "/").await;
     let (_, before) = stored_session(&world).await;
@@ -208,7 +213,8 @@ async fn tokens_refresh_before_expiry_and_sign_out_ends_both_sessions() {
 
 #[tokio::test]
 async fn a_refused_refresh_ends_the_session() {
-    let world = World::start().await;
+    // The stored session is edited behind the gate's back: no decision cache.
+    let world = World::start_with(|p| p, "", NO_CACHE).await;
     let browser = Browser::new();
     sign_in(&world, &browser, "alice@example.com", "/").await;
     // The person signs out at the provider directly: their refresh token dies with that session.

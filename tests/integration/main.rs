@@ -23,6 +23,7 @@ mod notify;
 mod proxying;
 mod real_proxies;
 mod reload;
+mod revocation;
 mod security_headers;
 mod selfservice;
 mod store;

@@ -240,7 +240,8 @@ async fn redis_errors_are_counted_and_the_decision_fails_closed() {
         |c| c,
         "",
         &format!(
-            "\n[[routes]]\npath_prefix = \"{p}\"\nupstream = \"@UPSTREAM@\"\n{}",
+            // Without the cache, so that the request after Redis stopped has to read it.
+            "\n[cache]\nenabled = false\n\n[[routes]]\npath_prefix = \"{p}\"\nupstream = \"@UPSTREAM@\"\n{}",
             admin_section(admin)
         ),
     )

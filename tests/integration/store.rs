@@ -152,13 +152,13 @@ async fn sessions_expire_and_login_states_work_once() {
             max_age: None,
         },
     );
-    s.put_session("abc", "{}", StdDuration::from_millis(300))
+    s.put_session("abc", "{}", StdDuration::from_millis(300), None)
         .await
         .unwrap();
     assert_eq!(s.get_session("abc").await.unwrap().as_deref(), Some("{}"));
     tokio::time::sleep(StdDuration::from_millis(400)).await;
     assert_eq!(s.get_session("abc").await.unwrap(), None, "TTL applied");
-    s.put_session("def", "{}", StdDuration::from_secs(60))
+    s.put_session("def", "{}", StdDuration::from_secs(60), None)
         .await
         .unwrap();
     s.delete_session("def").await.unwrap();

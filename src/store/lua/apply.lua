@@ -5,8 +5,10 @@
 -- ARGV[4] guard: 'none' | 'hsetnx' (write once) | 'hget_eq' (compare-and-set) | 'hget_nil' (new)
 -- ARGV[5] guard key index into KEYS, ARGV[6] field, ARGV[7] value
 -- ARGV[8..] operations, four arguments each: name, key index into KEYS, a, b
+--   ('publish': a = channel, b = message; tells other instances what changed, key index unused)
 -- Returns 1 when applied, 0 when the guard refused, -1 when the head moved.
-local ops = {hset = true, rpush = true, set = true, del = true, hdel = true, sadd = true}
+local ops = {hset = true, rpush = true, set = true, del = true, hdel = true, sadd = true,
+  publish = true}
 for i = 8, #ARGV, 4 do
   if not ops[ARGV[i]] then
     return redis.error_reply('apply.lua: unknown operation ' .. tostring(ARGV[i]))
@@ -44,6 +46,8 @@ for i = 8, #ARGV, 4 do
     redis.call('HDEL', key, a)
   elseif op == 'sadd' then
     redis.call('SADD', key, a)
+  elseif op == 'publish' then
+    redis.call('PUBLISH', a, b)
   end
 end
 if ARGV[3] ~= '' then

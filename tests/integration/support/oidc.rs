@@ -42,6 +42,12 @@ pub struct ClientConfig {
     /// port of a loopback `http://127.0.0.1/...` redirect URI (RFC 8252 §7.3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub application_type: Option<String>,
+    /// OpenID Connect Back-Channel Logout: where the provider POSTs logout tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backchannel_logout_uri: Option<String>,
+    /// Whether logout tokens (and ID tokens) carry the provider session's `sid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backchannel_logout_session_required: Option<bool>,
 }
 
 impl ClientConfig {
@@ -61,6 +67,8 @@ impl ClientConfig {
             response_types: vec!["code".into()],
             token_endpoint_auth_method: "client_secret_basic".into(),
             application_type: None,
+            backchannel_logout_uri: None,
+            backchannel_logout_session_required: None,
         }
     }
 
@@ -76,6 +84,8 @@ impl ClientConfig {
             response_types: Vec::new(),
             token_endpoint_auth_method: "client_secret_basic".into(),
             application_type: None,
+            backchannel_logout_uri: None,
+            backchannel_logout_session_required: None,
         }
     }
 
@@ -237,6 +247,20 @@ impl ProviderConfig {
     /// Sets the API audience (an absolute URI) JWT access tokens are issued for.
     pub fn with_api_audience(mut self, audience: &str) -> Self {
         self.api_audience = Some(audience.to_owned());
+        self
+    }
+
+    /// Gives the first client (Clearance) a back-channel logout URI next to its callback
+    /// (`.../oauth2/backchannel_logout`), with `sid` required: signing out at the provider then
+    /// POSTs a logout token to the gate.
+    pub fn with_backchannel_logout(mut self) -> Self {
+        if let Some(client) = self.clients.first_mut() {
+            client.backchannel_logout_uri = client
+                .redirect_uris
+                .first()
+                .map(|uri| uri.replace("/oauth2/callback", "/oauth2/backchannel_logout"));
+            client.backchannel_logout_session_required = Some(true);
+        }
         self
     }
 

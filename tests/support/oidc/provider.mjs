@@ -7,6 +7,8 @@
 //   CONFIG    path to a JSON file:
 //     {
 //       "clients":  [ { client_id, client_secret, redirect_uris, ... } ],
+//                   (backchannel_logout_uri and backchannel_logout_session_required: the
+//                   provider POSTs a logout token there when the person signs out)
 //       "accounts": { "<login>": { sub, email, email_verified, name, groups,
 //                                  employee_type, manager } },
 //       "keys_seed": "any string",      // kid = "k-" + keys_seed
@@ -105,6 +107,9 @@ function claimsFor(account, scope) {
 
 const provider = new Provider(issuer, {
   clients,
+  // Outgoing requests (back-channel logout tokens) go to Clearance on 127.0.0.1, which the
+  // provider's SSRF guard refuses as a special-use address: loopback-only fixture, so drop it.
+  fetch: (url, { dispatcher: _ssrfGuard, ...options }) => globalThis.fetch(url, options),
   jwks: { keys: [signingKey] },
   // Plain-http fixture: cookies are never Secure (ctx.secure is false); keys sign them.
   cookies: {
@@ -124,6 +129,8 @@ const provider = new Provider(issuer, {
   features: {
     devInteractions: { enabled: true },
     rpInitiatedLogout: { enabled: true },
+    // Clients with a backchannel_logout_uri get a logout token POSTed when the session ends.
+    backchannelLogout: { enabled: true },
     userinfo: { enabled: true },
     revocation: { enabled: true },
     introspection: { enabled: true },
@@ -198,6 +205,10 @@ const provider = new Provider(issuer, {
 
 // Log server-side errors to stderr.
 provider.on('server_error', (_ctx, err) => process.stderr.write(`oidc fixture: server_error ${err.stack ?? err}\n`));
+provider.on('backchannel.error', (_ctx, err, client) => process.stderr.write(
+  `oidc fixture: backchannel.error ${client?.clientId}: ${err.message ?? err} ${err.cause?.stack ?? err.cause ?? ""}\n`));
+provider.on('backchannel.success', (_ctx, client) => process.stderr.write(
+  `oidc fixture: backchannel.success ${client?.clientId}\n`));
 for (const event of ['grant.error', 'userinfo.error', 'end_session.error', 'authorization.error']) {
   provider.on(event, (_ctx, err) => {
     if (!(err instanceof errors.OIDCProviderError) || err.statusCode >= 500) {

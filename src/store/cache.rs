@@ -1,0 +1,377 @@
+//! The per-instance decision cache: what one request reads from Redis (a subject's standing, a
+//! session), bounded in size, each entry capped by `cache.ttl_secs` and by the subject's next
+//! expiry, evicted by invalidation messages and bypassed while those cannot be received.
+//!
+//! The gate still evaluates every request with the time passed in (`domain::evaluate` is pure), so
+//! a cached standing never admits anyone past an expiry; the caps only bound how long data that
+//! changed elsewhere could be kept if an invalidation were lost.
+//!
+//! Invalidation messages (published on `<prefix>invalidate` by every change, see
+//! [`invalidation_message`]) are `subject:<subject key>` and `session:<storage id>`.
+//!
+//! Races: a reader takes [`DecisionCache::epoch`] before reading Redis and hands it back with
+//! the value; every invalidation moves the epoch, and a value inserted while the epoch moved is
+//! removed again right after, so a read that started before a change never outlives it here.
+
+use super::Standing;
+use crate::config::CacheSettings;
+use crate::domain::SubjectKey;
+use chrono::{DateTime, Utc};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// The Redis channel (under the key prefix) that carries invalidations.
+pub fn channel(prefix: &str) -> String {
+    format!("{prefix}invalidate")
+}
+
+/// What changed, as published to other instances.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Invalidation {
+    /// Records, directory entry, exemptions or first access of a subject.
+    Subject(SubjectKey),
+    /// A session (by its storage id, the SHA-256 of the cookie's id).
+    Session(String),
+}
+
+/// The text published for an invalidation.
+pub fn invalidation_message(what: &Invalidation) -> String {
+    match what {
+        Invalidation::Subject(s) => format!("subject:{s}"),
+        Invalidation::Session(id) => format!("session:{id}"),
+    }
+}
+
+/// Reads a published invalidation; `None` for anything else.
+pub fn parse_invalidation(text: &str) -> Option<Invalidation> {
+    match text.split_once(':')? {
+        ("subject", s) => SubjectKey::parse(s).ok().map(Invalidation::Subject),
+        ("session", id) if !id.is_empty() => Some(Invalidation::Session(id.to_owned())),
+        _ => None,
+    }
+}
+
+/// The earliest moment after `now` at which the standing itself says something changes: a
+/// record or an exemption expiring.
+pub fn next_change(standing: &Standing, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let records = standing.records.iter().filter_map(|r| r.expires_at);
+    let exemptions = standing.exemptions.iter().filter_map(|e| e.expires_at);
+    records.chain(exemptions).filter(|t| *t > now).min()
+}
+
+#[derive(Clone)]
+struct Entry<V> {
+    value: V,
+    until: DateTime<Utc>,
+}
+
+/// Standings and sessions kept by one instance.
+pub struct DecisionCache {
+    standings: quick_cache::sync::Cache<SubjectKey, Entry<Standing>>,
+    sessions: quick_cache::sync::Cache<String, Entry<String>>,
+    ttl: chrono::Duration,
+    epoch: AtomicU64,
+    /// Whether invalidations are being received; while not, nothing is served or kept.
+    live: AtomicBool,
+}
+
+/// A reader's ticket: the epoch seen before reading the store.
+#[derive(Clone, Copy, Debug)]
+pub struct Ticket(u64);
+
+impl DecisionCache {
+    /// A cache that serves nothing until [`DecisionCache::resume`] (the subscription is up).
+    pub fn new(settings: &CacheSettings) -> Self {
+        Self {
+            standings: quick_cache::sync::Cache::new(settings.max_subjects),
+            sessions: quick_cache::sync::Cache::new(settings.max_sessions),
+            ttl: chrono::Duration::from_std(settings.ttl).unwrap_or(chrono::Duration::seconds(60)),
+            epoch: AtomicU64::new(0),
+            live: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether entries are served (invalidations are being received).
+    pub fn is_live(&self) -> bool {
+        self.live.load(Ordering::SeqCst)
+    }
+
+    /// Invalidations can no longer be received: forget everything and serve nothing.
+    pub fn suspend(&self) {
+        self.live.store(false, Ordering::SeqCst);
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.clear();
+    }
+
+    /// Invalidations are received again: start from empty (whatever was missed meanwhile is
+    /// gone with it) and serve.
+    pub fn resume(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.clear();
+        self.live.store(true, Ordering::SeqCst);
+    }
+
+    fn clear(&self) {
+        self.standings.clear();
+        self.sessions.clear();
+    }
+
+    /// How many standings and sessions are kept.
+    pub fn len(&self) -> (usize, usize) {
+        (self.standings.len(), self.sessions.len())
+    }
+
+    /// Before reading the store: `None` when nothing may be kept now.
+    pub fn ticket(&self) -> Option<Ticket> {
+        self.is_live()
+            .then(|| Ticket(self.epoch.load(Ordering::SeqCst)))
+    }
+
+    fn moved_since(&self, ticket: Ticket) -> bool {
+        !self.is_live() || self.epoch.load(Ordering::SeqCst) != ticket.0
+    }
+
+    /// Evicts what an invalidation names.
+    pub fn invalidate(&self, what: &Invalidation) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        match what {
+            Invalidation::Subject(s) => {
+                self.standings.remove(s);
+            }
+            Invalidation::Session(id) => {
+                self.sessions.remove(id.as_str());
+            }
+        }
+    }
+
+    /// The subject's standing if kept and still valid at `now`.
+    pub fn standing(&self, subject: &SubjectKey, now: DateTime<Utc>) -> Option<Standing> {
+        if !self.is_live() {
+            return None;
+        }
+        let Some(entry) = self.standings.get(subject).filter(|e| e.until > now) else {
+            self.standings.remove(subject);
+            crate::metrics::cache_miss("standing");
+            return None;
+        };
+        crate::metrics::cache_hit("standing");
+        Some(entry.value)
+    }
+
+    /// Keeps a standing read from the store with `ticket`, until the TTL or its next change.
+    pub fn keep_standing(
+        &self,
+        subject: &SubjectKey,
+        standing: &Standing,
+        now: DateTime<Utc>,
+        ticket: Ticket,
+    ) {
+        let mut until = now + self.ttl;
+        if let Some(change) = next_change(standing, now) {
+            until = until.min(change);
+        }
+        if until <= now || self.moved_since(ticket) {
+            return;
+        }
+        self.standings.insert(
+            subject.clone(),
+            Entry {
+                value: standing.clone(),
+                until,
+            },
+        );
+        if self.moved_since(ticket) {
+            self.standings.remove(subject);
+        }
+    }
+
+    /// Notes the first access written for a subject in the kept standing, so that it is not
+    /// written again.
+    pub fn note_first_access(&self, subject: &SubjectKey, at: DateTime<Utc>) {
+        if let Some(mut entry) = self.standings.get(subject) {
+            entry.value.first_access.get_or_insert(at);
+            self.standings.replace(subject.clone(), entry, false).ok();
+        }
+    }
+
+    /// The session stored under `id` if kept and still valid at `now`.
+    pub fn session(&self, id: &str, now: DateTime<Utc>) -> Option<String> {
+        if !self.is_live() {
+            return None;
+        }
+        let Some(entry) = self.sessions.get(id).filter(|e| e.until > now) else {
+            self.sessions.remove(id);
+            crate::metrics::cache_miss("session");
+            return None;
+        };
+        crate::metrics::cache_hit("session");
+        Some(entry.value)
+    }
+
+    /// Keeps a session read from the store with `ticket`, until the TTL or `ends` (when its
+    /// key expires in the store).
+    pub fn keep_session(
+        &self,
+        id: &str,
+        value: &str,
+        ends: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+        ticket: Ticket,
+    ) {
+        let until = ends.map_or(now + self.ttl, |e| e.min(now + self.ttl));
+        if until <= now || self.moved_since(ticket) {
+            return;
+        }
+        self.sessions.insert(
+            id.to_owned(),
+            Entry {
+                value: value.to_owned(),
+                until,
+            },
+        );
+        if self.moved_since(ticket) {
+            self.sessions.remove(id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Record, RequirementId, Source, Version};
+    use std::time::Duration;
+
+    fn settings(max: usize) -> CacheSettings {
+        CacheSettings {
+            enabled: true,
+            max_subjects: max,
+            max_sessions: max,
+            ttl: Duration::from_secs(60),
+        }
+    }
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
+    }
+
+    fn sk(s: &str) -> SubjectKey {
+        SubjectKey::parse(s).unwrap()
+    }
+
+    fn record(expires: Option<DateTime<Utc>>) -> Record {
+        Record {
+            subject: sk("ann@x"),
+            requirement: RequirementId("training".into()),
+            version: "1".parse::<Version>().unwrap(),
+            completed_at: at(-100),
+            expires_at: expires,
+            source: Source::Api,
+            evidence: serde_json::Map::new(),
+            recorded_by: "test".into(),
+            recorded_at: at(-100),
+            revoked_at: None,
+        }
+    }
+
+    fn live(max: usize) -> DecisionCache {
+        let cache = DecisionCache::new(&settings(max));
+        cache.resume();
+        cache
+    }
+
+    #[test]
+    fn bounded_in_size() {
+        let cache = live(50);
+        for i in 0..1000 {
+            let s = sk(&format!("p{i}@x"));
+            let t = cache.ticket().unwrap();
+            cache.keep_standing(&s, &Standing::default(), at(0), t);
+            let t = cache.ticket().unwrap();
+            cache.keep_session(&format!("s{i}"), "{}", None, at(0), t);
+        }
+        let (standings, sessions) = cache.len();
+        assert!(standings <= 50, "{standings} standings kept");
+        assert!(sessions <= 50, "{sessions} sessions kept");
+        assert!(standings > 0 && sessions > 0);
+    }
+
+    #[test]
+    fn an_entry_does_not_outlive_the_next_expiry() {
+        let cache = live(10);
+        let standing = Standing {
+            records: vec![record(Some(at(30))), record(None)],
+            ..Standing::default()
+        };
+        let t = cache.ticket().unwrap();
+        cache.keep_standing(&sk("ann@x"), &standing, at(0), t);
+        assert!(cache.standing(&sk("ann@x"), at(29)).is_some());
+        assert!(cache.standing(&sk("ann@x"), at(30)).is_none());
+        // Removed, not only hidden.
+        assert!(cache.standing(&sk("ann@x"), at(0)).is_none());
+    }
+
+    #[test]
+    fn an_entry_does_not_outlive_the_ttl() {
+        let cache = live(10);
+        let t = cache.ticket().unwrap();
+        cache.keep_standing(&sk("ann@x"), &Standing::default(), at(0), t);
+        let t = cache.ticket().unwrap();
+        cache.keep_session("abc", "{}", Some(at(10)), at(0), t);
+        assert!(cache.standing(&sk("ann@x"), at(59)).is_some());
+        assert!(cache.standing(&sk("ann@x"), at(60)).is_none());
+        assert_eq!(cache.session("abc", at(9)).as_deref(), Some("{}"));
+        assert!(cache.session("abc", at(10)).is_none());
+    }
+
+    #[test]
+    fn nothing_is_kept_or_served_while_suspended_and_resuming_starts_empty() {
+        let cache = DecisionCache::new(&settings(10));
+        assert!(cache.ticket().is_none());
+        cache.resume();
+        let t = cache.ticket().unwrap();
+        cache.keep_standing(&sk("ann@x"), &Standing::default(), at(0), t);
+        cache.suspend();
+        assert!(cache.standing(&sk("ann@x"), at(1)).is_none());
+        // A read that started before the subscription was lost keeps nothing.
+        cache.keep_standing(&sk("ann@x"), &Standing::default(), at(0), t);
+        cache.resume();
+        assert!(cache.standing(&sk("ann@x"), at(1)).is_none());
+        assert_eq!(cache.len(), (0, 0));
+    }
+
+    #[test]
+    fn a_read_overtaken_by_an_invalidation_is_not_kept() {
+        let cache = live(10);
+        let t = cache.ticket().unwrap();
+        cache.invalidate(&Invalidation::Subject(sk("bob@x")));
+        cache.keep_standing(&sk("ann@x"), &Standing::default(), at(0), t);
+        assert!(cache.standing(&sk("ann@x"), at(1)).is_none());
+    }
+
+    #[test]
+    fn invalidations_evict_what_they_name() {
+        let cache = live(10);
+        let t = cache.ticket().unwrap();
+        cache.keep_standing(&sk("ann@x"), &Standing::default(), at(0), t);
+        cache.keep_standing(&sk("bob@x"), &Standing::default(), at(0), t);
+        cache.keep_session("s1", "{}", None, at(0), t);
+        let msg = invalidation_message(&Invalidation::Subject(sk("ann@x")));
+        cache.invalidate(&parse_invalidation(&msg).unwrap());
+        assert!(cache.standing(&sk("ann@x"), at(1)).is_none());
+        assert!(cache.standing(&sk("bob@x"), at(1)).is_some());
+        let msg = invalidation_message(&Invalidation::Session("s1".into()));
+        cache.invalidate(&parse_invalidation(&msg).unwrap());
+        assert!(cache.session("s1", at(1)).is_none());
+        assert_eq!(parse_invalidation("nonsense"), None);
+        assert_eq!(parse_invalidation("session:"), None);
+    }
+
+    #[test]
+    fn first_access_is_noted_in_the_kept_standing() {
+        let cache = live(10);
+        let t = cache.ticket().unwrap();
+        cache.keep_standing(&sk("ann@x"), &Standing::default(), at(0), t);
+        cache.note_first_access(&sk("ann@x"), at(1));
+        let kept = cache.standing(&sk("ann@x"), at(2)).unwrap();
+        assert_eq!(kept.first_access, Some(at(1)));
+    }
+}
