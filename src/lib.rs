@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod config;
 pub mod demo;
+pub mod denial_buffer;
 pub mod directory_import;
 pub mod domain;
 pub mod evidence;
@@ -52,7 +53,12 @@ pub fn build_state(settings: Settings, store: SharedStore) -> anyhow::Result<App
             .timeout(std::time::Duration::from_secs(10))
             .build()?,
     );
+    let denials = Arc::new(crate::denial_buffer::DenialBuffer::new(
+        Arc::new(crate::denial_buffer::StoreSink(store.clone())),
+        settings.denial_buffer_max,
+    ));
     Ok(AppState {
+        denials,
         documents,
         bearer,
         sessions: Sessions::new(store.clone(), settings.session.clone()),
@@ -73,23 +79,90 @@ pub fn redis_store(settings: &Settings) -> anyhow::Result<SharedStore> {
     )?))
 }
 
-/// Starts the HTTP server on a bound listener, and the notification worker when
-/// `[notifications]` is configured (it stops with the runtime). Must run inside a tokio runtime.
+/// Starts the HTTP server on a bound listener, the denial buffer's writer, and the notification
+/// worker when `[notifications]` is configured (both stop with the runtime). Must run inside a
+/// tokio runtime. The server does not watch signals itself: [`stop_on_signals`] does that for
+/// `serve`, and `handle().stop(true)` stops it gracefully (requests in flight get up to
+/// `server.shutdown_timeout_secs` to finish).
 pub fn server(state: AppState, listener: TcpListener) -> std::io::Result<actix_web::dev::Server> {
-    // The worker runs until the runtime that runs the server stops.
+    // The workers run until the runtime that runs the server stops.
     let _worker = notify::spawn(&state);
+    let _denials = state.denials.spawn();
     let workers = match state.settings().workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
     };
+    let shutdown_timeout = state.settings().shutdown_timeout.as_secs();
     let server = actix_web::HttpServer::new(move || http::app(state.clone()))
         .workers(workers)
+        .shutdown_timeout(shutdown_timeout)
+        .disable_signals()
         .listen(listener)?
         .run();
     Ok(server)
 }
 
-/// `clearance serve`: Redis store, provider discovery, HTTP server until a signal stops it.
+/// How long the last attempt to write buffered denials may take at shutdown.
+pub const LAST_DENIAL_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Stops the server gracefully on SIGTERM or SIGINT (Ctrl-C): no new connections, requests in
+/// flight finish (up to `server.shutdown_timeout_secs`), then the server's future completes.
+pub fn stop_on_signals(handle: actix_web::dev::ServerHandle) {
+    tokio::spawn(async move {
+        let signal = shutdown_signal().await;
+        tracing::info!(
+            signal,
+            "stopping: no new connections, finishing requests in flight"
+        );
+        handle.stop(true).await;
+    });
+}
+
+#[cfg(unix)]
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        },
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(error = %e, "cannot watch SIGTERM/SIGINT; only Ctrl-C stops the server gracefully");
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn shutdown_signal() -> &'static str {
+    let _ = tokio::signal::ctrl_c().await;
+    "Ctrl-C"
+}
+
+/// After the server stopped: the last attempt to write buffered denials (those still unwritten
+/// are logged in full). Returns how many were left unwritten.
+pub async fn finish(state: &AppState) -> usize {
+    let buffered = state.denials.len();
+    if buffered == 0 {
+        return 0;
+    }
+    tracing::info!(denials = buffered, "writing buffered denials before exit");
+    let left = state.denials.drain(LAST_DENIAL_FLUSH).await;
+    if left > 0 {
+        tracing::error!(
+            denials = left,
+            "buffered denials could not be written before exit; each is in the log above"
+        );
+    }
+    left
+}
+
+/// `clearance serve`: Redis store, provider discovery, HTTP server until SIGTERM or SIGINT stops
+/// it gracefully, then the last flush of buffered denials.
 /// `config` is the configuration file's path and SHA-256, recorded in the audit trail.
 pub async fn serve(settings: Settings, config: (String, String)) -> anyhow::Result<()> {
     let listener = TcpListener::bind(settings.listen).map_err(|e| {
@@ -110,6 +183,10 @@ pub async fn serve(settings: Settings, config: (String, String)) -> anyhow::Resu
         routes = state.settings().routes.routes().len(),
         "clearance is serving"
     );
-    server(state, listener)?.await?;
+    let running = server(state.clone(), listener)?;
+    stop_on_signals(running.handle());
+    running.await?;
+    finish(&state).await;
+    tracing::info!("clearance stopped");
     Ok(())
 }

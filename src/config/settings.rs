@@ -29,6 +29,10 @@ pub struct Settings {
     pub session: SessionSettings,
     pub admin_tokens: Vec<AdminToken>,
     pub denials: DenialSettings,
+    /// `denials.buffer_max`: refusals held in memory while the denial log cannot be written.
+    pub denial_buffer_max: usize,
+    /// `server.shutdown_timeout_secs`: how long requests in flight may take to finish at shutdown.
+    pub shutdown_timeout: Duration,
     pub log_format: LogFormat,
     pub log_filter: Option<String>,
     pub policy: Arc<Policy>,
@@ -666,6 +670,15 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
     if f.denials.max_entries == 0 {
         p.add("denials.max_entries", "must be at least 1");
     }
+    if f.denials.buffer_max == 0 {
+        p.add("denials.buffer_max", "must be at least 1");
+    }
+    if f.server.shutdown_timeout_secs > 3600 {
+        p.add(
+            "server.shutdown_timeout_secs",
+            "must be at most 3600 (one hour)",
+        );
+    }
 
     if let Some(filter) = &f.logging.filter
         && let Err(e) = tracing_subscriber::EnvFilter::try_new(filter)
@@ -894,6 +907,8 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
             max_age: (f.denials.max_age_days > 0)
                 .then(|| Duration::from_secs(f.denials.max_age_days * 86_400)),
         },
+        denial_buffer_max: f.denials.buffer_max,
+        shutdown_timeout: Duration::from_secs(f.server.shutdown_timeout_secs),
         log_format,
         log_filter: f.logging.filter,
         policy: Arc::new(policy),

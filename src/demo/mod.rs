@@ -340,6 +340,7 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
     let store: SharedStore = memory;
     let state = crate::build_state(settings, store)?;
     let gate = crate::server(state, gate_listener)?;
+    crate::stop_on_signals(gate.handle());
 
     println!("\nClearance demo is running. Open {gate_url}/ in a browser and sign in as:");
     for p in &PEOPLE {
