@@ -1089,6 +1089,26 @@ upstream = "http://127.0.0.1:9000"
     }
 
     #[test]
+    fn denial_buffer_and_shutdown_timeout_have_defaults_and_bounds() {
+        let s = super::super::from_toml_str(BASE).unwrap();
+        assert_eq!(s.denial_buffer_max, 10_000);
+        assert_eq!(s.shutdown_timeout, std::time::Duration::from_secs(30));
+        let s =
+            super::super::from_toml_str(&format!("{BASE}\n[denials]\nbuffer_max = 5\n")).unwrap();
+        assert_eq!(s.denial_buffer_max, 5);
+        let named = |p: Vec<(String, String)>| p.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+        assert_eq!(
+            named(problems("\n[denials]\nbuffer_max = 0\n")),
+            ["denials.buffer_max"]
+        );
+        let long = BASE.replace("[server]\n", "[server]\nshutdown_timeout_secs = 7200\n");
+        let Err(super::ConfigError::Invalid(p)) = super::super::from_toml_str(&long) else {
+            panic!("a two-hour shutdown timeout is refused");
+        };
+        assert_eq!(named(p), ["server.shutdown_timeout_secs"]);
+    }
+
+    #[test]
     fn xapi_section_validates_into_settings() {
         let s = super::super::from_toml_str(&format!(
             r#"{BASE}

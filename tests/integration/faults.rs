@@ -420,3 +420,86 @@ async fn sigterm_drains_and_exits_cleanly() {
         "nothing listens any more"
     );
 }
+
+/// Redis stopped and restarted while requests keep coming: a non-compliant person is never
+/// admitted, the process stays up, and the gate recovers by itself.
+#[tokio::test]
+async fn redis_killed_under_load_admits_nobody_wrongly() {
+    let mut world = World::start().await;
+    let carl = Browser::new();
+    let page = sign_in(&world, &carl, "carl@example.com", "/").await;
+    assert_eq!(page.status, 403);
+    let cookie = carl
+        .cookie(&world.gate.host_port(), "_clearance")
+        .expect("session cookie");
+    let before = world.upstream.request_count();
+    let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let statuses = Arc::new(std::sync::Mutex::new(Vec::<u16>::new()));
+    let load: Vec<_> = (0..4)
+        .map(|worker| {
+            let (running, statuses) = (running.clone(), statuses.clone());
+            let url = format!("{}/echo/load/{worker}", world.gate.url());
+            let cookie = format!("_clearance={cookie}");
+            tokio::spawn(async move {
+                let client = reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()
+                    .unwrap();
+                while running.load(std::sync::atomic::Ordering::SeqCst) {
+                    if let Ok(r) = client
+                        .get(&url)
+                        .header("cookie", &cookie)
+                        .header("accept", "text/html")
+                        .send()
+                        .await
+                    {
+                        statuses.lock().unwrap().push(r.status().as_u16());
+                    }
+                }
+            })
+        })
+        .collect();
+    let seen = |code: u16| statuses.lock().unwrap().contains(&code);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !seen(403) {
+        assert!(Instant::now() < deadline, "no refusal under load");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    world.redis.stop().await;
+    while !seen(503) {
+        assert!(Instant::now() < deadline, "no 503 while Redis is down");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    world.redis.restart().await;
+    let restarted_at = statuses.lock().unwrap().len();
+    // Redis came back empty: Carl's session is gone, so he is sent to sign in again.
+    while !statuses.lock().unwrap()[restarted_at..]
+        .iter()
+        .any(|s| *s == 302)
+    {
+        assert!(Instant::now() < deadline, "the gate did not recover");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    running.store(false, std::sync::atomic::Ordering::SeqCst);
+    for task in load {
+        task.await.expect("no panic in the load");
+    }
+    let statuses = statuses.lock().unwrap().clone();
+    let unexpected: Vec<_> = statuses
+        .iter()
+        .filter(|s| !matches!(s, 302 | 403 | 503))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "only refusals, outages and sign-in redirects: {unexpected:?}"
+    );
+    assert_eq!(
+        world.upstream.request_count(),
+        before,
+        "nothing reached the application: {statuses:?}"
+    );
+    let alive = reqwest::get(format!("{}/healthz", world.gate.url()))
+        .await
+        .unwrap();
+    assert_eq!(alive.status(), 200, "the process stayed up");
+}
