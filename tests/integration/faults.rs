@@ -473,10 +473,7 @@ async fn redis_killed_under_load_admits_nobody_wrongly() {
     world.redis.restart().await;
     let restarted_at = statuses.lock().unwrap().len();
     // Redis came back empty: Carl's session is gone, so he is sent to sign in again.
-    while !statuses.lock().unwrap()[restarted_at..]
-        .iter()
-        .any(|s| *s == 302)
-    {
+    while !statuses.lock().unwrap()[restarted_at..].contains(&302) {
         assert!(Instant::now() < deadline, "the gate did not recover");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
