@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod config;
 pub mod demo;
+pub mod denial_buffer;
 pub mod directory_import;
 pub mod domain;
 pub mod evidence;
@@ -54,7 +55,12 @@ pub fn build_state(settings: Settings, store: SharedStore) -> anyhow::Result<App
             .timeout(std::time::Duration::from_secs(10))
             .build()?,
     );
+    let denials = Arc::new(crate::denial_buffer::DenialBuffer::new(
+        Arc::new(crate::denial_buffer::StoreSink(store.clone())),
+        settings.denial_buffer_max,
+    ));
     Ok(AppState {
+        denials,
         documents,
         bearer,
         sessions: Sessions::new(store.clone(), settings.session.clone()),
@@ -70,11 +76,16 @@ pub fn build_state(settings: Settings, store: SharedStore) -> anyhow::Result<App
 /// With `[cache] enabled`, it keeps a decision cache that serves only while [`server`]'s
 /// invalidation subscription is up (CLI commands never subscribe, so they always read Redis).
 pub fn redis_store(settings: &Settings) -> anyhow::Result<SharedStore> {
-    let mut store = new_redis_store(settings)?;
+    Ok(Arc::new(cached(new_redis_store(settings)?, settings)))
+}
+
+/// The store with the decision cache of `[cache]` attached, when it is enabled.
+fn cached(store: RedisStore, settings: &Settings) -> RedisStore {
     if settings.cache.enabled {
-        store = store.with_cache(Arc::new(store::cache::DecisionCache::new(&settings.cache)));
+        store.with_cache(Arc::new(store::cache::DecisionCache::new(&settings.cache)))
+    } else {
+        store
     }
-    Ok(Arc::new(store))
 }
 
 fn new_redis_store(settings: &Settings) -> anyhow::Result<RedisStore> {
@@ -86,8 +97,10 @@ fn new_redis_store(settings: &Settings) -> anyhow::Result<RedisStore> {
 }
 
 /// Starts the HTTP server on a bound listener, the decision cache's invalidation subscription,
-/// and the notification worker when `[notifications]` is configured (they stop with the
-/// runtime). Must run inside a tokio runtime.
+/// the denial buffer's writer, and the notification worker when `[notifications]` is configured
+/// (they stop with the runtime). Must run inside a tokio runtime. The server does not watch
+/// signals itself: [`stop_on_signals`] does that for `serve`, and `handle().stop(true)` stops it
+/// gracefully (requests in flight get up to `server.shutdown_timeout_secs` to finish).
 ///
 /// With `[admin] listen` set, the admin listener (`/metrics`, `/healthz`, `/readyz`) is bound
 /// too; [`server_with_admin`] takes it already bound instead.
@@ -113,6 +126,7 @@ pub fn server_with_admin(
 ) -> std::io::Result<actix_web::dev::Server> {
     // The workers run until the runtime that runs the server stops.
     let _worker = notify::spawn(&state);
+    let _denials = state.denials.spawn();
     let _gauges = metrics::spawn_gauges(state.store.clone(), metrics::GAUGE_REFRESH);
     metrics::config_loaded();
     // So does the decision cache's invalidation subscription.
@@ -124,8 +138,11 @@ pub fn server_with_admin(
         n => n,
     };
     let admin_addr = admin.as_ref().map(TcpListener::local_addr).transpose()?;
+    let shutdown_timeout = state.settings().shutdown_timeout.as_secs();
     let mut server = actix_web::HttpServer::new(move || http::app(state.clone(), admin_addr))
         .workers(workers)
+        .shutdown_timeout(shutdown_timeout)
+        .disable_signals()
         .listen(listener)?;
     if let Some(admin) = admin {
         server = server.listen(admin)?;
@@ -133,9 +150,69 @@ pub fn server_with_admin(
     Ok(server.run())
 }
 
-/// `clearance serve`: Redis store, provider discovery, HTTP server until a signal stops it.
-/// `config` is the configuration file's path and SHA-256, recorded in the audit trail; the file
-/// is reloaded on SIGHUP and when its content changes ([`reload`]).
+/// How long the last attempt to write buffered denials may take at shutdown.
+pub const LAST_DENIAL_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Stops the server gracefully on SIGTERM or SIGINT (Ctrl-C): no new connections, requests in
+/// flight finish (up to `server.shutdown_timeout_secs`), then the server's future completes.
+pub fn stop_on_signals(handle: actix_web::dev::ServerHandle) {
+    tokio::spawn(async move {
+        let signal = shutdown_signal().await;
+        tracing::info!(
+            signal,
+            "stopping: no new connections, finishing requests in flight"
+        );
+        handle.stop(true).await;
+    });
+}
+
+#[cfg(unix)]
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        },
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(error = %e, "cannot watch SIGTERM/SIGINT; only Ctrl-C stops the server gracefully");
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn shutdown_signal() -> &'static str {
+    let _ = tokio::signal::ctrl_c().await;
+    "Ctrl-C"
+}
+
+/// After the server stopped: the last attempt to write buffered denials (those still unwritten
+/// are logged in full). Returns how many were left unwritten.
+pub async fn finish(state: &AppState) -> usize {
+    let buffered = state.denials.len();
+    if buffered == 0 {
+        return 0;
+    }
+    tracing::info!(denials = buffered, "writing buffered denials before exit");
+    let left = state.denials.drain(LAST_DENIAL_FLUSH).await;
+    if left > 0 {
+        tracing::error!(
+            denials = left,
+            "buffered denials could not be written before exit; each is in the log above"
+        );
+    }
+    left
+}
+
+/// `clearance serve`: Redis store, provider discovery, HTTP server until SIGTERM or SIGINT stops
+/// it gracefully, then the last flush of buffered denials. `config` is the configuration file's
+/// path and SHA-256, recorded in the audit trail; the file is reloaded on SIGHUP and when its
+/// content changes ([`reload`]).
 pub async fn serve(settings: Settings, config: (String, String)) -> anyhow::Result<()> {
     let listener = TcpListener::bind(settings.listen).map_err(|e| {
         anyhow::anyhow!("cannot listen on {} (server.listen): {e}", settings.listen)
@@ -152,7 +229,7 @@ pub async fn serve(settings: Settings, config: (String, String)) -> anyhow::Resu
             tracing::warn!(error = %e, "keys of an older layout could not be checked or moved")
         }
     }
-    let store: SharedStore = Arc::new(redis);
+    let store: SharedStore = Arc::new(cached(redis, &settings));
     let (path, sha256) = config;
     let loaded = store::audit_event::config_loaded(chrono::Utc::now(), &sha256, &path);
     if let Err(e) = store.append_audit(&loaded).await {
@@ -177,6 +254,10 @@ pub async fn serve(settings: Settings, config: (String, String)) -> anyhow::Resu
             sighup: true,
         },
     );
-    server(state, listener)?.await?;
+    let running = server(state.clone(), listener)?;
+    stop_on_signals(running.handle());
+    running.await?;
+    finish(&state).await;
+    tracing::info!("clearance stopped");
     Ok(())
 }

@@ -76,6 +76,9 @@ pub struct Oidc {
     last_refetch: Mutex<Option<Instant>>,
 }
 
+/// How long the sign-in probe waits for the provider.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
 fn http_client() -> Result<reqwest::Client, AuthError> {
     reqwest::Client::builder()
         // Never follow redirects from the provider's back channel (SSRF).
@@ -104,6 +107,30 @@ impl Oidc {
             provider: ArcSwapOption::empty(),
             last_refetch: Mutex::new(None),
         })
+    }
+
+    /// Whether the provider answers now (see [`Oidc::begin`]).
+    async fn probe(&self) -> Result<(), AuthError> {
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            self.settings.issuer.as_str().trim_end_matches('/')
+        );
+        let answer = self
+            .http
+            .get(&url)
+            .timeout(PROBE_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| {
+                AuthError::ProviderUnavailable(format!("the provider does not answer: {e}"))
+            })?;
+        if !answer.status().is_success() {
+            return Err(AuthError::ProviderUnavailable(format!(
+                "the provider's discovery document answers {}",
+                answer.status()
+            )));
+        }
+        Ok(())
     }
 
     /// True once provider metadata has been loaded.
@@ -173,8 +200,12 @@ impl Oidc {
     }
 
     /// Starts a login: returns the provider URL to redirect to and the state to keep.
+    ///
+    /// The provider is asked first (its discovery document, with a short timeout), so that a person is not sent to a provider that is down
+    /// but gets Clearance's "sign-in is unavailable" page instead.
     pub async fn begin(&self, rd: String) -> Result<(url::Url, PendingLogin), AuthError> {
         let provider = self.provider().await?;
+        self.probe().await?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let mut request = provider.client.authorize_url(
             CoreAuthenticationFlow::AuthorizationCode,
@@ -212,7 +243,14 @@ impl Oidc {
             .set_pkce_verifier(PkceCodeVerifier::new(pending.pkce_verifier.clone()))
             .request_async(&self.http)
             .await
-            .map_err(|e| AuthError::Rejected(format!("code exchange failed: {e}")))?;
+            .map_err(|e| match e {
+                // The provider answered and said no (bad code, bad verifier ...).
+                openidconnect::RequestTokenError::ServerResponse(r) => {
+                    AuthError::Rejected(format!("code exchange failed: {r}"))
+                }
+                // It could not be reached, or did not answer properly: an outage.
+                other => AuthError::ProviderUnavailable(format!("code exchange failed: {other}")),
+            })?;
         let id_token = response.id_token().ok_or(AuthError::Missing("ID token"))?;
         let nonce = Nonce::new(pending.nonce.clone());
         let mut claims = self

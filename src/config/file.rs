@@ -59,6 +59,12 @@ fn default_redis_timeout() -> u64 {
 fn default_denial_entries() -> u64 {
     1_000_000
 }
+fn default_denial_buffer() -> usize {
+    10_000
+}
+fn default_shutdown_timeout() -> u64 {
+    30
+}
 fn default_path_prefix() -> String {
     "/".into()
 }
@@ -153,6 +159,9 @@ pub struct ServerFile {
     /// host and every route host. `.example.com` allows every subdomain.
     #[serde(default)]
     pub allowed_redirect_hosts: Vec<String>,
+    /// On SIGTERM/SIGINT, how long requests in flight may take to finish, seconds.
+    #[serde(default = "default_shutdown_timeout")]
+    pub shutdown_timeout_secs: u64,
 }
 
 impl Default for ServerFile {
@@ -166,6 +175,7 @@ impl Default for ServerFile {
             workers: 0,
             trusted_proxies: Vec::new(),
             allowed_redirect_hosts: Vec::new(),
+            shutdown_timeout_secs: default_shutdown_timeout(),
         }
     }
 }
@@ -363,6 +373,9 @@ pub struct DenialsFile {
     /// Drop entries older than this many days (0 = keep until max_entries).
     #[serde(default)]
     pub max_age_days: u64,
+    /// Refusals kept in memory (per instance) while the denial log cannot be written.
+    #[serde(default = "default_denial_buffer")]
+    pub buffer_max: usize,
 }
 
 /// `[cache]`: what each instance keeps of what a request reads from Redis.
@@ -411,6 +424,7 @@ impl Default for DenialsFile {
         Self {
             max_entries: default_denial_entries(),
             max_age_days: 0,
+            buffer_max: default_denial_buffer(),
         }
     }
 }

@@ -35,6 +35,10 @@ pub struct Settings {
     pub denials: DenialSettings,
     /// `[cache]`: the per-instance decision cache.
     pub cache: CacheSettings,
+    /// `denials.buffer_max`: refusals held in memory while the denial log cannot be written.
+    pub denial_buffer_max: usize,
+    /// `server.shutdown_timeout_secs`: how long requests in flight may take to finish at shutdown.
+    pub shutdown_timeout: Duration,
     pub log_format: LogFormat,
     pub log_filter: Option<String>,
     /// `[telemetry]`: OpenTelemetry traces, when an endpoint is configured.
@@ -801,6 +805,15 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
             format!("must be between 1 and {MAX_CACHE_TTL_SECS} seconds"),
         );
     }
+    if f.denials.buffer_max == 0 {
+        p.add("denials.buffer_max", "must be at least 1");
+    }
+    if f.server.shutdown_timeout_secs > 3600 {
+        p.add(
+            "server.shutdown_timeout_secs",
+            "must be at most 3600 (one hour)",
+        );
+    }
 
     if let Some(filter) = &f.logging.filter
         && let Err(e) = tracing_subscriber::EnvFilter::try_new(filter)
@@ -1057,6 +1070,8 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
             max_sessions: usize::try_from(f.cache.max_sessions).unwrap_or(usize::MAX),
             ttl: Duration::from_secs(f.cache.ttl_secs),
         },
+        denial_buffer_max: f.denials.buffer_max,
+        shutdown_timeout: Duration::from_secs(f.server.shutdown_timeout_secs),
         log_format,
         log_filter: f.logging.filter,
         traces,
@@ -1270,6 +1285,26 @@ upstream = "http://127.0.0.1:9000"
             !problems("\n[cache]\nsize = 1\n").is_empty(),
             "unknown keys"
         );
+    }
+
+    #[test]
+    fn denial_buffer_and_shutdown_timeout_have_defaults_and_bounds() {
+        let s = super::super::from_toml_str(BASE).unwrap();
+        assert_eq!(s.denial_buffer_max, 10_000);
+        assert_eq!(s.shutdown_timeout, std::time::Duration::from_secs(30));
+        let s =
+            super::super::from_toml_str(&format!("{BASE}\n[denials]\nbuffer_max = 5\n")).unwrap();
+        assert_eq!(s.denial_buffer_max, 5);
+        let named = |p: Vec<(String, String)>| p.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+        assert_eq!(
+            named(problems("\n[denials]\nbuffer_max = 0\n")),
+            ["denials.buffer_max"]
+        );
+        let long = BASE.replace("[server]\n", "[server]\nshutdown_timeout_secs = 7200\n");
+        let Err(super::ConfigError::Invalid(p)) = super::super::from_toml_str(&long) else {
+            panic!("a two-hour shutdown timeout is refused");
+        };
+        assert_eq!(named(p), ["server.shutdown_timeout_secs"]);
     }
 
     #[test]

@@ -343,6 +343,7 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
     let admin_listener = bind_loopback(0)?;
     let admin_url = format!("http://127.0.0.1:{}", admin_listener.local_addr()?.port());
     let gate = crate::server_with_admin(state, gate_listener, Some(admin_listener))?;
+    crate::stop_on_signals(gate.handle());
 
     println!("\nClearance demo is running. Open {gate_url}/ in a browser and sign in as:");
     for p in &PEOPLE {

@@ -206,7 +206,7 @@ impl AppError {
             ),
             Self::ProviderUnavailable(_) => (
                 "Sign-in is temporarily unavailable",
-                "Clearance cannot reach the sign-in provider right now. This is an outage, not a problem with your account. Please try again in a minute.".into(),
+                "Sign-in is unavailable right now: Clearance cannot reach the sign-in provider. This is an outage, not a problem with your account. If you are already signed in, you can keep working. Please try again in a few minutes.".into(),
             ),
             Self::SignInFailed(m) => ("Sign-in failed", format!("{m}. Please start again.")),
             Self::UpstreamUnreachable(_) => (

@@ -5,25 +5,26 @@
 use super::AppState;
 use crate::config::Settings;
 use crate::config::followup::NotifyMode;
+use crate::denial_buffer::CaseCount;
 use crate::domain::followup::compliant;
-use crate::domain::{DenialEvent, Evaluation, SubjectKey, evaluate};
+use crate::domain::{Evaluation, SubjectKey, evaluate};
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
 
-/// Counts a refusal into the person's open case (opening one if needed). A failure is logged:
-/// the denial itself is already in the denial log.
-pub async fn count_into_case(state: &AppState, event: &DenialEvent) {
-    let id = uuid::Uuid::new_v4().to_string();
-    // Daily digests read the open cases; immediate ones need to know who has news, marked in
-    // the same atomic step as the count.
-    let immediate = state
+/// How a real refusal is counted into the person's open case (opening one with a new id if
+/// none is open); with immediate notifications the person is also marked as news for their
+/// manager, in the same atomic step. Written by [`crate::denial_buffer::DenialBuffer`].
+pub fn case_count(state: &AppState) -> CaseCount {
+    // Daily digests read the open cases; immediate ones need to know who has news.
+    let mark_dirty = state
         .settings()
         .followup
         .notifications
         .as_ref()
         .is_some_and(|n| matches!(n.mode, NotifyMode::Immediate { .. }));
-    if let Err(e) = state.store.touch_case(event, &id, immediate).await {
-        tracing::error!(user.subject = %event.subject, error.message = %e, "the denial could not be counted into a case");
+    CaseCount {
+        case_id: uuid::Uuid::new_v4().to_string(),
+        mark_dirty,
     }
 }
 

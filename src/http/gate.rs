@@ -11,6 +11,7 @@ use crate::auth::claims::principal_from_claims;
 use crate::auth::oidc::AuthError;
 use crate::auth::session::{Lookup, Session, Sessions};
 use crate::config::MachineAccess;
+use crate::denial_buffer::Refusal;
 use crate::domain::exemption::exempt_until;
 use crate::domain::{
     Decision, DenialEvent, Enforcement, Principal, RequirementKind, Route, RouteAccess, SubjectKey,
@@ -287,9 +288,10 @@ fn blocked_view(
     }
 }
 
-/// Appends a denial to the log and emits it as a structured event. A failed append is logged in
-/// full so that the record is not lost.
-async fn record_denial(state: &AppState, event: &DenialEvent) {
+/// Appends a denial to the log (and, for a real refusal, counts it into the person's case) and
+/// emits it as a structured event. When the store does not answer, the denial waits in the
+/// instance's denial buffer and is written when it answers again.
+async fn record_denial(state: &AppState, event: &DenialEvent, count_into_case: bool) {
     let missing: Vec<String> = event
         .missing
         .iter()
@@ -298,38 +300,40 @@ async fn record_denial(state: &AppState, event: &DenialEvent) {
     for m in &event.missing {
         crate::metrics::unmet(m.requirement.as_str(), m.reason.as_str());
     }
-    let result = state.store.append_denial(event).await;
-    if result.is_err() {
-        crate::metrics::denial_log_failure();
-    }
+    let count = count_into_case.then(|| super::followup::case_count(state));
+    let outcome = state.denials.refuse(event, count).await;
     let missing = missing.join(",");
-    match result {
-        Ok(id) => tracing::info!(
-            target: "clearance::denial",
-            { denial.missing = %missing,
-            denial.id = %id,
-            user.subject = %event.subject,
-            user.email = event.email.as_deref().unwrap_or(""),
-            user.person_type = event.person_type.as_deref().unwrap_or(""),
-            user.manager = event.manager.as_deref().unwrap_or(""),
-            http.host = %event.host,
-            http.path = %event.path,
-            route.name = %event.route,
-            denial.would_deny_only = event.would_deny_only,
-            denial.exempt_until = event.exempt_until.map(|t| t.to_rfc3339()).unwrap_or_default(),
-            user.inactive = event.inactive,
-            request.id = %event.request_id,
-            client.address = %event.client_addr },
-            "access denied"
-        ),
-        Err(e) => tracing::error!(
-            target: "clearance::denial",
-            { denial.missing = %missing,
-            error.message = %e,
-            denial.event = %serde_json::to_string(event).unwrap_or_default() },
-            "access denied; the denial could not be stored"
-        ),
-    }
+    let (id, error) = match &outcome {
+        Refusal::Written { id } => (id.as_str(), None),
+        Refusal::Buffered { error } => ("", Some(error.as_str())),
+    };
+    let message = match outcome {
+        Refusal::Written { .. } => "access denied",
+        Refusal::Buffered { .. } => {
+            crate::metrics::denial_log_failure();
+            "access denied; the denial log cannot be written now, the denial is buffered"
+        }
+    };
+    tracing::info!(
+        target: "clearance::denial",
+        { denial.missing = %missing,
+        denial.id = %id,
+        denial.buffered = error.is_some(),
+        error.message = error.unwrap_or(""),
+        user.subject = %event.subject,
+        user.email = event.email.as_deref().unwrap_or(""),
+        user.person_type = event.person_type.as_deref().unwrap_or(""),
+        user.manager = event.manager.as_deref().unwrap_or(""),
+        http.host = %event.host,
+        http.path = %event.path,
+        route.name = %event.route,
+        denial.would_deny_only = event.would_deny_only,
+        denial.exempt_until = event.exempt_until.map(|t| t.to_rfc3339()).unwrap_or_default(),
+        user.inactive = event.inactive,
+        request.id = %event.request_id,
+        client.address = %event.client_addr },
+        "{message}"
+    );
 }
 
 /// A gated route that needs every requirement (Clearance's own pages, forward-auth without a
@@ -553,7 +557,7 @@ async fn decide(
         if recording == Recording::Record {
             let mut event = denial(Vec::new(), false);
             event.inactive = true;
-            record_denial(state, &event).await;
+            record_denial(state, &event, false).await;
         }
         return Err(AppError::Deactivated);
     }
@@ -575,7 +579,7 @@ async fn decide(
                 if recording == Recording::Record {
                     let mut event = denial(missing, true);
                     event.exempt_until = Some(until);
-                    record_denial(state, &event).await;
+                    record_denial(state, &event, false).await;
                 }
                 if recording == Recording::Record {
                     note_first_access(state, &principal.subject, first_access, now).await;
@@ -584,8 +588,7 @@ async fn decide(
             }
             if recording == Recording::Record {
                 let event = denial(missing.clone(), false);
-                record_denial(state, &event).await;
-                super::followup::count_into_case(state, &event).await;
+                record_denial(state, &event, true).await;
             }
             let view = blocked_view(
                 state,
@@ -616,7 +619,7 @@ async fn decide(
                     .collect();
                 if !pending.is_empty() {
                     if recording == Recording::Record {
-                        record_denial(state, &denial(pending.clone(), true)).await;
+                        record_denial(state, &denial(pending.clone(), true), false).await;
                     }
                     let blocked = blocked_view(
                         state,
@@ -646,7 +649,7 @@ async fn decide(
                 .filter(|u| u.enforcement == Enforcement::Monitor)
                 .collect();
             if !monitored.is_empty() && recording == Recording::Record {
-                record_denial(state, &denial(monitored, true)).await;
+                record_denial(state, &denial(monitored, true), false).await;
             }
             if recording == Recording::Record {
                 note_first_access(state, &principal.subject, first_access, now).await;

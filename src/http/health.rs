@@ -17,6 +17,12 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         "checks": {
             "store": match &store { Ok(()) => "ok".to_owned(), Err(e) => e.to_string() },
             "provider_metadata": if provider { "loaded" } else { "not loaded" },
+        },
+        // Refusals waiting to be written to the denial log, and those dropped because the
+        // buffer was full (both per instance, since start). They do not make the instance unready.
+        "denial_buffer": {
+            "buffered": state.denials.len(),
+            "dropped": state.denials.dropped(),
         }
     });
     if store.is_ok() && provider {

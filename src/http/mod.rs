@@ -63,6 +63,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// People known from sign-in or records, for the manager pages' directory.
     pub known_subjects: Arc<crate::oversight::KnownSubjects>,
+    /// Refusals waiting to be written while the denial log does not answer.
+    pub denials: Arc<crate::denial_buffer::DenialBuffer>,
 }
 
 impl AppState {

@@ -78,9 +78,11 @@ impl Gate {
                 if let Some(clock) = clock {
                     state.clock = clock;
                 }
-                let server = clearance::server(state, listener).expect("server");
+                let server = clearance::server(state.clone(), listener).expect("server");
                 tx.send(server.handle()).expect("send handle");
                 let _ = server.await;
+                // As `serve` does: the last attempt to write buffered denials.
+                clearance::finish(&state).await;
             });
         });
         let handle = rx
@@ -131,6 +133,12 @@ impl Gate {
             handle,
             thread: Some(thread),
         }
+    }
+
+    /// Stops the gate as SIGTERM stops `clearance serve`: no new connections, requests in flight
+    /// finish. The returned future completes when the server has stopped.
+    pub fn stop_gracefully(&self) -> impl std::future::Future<Output = ()> + use<> {
+        self.handle.stop(true)
     }
 
     /// Waits until `/readyz` says the provider metadata is loaded and Redis answers.

@@ -12,6 +12,7 @@ mod demo;
 mod deployment;
 mod evidence;
 mod failures;
+mod faults;
 mod followup;
 mod forward_auth;
 mod gate;

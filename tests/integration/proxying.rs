@@ -205,20 +205,84 @@ async fn routes_match_on_the_normalised_path() {
 
 #[tokio::test]
 async fn upstream_faults_are_502_and_504() {
-    let world = World::start().await;
+    // The test configuration: upstream_connect_timeout_ms = 1000, upstream_timeout_ms = 2000.
+    // The bounds below are those timeouts plus a generous margin for a loaded machine: they
+    // check that Clearance gives up when configured, not how fast it is.
+    let connect_timeout = Duration::from_millis(1000);
+    let response_timeout = Duration::from_millis(2000);
+    let margin = Duration::from_millis(2500);
+    // An upstream that never accepts: a tiny backlog, filled, so that further connection
+    // attempts hang (SYNs dropped) or sit unaccepted in the queue.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let hung = socket.listen(1).unwrap();
+    let hung_port = hung.local_addr().unwrap().port();
+    let mut fillers = Vec::new();
+    for _ in 0..16 {
+        match tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(("127.0.0.1", hung_port)),
+        )
+        .await
+        {
+            Ok(Ok(stream)) => fillers.push(stream),
+            _ => break,
+        }
+    }
+    let world = World::start_with(
+        |p| p,
+        "",
+        &format!(
+            "\n[[routes]]\npath_prefix = \"/hung\"\nupstream = \"http://127.0.0.1:{hung_port}\"\nrequirements = []\n"
+        ),
+    )
+    .await;
     let (browser, _) = admitted(&world).await;
+
+    let started = Instant::now();
     let dead = browser
         .get(format!("{}/dead/x", world.gate.url()))
         .await
         .unwrap();
     assert_eq!(dead.status, 502, "{}", dead.body);
     assert!(dead.body.contains("not responding"));
+    assert!(
+        started.elapsed() < connect_timeout + margin,
+        "connection refused: {:?}",
+        started.elapsed()
+    );
+
+    let started = Instant::now();
     let slow = browser
         .get(format!("{}/slow?ms=5000", world.gate.url()))
         .await
         .unwrap();
     assert_eq!(slow.status, 504, "{}", slow.body);
     assert!(slow.body.contains("did not answer in time"));
+    assert!(
+        started.elapsed() < response_timeout + margin,
+        "slow headers are cut at upstream_timeout_ms, not after the upstream's 5 s: {:?}",
+        started.elapsed()
+    );
+
+    let started = Instant::now();
+    let never = browser
+        .get(format!("{}/hung/x", world.gate.url()))
+        .await
+        .unwrap();
+    assert!(
+        never.status == 502 || never.status == 504,
+        "{} {}",
+        never.status,
+        never.body
+    );
+    assert!(
+        started.elapsed() < connect_timeout + response_timeout + margin,
+        "a hung connect is cut by the configured timeouts: {:?}",
+        started.elapsed()
+    );
+    drop(fillers);
+
     let fine = browser
         .get(format!("{}/slow?ms=10", world.gate.url()))
         .await

@@ -303,6 +303,8 @@ pub struct OidcProvider {
     logs: Arc<Mutex<Vec<String>>>,
     /// Where the running process wrote its private signing keys (env `KEYS_OUT`).
     keys_path: PathBuf,
+    /// Keys the next start reuses (env `KEYS_IN`), for a restart that is not a rotation.
+    keys_in: Option<PathBuf>,
 }
 
 impl OidcProvider {
@@ -334,6 +336,7 @@ impl OidcProvider {
             dir,
             logs: Arc::default(),
             keys_path,
+            keys_in: None,
         };
         provider.spawn_and_wait().await?;
         Ok(provider)
@@ -542,6 +545,26 @@ impl OidcProvider {
         }
     }
 
+    /// Restarts the provider on the same port with the same configuration and signing key (an
+    /// outage, not a rotation). Sessions, grants and tokens are lost. Panics on failure.
+    pub async fn restart_same_keys(&mut self) {
+        let kept = self.dir.path().join("keys-kept.json");
+        if let Err(err) = std::fs::copy(&self.keys_path, &kept) {
+            panic!("keeping the provider's keys failed: {err}");
+        }
+        self.stop().await;
+        self.keys_in = Some(kept);
+        self.rotations += 1;
+        let started = self.spawn_and_wait().await;
+        self.keys_in = None;
+        if let Err(err) = started {
+            panic!(
+                "restarting the OpenID provider on port {} failed: {err:#}",
+                self.port
+            );
+        }
+    }
+
     /// Kills the provider and waits for it to exit.
     pub async fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -583,6 +606,7 @@ impl OidcProvider {
             .env("ISSUER", self.issuer())
             .env("CONFIG", &config_path)
             .env("KEYS_OUT", &self.keys_path)
+            .envs(self.keys_in.iter().map(|k| ("KEYS_IN", k)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

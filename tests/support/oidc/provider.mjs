@@ -71,13 +71,21 @@ const apiScope = String(config.api_scope ?? 'api');
 if (apiAudience && !URL.canParse(apiAudience)) fail('api_audience must be an absolute URI');
 
 // A fresh RS256 signing key per process; a new keys_seed means a new kid, i.e. a rotation.
-const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-const signingKey = {
-  ...privateKey.export({ format: 'jwk' }),
-  kid: `k-${keysSeed}`,
-  alg: 'RS256',
-  use: 'sig',
-};
+// KEYS_IN (a file KEYS_OUT wrote) keeps the previous process's key: a restart, not a rotation.
+function freshKey() {
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  return { ...privateKey.export({ format: 'jwk' }), kid: `k-${keysSeed}`, alg: 'RS256', use: 'sig' };
+}
+let signingKey;
+if (process.env.KEYS_IN) {
+  try {
+    [signingKey] = JSON.parse(readFileSync(process.env.KEYS_IN, 'utf8')).keys;
+  } catch (err) {
+    fail(`cannot read KEYS_IN ${process.env.KEYS_IN}: ${err.message}`);
+  }
+} else {
+  signingKey = freshKey();
+}
 
 if (process.env.KEYS_OUT) {
   try {

@@ -1,0 +1,502 @@
+//! Surviving faults: denials buffered while Redis cannot be written, the provider down, and
+//! graceful shutdown (in-process and SIGTERM to the real binary).
+
+use crate::gate::{World, config};
+use crate::support::{Browser, RedisServer, Upstream, free_port};
+use crate::{complete_everything, redis, sign_in};
+use clearance::denial_buffer::{Backoff, CaseCount, DenialBuffer, Refusal, StoreSink};
+use clearance::domain::{DenialEvent, Principal, SubjectKey};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+const DENIALS: &str = "clearance:denials";
+
+async fn stream_request_ids(conn: &mut redis::aio::MultiplexedConnection) -> Vec<String> {
+    let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(DENIALS)
+        .arg("-")
+        .arg("+")
+        .query_async(conn)
+        .await
+        .expect("XRANGE");
+    reply
+        .ids
+        .iter()
+        .map(|e| e.get::<String>("request_id").unwrap_or_default())
+        .collect()
+}
+
+async fn config_set(conn: &mut redis::aio::MultiplexedConnection, key: &str, value: &str) {
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg(key)
+        .arg(value)
+        .query_async(conn)
+        .await
+        .expect("CONFIG SET");
+}
+
+async fn readyz(world: &World) -> Value {
+    reqwest::get(format!("{}/readyz", world.gate.url()))
+        .await
+        .expect("readyz")
+        .json()
+        .await
+        .expect("readyz JSON")
+}
+
+/// Through the real denial path: the person's state can be read, but Redis refuses writes
+/// (maxmemory reached), so every refusal goes into the buffer; once Redis accepts writes again
+/// they are written in order, with their request ids.
+#[tokio::test]
+async fn refusals_that_cannot_be_written_are_buffered_and_written_in_order() {
+    let world = World::start().await;
+    let carl = Browser::new();
+    let page = sign_in(&world, &carl, "carl@example.com", "/").await;
+    assert_eq!(page.status, 403, "Carl is not compliant: {}", page.body);
+    let mut conn = redis(&world).await;
+    let before = stream_request_ids(&mut conn).await;
+    assert!(
+        !before.is_empty(),
+        "the sign-in refusal was written at once"
+    );
+
+    config_set(&mut conn, "maxmemory-policy", "noeviction").await;
+    config_set(&mut conn, "maxmemory", "1").await;
+    let mut refused = Vec::new();
+    for n in 0..4 {
+        let r = carl
+            .get(format!("{}/echo/during/{n}", world.gate.url()))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 403, "still a refusal, not an outage: {}", r.body);
+        refused.push(r.header("x-request-id").expect("request id").to_owned());
+    }
+    assert_eq!(
+        stream_request_ids(&mut conn).await,
+        before,
+        "nothing could be written meanwhile"
+    );
+    assert_eq!(readyz(&world).await["denial_buffer"]["buffered"], 4);
+
+    config_set(&mut conn, "maxmemory", "0").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let ids = loop {
+        let ids = stream_request_ids(&mut conn).await;
+        if ids.len() >= before.len() + refused.len() || Instant::now() > deadline {
+            break ids;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        ids[before.len()..],
+        refused[..],
+        "exactly the buffered refusals, oldest first"
+    );
+    let ready = readyz(&world).await;
+    assert_eq!(ready["denial_buffer"]["buffered"], 0, "{ready}");
+    assert_eq!(ready["denial_buffer"]["dropped"], 0, "{ready}");
+    // Counted into Carl's case too: the first refusal and the four buffered ones.
+    let cases: redis::Value = redis::cmd("HVALS")
+        .arg("clearance:{carl@example.com}:cases")
+        .query_async(&mut conn)
+        .await
+        .expect("HVALS");
+    let text = format!("{cases:?}");
+    assert!(
+        text.contains("\\\"count\\\":5") || text.contains("\"count\":5"),
+        "{text}"
+    );
+}
+
+fn refusal(n: usize) -> DenialEvent {
+    let principal = Principal::bare(SubjectKey::parse("dora@example.com").expect("subject"));
+    let time = chrono::Utc::now() - chrono::Duration::seconds(60 - n as i64);
+    let mut event = DenialEvent::for_principal(&principal, time, Vec::new());
+    event.request_id = format!("outage-{n}");
+    event.host = "app.example.test".into();
+    event.path = format!("/during/{n}");
+    event
+}
+
+/// The component against a real redis-server that is stopped, then restarted on the same port.
+#[tokio::test]
+async fn denials_buffered_while_redis_is_stopped_are_written_after_it_restarts() {
+    let mut server = RedisServer::start().await;
+    let toml = config(
+        free_port(),
+        &server.url(),
+        "http://127.0.0.1:9",
+        "http://127.0.0.1:9",
+        "",
+        "",
+    );
+    let settings = clearance::config::from_toml_str(&toml).expect("config");
+    let store = clearance::redis_store(&settings).expect("store");
+    let buffer = Arc::new(DenialBuffer::with_backoff(
+        Arc::new(StoreSink(store.clone())),
+        100,
+        Backoff {
+            initial: Duration::from_millis(50),
+            max: Duration::from_millis(500),
+        },
+    ));
+    let writer = buffer.spawn();
+
+    server.stop().await;
+    const N: usize = 5;
+    let events: Vec<DenialEvent> = (0..N).map(refusal).collect();
+    for (n, event) in events.iter().enumerate() {
+        let outcome = buffer
+            .refuse(
+                event,
+                Some(CaseCount {
+                    case_id: format!("case-{n}"),
+                    mark_dirty: false,
+                }),
+            )
+            .await;
+        assert!(matches!(outcome, Refusal::Buffered { .. }), "{outcome:?}");
+    }
+    assert_eq!(buffer.len(), N);
+
+    server.restart().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let written = loop {
+        let written = store.recent_denials(100).await.unwrap_or_default();
+        if written.len() >= N || Instant::now() > deadline {
+            break written;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut written: Vec<DenialEvent> = written.into_iter().map(|(_, e)| e).collect();
+    written.reverse();
+    assert_eq!(
+        written, events,
+        "exactly N, oldest first, original times kept"
+    );
+    assert!(buffer.is_empty());
+    let subject = SubjectKey::parse("dora@example.com").expect("subject");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let cases = loop {
+        let cases = store.cases(&subject).await.unwrap_or_default();
+        if cases.first().is_some_and(|c| c.count as usize == N) || Instant::now() > deadline {
+            break cases;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(cases.len(), 1, "{cases:?}");
+    assert_eq!(cases[0].id, "case-0");
+    assert_eq!(cases[0].count as usize, N, "every refusal counted once");
+    writer.abort();
+}
+
+/// Makes the single stored session's access token due for refresh now.
+async fn make_session_due(world: &World) -> Value {
+    let mut conn = redis(world).await;
+    let keys: Vec<String> = redis::AsyncCommands::keys(&mut conn, "clearance:sess:*")
+        .await
+        .expect("KEYS");
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let json: String = redis::AsyncCommands::get(&mut conn, &keys[0])
+        .await
+        .expect("GET");
+    let mut session: Value = serde_json::from_str(&json).expect("session JSON");
+    session["access_expires_at"] = Value::String(chrono::Utc::now().to_rfc3339());
+    let _: () = redis::cmd("SET")
+        .arg(&keys[0])
+        .arg(session.to_string())
+        .arg("KEEPTTL")
+        .query_async(&mut conn)
+        .await
+        .expect("SET");
+    session
+}
+
+#[tokio::test]
+async fn provider_down_keeps_sessions_and_explains_new_sign_ins() {
+    let mut world = World::start().await;
+    let alice = Browser::new();
+    sign_in(&world, &alice, "alice@example.com", "/").await;
+    complete_everything(&world, "alice@example.com").await;
+    let ok = alice
+        .get(format!("{}/echo/1", world.gate.url()))
+        .await
+        .unwrap();
+    assert_eq!(ok.status, 200);
+
+    world.provider.stop().await;
+    let ok = alice
+        .get(format!("{}/echo/2", world.gate.url()))
+        .await
+        .unwrap();
+    assert_eq!(ok.status, 200, "an existing session keeps working");
+    let due = make_session_due(&world).await;
+    let ok = alice
+        .get(format!("{}/echo/3", world.gate.url()))
+        .await
+        .unwrap();
+    assert_eq!(
+        ok.status, 200,
+        "refresh postponed, not signed out: {}",
+        ok.body
+    );
+    let echo: Value = ok.json().unwrap();
+    assert_eq!(
+        echo["headers"]["x-auth-request-user"][0],
+        "alice@example.com"
+    );
+    let mut conn = redis(&world).await;
+    let keys: Vec<String> = redis::AsyncCommands::keys(&mut conn, "clearance:sess:*")
+        .await
+        .expect("KEYS");
+    assert_eq!(keys.len(), 1, "the session was kept");
+    let json: String = redis::AsyncCommands::get(&mut conn, &keys[0])
+        .await
+        .expect("GET");
+    let kept: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(kept["access_token"], due["access_token"], "not refreshed");
+
+    // A new browser: sent to sign in, and sign-in explains the outage instead of sending the
+    // person to a provider that does not answer.
+    let bob = Browser::new();
+    let first = bob
+        .get(format!("{}/echo/4", world.gate.url()))
+        .await
+        .unwrap();
+    assert_eq!(first.status, 302);
+    let start = first.location().expect("Location");
+    assert_eq!(start.path(), "/oauth2/start");
+    let page = bob
+        .get_with(start.as_str(), &[("accept", "text/html")])
+        .await
+        .unwrap();
+    assert_eq!(page.status, 503, "{}", page.body);
+    assert!(
+        page.body.contains("Sign-in is unavailable right now"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("try again in a few minutes"),
+        "{}",
+        page.body
+    );
+    let provider_port = world.provider.port().to_string();
+    for internal in [
+        "error sending request",
+        "reqwest",
+        "discovery",
+        provider_port.as_str(),
+    ] {
+        assert!(
+            !page.body.contains(internal),
+            "{internal} leaked: {}",
+            page.body
+        );
+    }
+    let api = bob
+        .get_with(start.as_str(), &[("accept", "application/json")])
+        .await
+        .unwrap();
+    assert_eq!(api.status, 503);
+    let body: Value = api.json().expect("JSON for API clients");
+    assert!(body.to_string().contains("provider_unavailable"), "{body}");
+
+    // The provider comes back on the same port with the same keys: sign-in works again
+    // without restarting Clearance.
+    world.provider.restart_same_keys().await;
+    let carol = Browser::new();
+    let page = sign_in(&world, &carol, "alice@example.com", "/echo/5").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+}
+
+/// A request in flight when the server is told to stop gracefully finishes with its whole
+/// body; afterwards the port refuses connections.
+#[tokio::test]
+async fn graceful_stop_drains_requests_in_flight() {
+    let world = World::start_with(|p| p, "shutdown_timeout_secs = 20", "").await;
+    let alice = Browser::new();
+    sign_in(&world, &alice, "alice@example.com", "/").await;
+    complete_everything(&world, "alice@example.com").await;
+    // /sse streams five ticks 200 ms apart.
+    let cookie = alice
+        .cookie(&world.gate.host_port(), "_clearance")
+        .expect("session cookie");
+    let streaming = reqwest::Client::new()
+        .get(format!("{}/sse", world.gate.url()))
+        .header("cookie", format!("_clearance={cookie}"))
+        .send()
+        .await
+        .expect("headers arrive");
+    assert_eq!(streaming.status(), 200);
+    let stopping = tokio::spawn(world.gate.stop_gracefully());
+    let body = streaming.text().await.expect("the whole body");
+    for n in 1..=5 {
+        assert!(body.contains(&format!("data: tick {n}")), "{body}");
+    }
+    tokio::time::timeout(Duration::from_secs(30), stopping)
+        .await
+        .expect("stopped within the shutdown timeout")
+        .expect("stop task");
+    let refused = tokio::net::TcpStream::connect(("127.0.0.1", world.gate.port)).await;
+    assert!(
+        refused.is_err(),
+        "new connections are refused after the stop"
+    );
+}
+
+/// SIGTERM to the real binary: the request in flight completes, the process exits 0.
+#[tokio::test]
+async fn sigterm_drains_and_exits_cleanly() {
+    let redis_server = RedisServer::start().await;
+    let upstream = Upstream::start().await;
+    let port = free_port();
+    let route = format!(
+        "\n[[routes]]\npath_prefix = \"/sse\"\nupstream = \"{}\"\naccess = \"public\"\n",
+        upstream.url()
+    );
+    let toml = config(
+        port,
+        &redis_server.url(),
+        "http://127.0.0.1:9",
+        &upstream.url(),
+        "shutdown_timeout_secs = 20",
+        &route,
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("clearance.toml");
+    std::fs::write(&path, toml).expect("write config");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_clearance"))
+        .arg("serve")
+        .arg("--config")
+        .arg(&path)
+        .env_remove("CLEARANCE_CONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start clearance");
+    let url = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if client
+            .get(format!("{url}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "clearance did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let streaming = client
+        .get(format!("{url}/sse"))
+        .send()
+        .await
+        .expect("headers arrive");
+    assert_eq!(streaming.status(), 200);
+    let pid = child.id().expect("pid").to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let body = streaming.text().await.expect("the whole body");
+    assert!(body.contains("data: tick 5"), "{body}");
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("exits within the shutdown timeout")
+        .expect("wait");
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err(),
+        "nothing listens any more"
+    );
+}
+
+/// Redis stopped and restarted while requests keep coming: a non-compliant person is never
+/// admitted, the process stays up, and the gate recovers by itself.
+#[tokio::test]
+async fn redis_killed_under_load_admits_nobody_wrongly() {
+    let mut world = World::start().await;
+    let carl = Browser::new();
+    let page = sign_in(&world, &carl, "carl@example.com", "/").await;
+    assert_eq!(page.status, 403);
+    let cookie = carl
+        .cookie(&world.gate.host_port(), "_clearance")
+        .expect("session cookie");
+    let before = world.upstream.request_count();
+    let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let statuses = Arc::new(std::sync::Mutex::new(Vec::<u16>::new()));
+    let load: Vec<_> = (0..4)
+        .map(|worker| {
+            let (running, statuses) = (running.clone(), statuses.clone());
+            let url = format!("{}/echo/load/{worker}", world.gate.url());
+            let cookie = format!("_clearance={cookie}");
+            tokio::spawn(async move {
+                let client = reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()
+                    .unwrap();
+                while running.load(std::sync::atomic::Ordering::SeqCst) {
+                    if let Ok(r) = client
+                        .get(&url)
+                        .header("cookie", &cookie)
+                        .header("accept", "text/html")
+                        .send()
+                        .await
+                    {
+                        statuses.lock().unwrap().push(r.status().as_u16());
+                    }
+                }
+            })
+        })
+        .collect();
+    let seen = |code: u16| statuses.lock().unwrap().contains(&code);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !seen(403) {
+        assert!(Instant::now() < deadline, "no refusal under load");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    world.redis.stop().await;
+    while !seen(503) {
+        assert!(Instant::now() < deadline, "no 503 while Redis is down");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    world.redis.restart().await;
+    let restarted_at = statuses.lock().unwrap().len();
+    // Redis came back empty: Carl's session is gone, so he is sent to sign in again.
+    while !statuses.lock().unwrap()[restarted_at..].contains(&302) {
+        assert!(Instant::now() < deadline, "the gate did not recover");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    running.store(false, std::sync::atomic::Ordering::SeqCst);
+    for task in load {
+        task.await.expect("no panic in the load");
+    }
+    let statuses = statuses.lock().unwrap().clone();
+    let unexpected: Vec<_> = statuses
+        .iter()
+        .filter(|s| !matches!(s, 302 | 403 | 503))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "only refusals, outages and sign-in redirects: {unexpected:?}"
+    );
+    assert_eq!(
+        world.upstream.request_count(),
+        before,
+        "nothing reached the application: {statuses:?}"
+    );
+    let alive = reqwest::get(format!("{}/healthz", world.gate.url()))
+        .await
+        .unwrap();
+    assert_eq!(alive.status(), 200, "the process stayed up");
+}
