@@ -11,6 +11,7 @@ pub mod forwarded;
 pub mod gate;
 pub mod headers;
 pub mod health;
+pub mod limits;
 pub mod manage;
 pub mod normalize;
 pub mod oauth;
@@ -62,6 +63,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// People known from sign-in or records, for the manager pages' directory.
     pub known_subjects: Arc<crate::oversight::KnownSubjects>,
+    /// `[limits]` rate limiters, shared by every worker.
+    pub limits: Arc<limits::RateLimits>,
 }
 
 impl AppState {
@@ -206,6 +209,20 @@ pub fn app(
                 .error_handler(api::json_error),
         )
         .configure(configure)
+        .wrap_fn(|req, srv| {
+            use actix_web::ResponseError as _;
+            use futures_util::future::{Either, FutureExt as _};
+            // Limits come first: a refused request costs no store or provider round trip.
+            match limits::refusal(&req) {
+                None => Either::Left(srv.call(req).map(|r| r.map(|res| res.map_into_left_body()))),
+                Some(e) => {
+                    let response = error::HttpError::new(e, req.request()).error_response();
+                    Either::Right(std::future::ready(Ok(req
+                        .into_response(response)
+                        .map_into_right_body())))
+                }
+            }
+        })
         .wrap_fn(|req, srv| {
             let id = uuid::Uuid::new_v4().to_string();
             req.extensions_mut().insert(RequestId(id.clone()));
