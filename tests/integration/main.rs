@@ -15,6 +15,7 @@ mod failures;
 mod followup;
 mod forward_auth;
 mod gate;
+mod hostile;
 mod journey;
 mod manage;
 mod modes;
