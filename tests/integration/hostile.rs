@@ -8,6 +8,7 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
 const XAPI_TOKEN: &str = "hostile-xapi-token-0123456789";
+const SCIM_TOKEN: &str = "hostile-scim-token-0123456789";
 
 /// One hostile request and the status it must get.
 struct Vector {
@@ -67,6 +68,12 @@ fn vectors() -> Vec<Vector> {
     let xapi = format!("Authorization: Bearer {XAPI_TOKEN}\r\nX-Experience-API-Version: 1.0.3\r\n");
     let claims =
         r#"{"sub":"mallory","iss":"http://127.0.0.1/","aud":"clearance","exp":4102444800}"#;
+    let scim = format!("Authorization: Bearer {SCIM_TOKEN}\r\n");
+    let patch = |path: &str, headers: &str, body: &[u8]| {
+        let mut r = post(path, headers, "application/scim+json", body);
+        r.splice(0..4, b"PATCH".iter().copied());
+        r
+    };
     let bearer = |token: String| format!("Authorization: Bearer {token}\r\n");
     let record = |body: &str| {
         post(
@@ -178,6 +185,12 @@ fn vectors() -> Vec<Vector> {
         v("xapi not json", post("/.clearance/xapi/statements", &xapi, "application/json", b"{not json"), 400),
         v("xapi statement without actor", post("/.clearance/xapi/statements", &xapi, "application/json", br#"{"verb":{"id":"http://adlnet.gov/expapi/verbs/completed"},"object":{"id":"x"}}"#), 400),
         v("xapi over 1 MiB", post("/.clearance/xapi/statements", &xapi, "application/json", &vec![b' '; 1_100_000]), 413),
+        // SCIM provisioning.
+        v("scim without a token", get("/.clearance/scim/v2/Users", ""), 401),
+        v("scim bad filter", get("/.clearance/scim/v2/Users?filter=userName%20eq", &scim), 400),
+        v("scim wrong schemas", post("/.clearance/scim/v2/Users", &scim, "application/scim+json", br#"{"schemas":["urn:evil"],"userName":"a@example.com"}"#), 400),
+        v("scim not json", post("/.clearance/scim/v2/Users", &scim, "application/scim+json", b"{not json"), 400),
+        v("scim huge patch", patch("/.clearance/scim/v2/Users/x", &scim, &vec![b' '; 300_000]), 413),
         // E-signature webhooks.
         v("docusign unsigned", post("/.clearance/webhooks/docusign", "", "application/json", b"{}"), 401),
         v("docusign bad signature", post("/.clearance/webhooks/docusign", "X-DocuSign-Signature-1: AAAA\r\n", "application/json", b"{}"), 401),
@@ -187,11 +200,16 @@ fn vectors() -> Vec<Vector> {
 
 async fn world() -> World {
     let sha = hex::encode(Sha256::digest(XAPI_TOKEN.as_bytes()));
+    let scim_sha = hex::encode(Sha256::digest(SCIM_TOKEN.as_bytes()));
     let extra = format!(
         r#"
 [xapi]
 account_home_page = "https://lms.example.com"
 credentials = [ {{ name = "lms-token", sha256 = "{sha}" }} ]
+
+[[scim.tokens]]
+name = "idp"
+sha256 = "{scim_sha}"
 
 [webhooks.docusign]
 hmac_keys = ["aG9zdGlsZS1kb2N1c2lnbi1rZXktMDEyMzQ1Njc4OQ=="]
