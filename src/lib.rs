@@ -48,6 +48,7 @@ pub fn build_state(settings: Settings, store: SharedStore) -> anyhow::Result<App
             .timeout(std::time::Duration::from_secs(10))
             .build()?,
     ));
+    let limits = settings.limits.clone();
     let documents = Arc::new(crate::http::documents::Documents::default());
     documents.spawn(
         &settings.policy,
@@ -69,6 +70,7 @@ pub fn build_state(settings: Settings, store: SharedStore) -> anyhow::Result<App
         oidc,
         clock: Arc::new(SystemClock),
         known_subjects: Arc::default(),
+        limits: Arc::new(crate::http::limits::RateLimits::new(&limits)),
     })
 }
 

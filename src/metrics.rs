@@ -84,6 +84,7 @@ struct Metrics {
     redis_duration: Family<CommandLabels, Histogram, fn() -> Histogram>,
     redis_errors: Family<RedisErrorLabels, Counter>,
     cache_hits: Family<KindLabels, Counter>,
+    limited: Family<KindLabels, Counter>,
     cache_misses: Family<KindLabels, Counter>,
     sessions_live: Gauge,
     notification_queue: Gauge,
@@ -104,6 +105,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         redis_duration: Family::new_with_constructor(redis_histogram),
         redis_errors: Family::default(),
         cache_hits: Family::default(),
+        limited: Family::default(),
         cache_misses: Family::default(),
         sessions_live: Gauge::default(),
         notification_queue: Gauge::default(),
@@ -145,6 +147,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "clearance_redis_errors",
         "Failed Redis round trips by command and kind (timeout, io, server)",
         m.redis_errors.clone(),
+    );
+    registry.register(
+        "clearance_requests_limited",
+        "Requests refused by [limits] before any work, by kind (rate_limited, headers_too_large)",
+        m.limited.clone(),
     );
     registry.register(
         "clearance_cache_hits",
@@ -329,6 +336,12 @@ pub fn redis(command: &str, took: Duration, error: Option<&'static str>) {
 /// The decision cache answered a lookup of `kind` (e.g. `standing`) without Redis.
 pub fn cache_hit(kind: &'static str) {
     METRICS.cache_hits.get_or_create(&KindLabels { kind }).inc();
+}
+
+/// A request was refused by `[limits]` (`kind`: the error code, `rate_limited` or
+/// `headers_too_large`).
+pub fn limited(kind: &'static str) {
+    METRICS.limited.get_or_create(&KindLabels { kind }).inc();
 }
 
 /// The decision cache did not have `kind`; it was read from Redis.

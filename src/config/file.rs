@@ -123,6 +123,9 @@ pub struct FileConfig {
     /// `[notifications]`: denial digests and reminders by webhook.
     #[serde(default)]
     pub notifications: super::followup::NotificationsFile,
+    /// `[limits]`: request rates and the largest request head.
+    #[serde(default)]
+    pub limits: super::limits::LimitsFile,
     #[serde(default)]
     pub requirements: Vec<RequirementFile>,
     #[serde(default)]

@@ -3,6 +3,7 @@
 
 pub mod file;
 pub mod followup;
+pub mod limits;
 mod settings;
 pub mod webhooks;
 

@@ -59,6 +59,8 @@ pub struct Settings {
     pub webhooks: super::webhooks::WebhookSettings,
     /// `[audit]`, `[manage]`, `[exemptions]`, `[scim]`, `[notifications]`.
     pub followup: super::followup::FollowUpSettings,
+    /// `[limits]`: request rates and the largest request head.
+    pub limits: super::limits::LimitSettings,
 }
 
 /// xAPI statement intake, validated.
@@ -953,6 +955,9 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
     let webhooks = super::webhooks::validate(&f.webhooks, &policy)
         .map_err(|problems| p.0.extend(problems))
         .unwrap_or_default();
+    let limits = super::limits::validate(&f.limits)
+        .map_err(|problems| p.0.extend(problems))
+        .unwrap_or_default();
     let followup = super::followup::validate(super::followup::FollowUpFiles {
         audit: &f.audit,
         manage: &f.manage,
@@ -1092,6 +1097,7 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
         },
         xapi,
         webhooks,
+        limits,
         followup,
     })
 }

@@ -135,7 +135,19 @@ fn primary_email(v: &Value) -> Result<Option<String>, ScimError> {
 fn apply_resource(person: &mut Person, body: &Map<String, Value>) -> Result<(), ScimError> {
     for (k, v) in body {
         match k.as_str() {
-            "schemas" | "id" | "meta" => {}
+            "schemas" => {
+                // RFC 7643 section 3: a User resource names the core User schema.
+                let names_user = v.as_array().is_some_and(|a| {
+                    a.iter()
+                        .any(|s| s.as_str().is_some_and(|s| s.eq_ignore_ascii_case(USER)))
+                });
+                if !names_user {
+                    return Err(invalid(format!(
+                        "schemas must be an array that names {USER}"
+                    )));
+                }
+            }
+            "id" | "meta" => {}
             k if k.eq_ignore_ascii_case(ENTERPRISE) || k.eq_ignore_ascii_case(CLEARANCE) => {
                 let Value::Object(m) = v else {
                     return Err(invalid(format!("{k} must be an object")));

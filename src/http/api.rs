@@ -68,14 +68,16 @@ pub struct RecordInput {
 
 /// Maps JSON body errors to a 400 that says what is wrong.
 pub fn json_error(err: JsonPayloadError, req: &HttpRequest) -> actix_web::Error {
+    if let JsonPayloadError::Overflow { limit }
+    | JsonPayloadError::OverflowKnownLength { limit, .. } = &err
+    {
+        let message = format!("The JSON body is larger than {limit} bytes.");
+        return HttpError::new(AppError::PayloadTooLarge(message), req).into();
+    }
     let message = match &err {
         JsonPayloadError::Deserialize(e) => format!("The JSON body is not valid: {e}"),
         JsonPayloadError::ContentType => {
             "Send the body as Content-Type: application/json.".to_owned()
-        }
-        JsonPayloadError::Overflow { limit }
-        | JsonPayloadError::OverflowKnownLength { limit, .. } => {
-            format!("The JSON body is larger than {limit} bytes.")
         }
         other => format!("The JSON body could not be read: {other}"),
     };
@@ -107,10 +109,15 @@ pub async fn sign_out_everywhere(
 pub async fn post_record(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Json<RecordInput>,
+    // Credentials are checked before the body is judged: strangers learn nothing about it.
+    body: Result<web::Json<RecordInput>, actix_web::Error>,
 ) -> Result<HttpResponse, HttpError> {
     let recorded_by = admin(&req, &state).http(&req)?;
-    let input = body.into_inner();
+    let input = match body {
+        Ok(body) => body.into_inner(),
+        // Already rendered by `json_error`, through the one error mapping.
+        Err(e) => return Ok(e.error_response()),
+    };
     let bad =
         |field: &str, m: String| AppError::bad_request("invalid_record", format!("{field}: {m}"));
     let subject = SubjectKey::parse(&input.subject)
@@ -243,10 +250,15 @@ pub struct RevocationInput {
 pub async fn post_revocation(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Json<RevocationInput>,
+    // Credentials are checked before the body is judged: strangers learn nothing about it.
+    body: Result<web::Json<RevocationInput>, actix_web::Error>,
 ) -> Result<HttpResponse, HttpError> {
     let revoked_by = admin(&req, &state).http(&req)?;
-    let input = body.into_inner();
+    let input = match body {
+        Ok(body) => body.into_inner(),
+        // Already rendered by `json_error`, through the one error mapping.
+        Err(e) => return Ok(e.error_response()),
+    };
     let subject = parse_subject(&input.subject).http(&req)?;
     let settings = state.settings();
     let requirement = settings

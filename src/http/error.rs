@@ -63,6 +63,14 @@ pub enum AppError {
     UpstreamUnreachable(String),
     UpstreamTimeout,
     Internal(String),
+    /// Over a `[limits]` rate: 429 with `Retry-After`.
+    TooManyRequests {
+        retry_after_secs: u64,
+    },
+    /// A request head larger than `[limits] max_header_bytes` (the limit): 431.
+    HeadersTooLarge(u64),
+    /// A request body larger than the endpoint accepts: 413.
+    PayloadTooLarge(String),
 }
 
 impl From<StoreError> for AppError {
@@ -138,6 +146,9 @@ impl AppError {
             Self::UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 
@@ -165,6 +176,9 @@ impl AppError {
             Self::UpstreamUnreachable(_) => "upstream_unreachable",
             Self::UpstreamTimeout => "upstream_timeout",
             Self::Internal(_) => "internal_error",
+            Self::TooManyRequests { .. } => "rate_limited",
+            Self::HeadersTooLarge(_) => "headers_too_large",
+            Self::PayloadTooLarge(_) => "body_too_large",
         }
     }
 
@@ -218,6 +232,15 @@ impl AppError {
                 "Clearance admitted you, but the application behind it did not answer in time.".into(),
             ),
             Self::Internal(_) => ("Something went wrong", "Clearance hit an internal error.".into()),
+            Self::TooManyRequests { retry_after_secs } => (
+                "Too many requests",
+                format!("Too many requests came from you in a short time. Please wait {retry_after_secs} seconds and try again."),
+            ),
+            Self::HeadersTooLarge(max) => (
+                "Request headers too large",
+                format!("The request's headers (cookies included) are larger than the {max} bytes accepted. Clearing this site's cookies usually helps."),
+            ),
+            Self::PayloadTooLarge(m) => ("Request body too large", m.clone()),
             Self::DocumentUnavailable(title) => (
                 "The document cannot be shown right now",
                 format!("\u{201c}{title}\u{201d} cannot be shown right now (it is being fetched, or it changed and is waiting for its new version). Please try again later."),
@@ -353,6 +376,9 @@ impl ResponseError for HttpError {
             }
             AppError::StateUnavailable(_) | AppError::ProviderUnavailable(_) => {
                 builder.insert_header((header::RETRY_AFTER, "30"));
+            }
+            AppError::TooManyRequests { retry_after_secs } => {
+                builder.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
             }
             _ => {}
         }

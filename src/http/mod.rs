@@ -11,6 +11,7 @@ pub mod forwarded;
 pub mod gate;
 pub mod headers;
 pub mod health;
+pub mod limits;
 pub mod manage;
 pub mod normalize;
 pub mod oauth;
@@ -65,6 +66,8 @@ pub struct AppState {
     pub known_subjects: Arc<crate::oversight::KnownSubjects>,
     /// Refusals waiting to be written while the denial log does not answer.
     pub denials: Arc<crate::denial_buffer::DenialBuffer>,
+    /// `[limits]` rate limiters, shared by every worker.
+    pub limits: Arc<limits::RateLimits>,
 }
 
 impl AppState {
@@ -262,6 +265,20 @@ pub fn app(
         )
         .configure(configure_admin)
         .configure(configure)
+        .wrap_fn(|req, srv| {
+            use actix_web::ResponseError as _;
+            use futures_util::future::{Either, FutureExt as _};
+            // Limits come first: a refused request costs no store or provider round trip.
+            match limits::refusal(&req) {
+                None => Either::Left(srv.call(req).map(|r| r.map(|res| res.map_into_left_body()))),
+                Some(e) => {
+                    let response = error::HttpError::new(e, req.request()).error_response();
+                    Either::Right(std::future::ready(Ok(req
+                        .into_response(response)
+                        .map_into_right_body())))
+                }
+            }
+        })
         .wrap_fn(move |req, srv| {
             let on_admin = admin.is_some_and(|a| req.app_config().local_addr() == a);
             let id = RequestId::for_request(req.request(), &live.load().trusted_proxies);

@@ -116,10 +116,9 @@ pub async fn forward(
     if let (Some(max), Some(len)) = (upstreams.max_body, declared_length)
         && len > max
     {
-        return Err(AppError::bad_request(
-            "body_too_large",
-            format!("The request body is larger than the {max} bytes allowed."),
-        ));
+        return Err(AppError::PayloadTooLarge(format!(
+            "The request body is larger than the {max} bytes allowed."
+        )));
     }
     let mut url = format!("{upstream}{}", path.as_str());
     if let Some(q) = req.uri().query() {

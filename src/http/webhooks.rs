@@ -19,10 +19,9 @@ pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
 async fn read_body(req: &HttpRequest, payload: web::Payload) -> Result<web::Bytes, HttpError> {
     let too_large = || {
-        AppError::bad_request(
-            "body_too_large",
-            format!("The callback body is larger than {MAX_BODY_BYTES} bytes."),
-        )
+        AppError::PayloadTooLarge(format!(
+            "The callback body is larger than {MAX_BODY_BYTES} bytes."
+        ))
     };
     let declared = req
         .headers()

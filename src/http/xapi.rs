@@ -25,7 +25,7 @@ const VERSION: &str = "1.0.3";
 
 /// Checks HTTP Basic (`username:password`) or a bearer token against `xapi.credentials`; returns
 /// the credential's name.
-fn authenticate(req: &HttpRequest, settings: &Settings) -> Result<String, AppError> {
+pub(super) fn authenticate(req: &HttpRequest, settings: &Settings) -> Result<String, AppError> {
     let refused = || {
         AppError::XapiUnauthorized(
             "LRS credentials are required: HTTP Basic or a bearer token from xapi.credentials."
@@ -130,10 +130,9 @@ pub async fn post_statements(
             .http(&req);
         }
         Err(_) => {
-            return Err(bad(
-                "statements_too_large",
-                format!("The body is larger than {MAX_BODY_BYTES} bytes; send smaller batches."),
-            ))
+            return Err(AppError::PayloadTooLarge(format!(
+                "The body is larger than {MAX_BODY_BYTES} bytes; send smaller batches."
+            )))
             .http(&req);
         }
     };

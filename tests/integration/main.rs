@@ -16,6 +16,7 @@ mod faults;
 mod followup;
 mod forward_auth;
 mod gate;
+mod hostile;
 mod journey;
 mod manage;
 mod metrics;

@@ -369,7 +369,7 @@ async fn docusign_forged_missing_and_incomplete_write_nothing() {
     let (status, answer) = post_docusign(&world, &huge, &[docusign_signature(KEY, &huge)]).await;
     assert_eq!(
         (status, answer["error"].clone()),
-        (400, json!("body_too_large"))
+        (413, json!("body_too_large"))
     );
 
     // Authentic but unusable (Connect not set to JSON SIM): 400, so it shows in DocuSign's log.

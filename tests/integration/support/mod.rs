@@ -4,6 +4,7 @@
 //! - [`RedisServer`]: a throwaway `redis-server` process.
 //! - [`OidcProvider`] / [`ProviderConfig`]: the `oidc-provider` fixture in `tests/support/oidc`.
 //! - [`Upstream`]: an in-process actix-web app that Clearance proxies to.
+//! - [`raw::send`]: a raw HTTP/1.1 client for malformed requests.
 //! - [`Browser`], [`login_at_provider`], [`logout_at_provider`]: a cookie-keeping HTTP client
 //!   that does not follow redirects by itself.
 //!
@@ -13,6 +14,7 @@
 mod browser;
 mod oidc;
 mod proxies;
+pub mod raw;
 mod redis;
 mod upstream;
 
