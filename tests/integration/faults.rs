@@ -500,3 +500,194 @@ async fn redis_killed_under_load_admits_nobody_wrongly() {
         .unwrap();
     assert_eq!(alive.status(), 200, "the process stayed up");
 }
+
+/// One answer seen by the load: who asked, when the request was sent, its status and id.
+#[derive(Clone, Debug)]
+struct Seen {
+    who: &'static str,
+    sent: Instant,
+    status: u16,
+    request_id: String,
+}
+
+/// The outage test, in one run under load: while Redis refuses writes, state can still
+/// be read, so people get their real answers (never a 503) and the refusals are buffered; while
+/// Redis is down, only 503s; after it comes back (empty: a restart without persistence), every
+/// refusal that could not be written is in the stream, and the count matches the 403s answered.
+#[tokio::test]
+async fn redis_outage_under_load_admits_nobody_wrongly_and_writes_every_denial_afterwards() {
+    let mut world = World::start().await;
+    complete_everything(&world, "alice@example.com").await;
+    let alice = Browser::new();
+    assert_eq!(
+        sign_in(&world, &alice, "alice@example.com", "/echo/a")
+            .await
+            .status,
+        200
+    );
+    let carl = Browser::new();
+    assert_eq!(
+        sign_in(&world, &carl, "carl@example.com", "/echo/c")
+            .await
+            .status,
+        403
+    );
+    let host = world.gate.host_port();
+    let cookies = [
+        ("alice", alice.cookie(&host, "_clearance").expect("cookie")),
+        ("carl", carl.cookie(&host, "_clearance").expect("cookie")),
+    ];
+    let upstream_before = world.upstream.request_count();
+    let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<Seen>::new()));
+    let load: Vec<_> = (0..4)
+        .map(|n| {
+            let (who, cookie) = cookies[n % 2].clone();
+            let (running, seen) = (running.clone(), seen.clone());
+            let url = format!("{}/echo/load/{n}", world.gate.url());
+            tokio::spawn(async move {
+                let client = reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()
+                    .unwrap();
+                while running.load(std::sync::atomic::Ordering::SeqCst) {
+                    let sent = Instant::now();
+                    if let Ok(r) = client
+                        .get(&url)
+                        .header("cookie", format!("_clearance={cookie}"))
+                        .header("accept", "text/html")
+                        .send()
+                        .await
+                    {
+                        let request_id = r
+                            .headers()
+                            .get("x-request-id")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_owned();
+                        seen.lock().unwrap().push(Seen {
+                            who,
+                            sent,
+                            status: r.status().as_u16(),
+                            request_id,
+                        });
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let wait_for = |what: &'static str, test: &dyn Fn(&[Seen]) -> bool| {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        test(&seen.lock().unwrap())
+    };
+    let count = |s: &[Seen], who: &str, status: u16, after: Instant| {
+        s.iter()
+            .filter(|x| x.who == who && x.status == status && x.sent > after)
+            .count()
+    };
+
+    // Phase 1: writes refused, reads fine.
+    let start = Instant::now();
+    while !wait_for("answers under load", &|s| {
+        count(s, "alice", 200, start) > 0 && count(s, "carl", 403, start) > 0
+    }) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut conn = redis(&world).await;
+    config_set(&mut conn, "maxmemory-policy", "noeviction").await;
+    config_set(&mut conn, "maxmemory", "1").await;
+    let writes_refused = Instant::now();
+    while !wait_for("refusals while writes are refused", &|s| {
+        count(s, "carl", 403, writes_refused) >= 10 && count(s, "alice", 200, writes_refused) >= 5
+    }) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Phase 2: Redis down.
+    let stopping = Instant::now();
+    world.redis.stop().await;
+    let down = Instant::now();
+    while !wait_for("503s while Redis is down", &|s| {
+        count(s, "alice", 503, down) > 0 && count(s, "carl", 503, down) > 0
+    }) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Phase 3: back, empty: sessions are gone, so both are sent to sign in again.
+    world.redis.restart().await;
+    let back = Instant::now();
+    while !wait_for("recovery", &|s| {
+        count(s, "alice", 302, back) > 0 && count(s, "carl", 302, back) > 0
+    }) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    running.store(false, std::sync::atomic::Ordering::SeqCst);
+    for task in load {
+        task.await.expect("no panic in the load");
+    }
+    let seen = seen.lock().unwrap().clone();
+
+    // Nobody wrongly admitted; Carl never reached the application.
+    for s in &seen {
+        let allowed: &[u16] = if s.who == "alice" {
+            &[200, 302, 503]
+        } else {
+            &[302, 403, 503]
+        };
+        assert!(allowed.contains(&s.status), "{s:?}");
+    }
+    let alice_admitted = seen
+        .iter()
+        .filter(|s| s.who == "alice" && s.status == 200)
+        .count();
+    assert_eq!(
+        world.upstream.request_count() - upstream_before,
+        alice_admitted,
+        "only Alice's admitted requests reached the application"
+    );
+    // While state could be read, no 503: an outage answer only for state that cannot be read.
+    let phase1: Vec<_> = seen
+        .iter()
+        .filter(|s| s.sent > writes_refused && s.sent < stopping && s.status == 503)
+        .collect();
+    assert!(phase1.is_empty(), "503 while reads worked: {phase1:?}");
+
+    // Every refusal sent after writes were refused is in the stream of the restarted Redis
+    // (refusals sent just before may or may not have been written to the old one).
+    let must: std::collections::BTreeSet<String> = seen
+        .iter()
+        .filter(|s| s.who == "carl" && s.status == 403 && s.sent > writes_refused)
+        .map(|s| s.request_id.clone())
+        .collect();
+    let may: std::collections::BTreeSet<String> = seen
+        .iter()
+        .filter(|s| s.who == "carl" && s.status == 403)
+        .map(|s| s.request_id.clone())
+        .collect();
+    assert!(must.len() >= 10);
+    let mut conn = redis(&world).await;
+    let written = loop {
+        let ids: std::collections::BTreeSet<String> =
+            stream_request_ids(&mut conn).await.into_iter().collect();
+        if ids.is_superset(&must) {
+            break ids;
+        }
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(20),
+            "{} of {} buffered refusals written",
+            ids.intersection(&must).count(),
+            must.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        written.is_subset(&may),
+        "only refusals that happened are written: {:?}",
+        written.difference(&may).collect::<Vec<_>>()
+    );
+    let ready = readyz(&world).await;
+    assert_eq!(ready["denial_buffer"]["buffered"], 0, "{ready}");
+    assert_eq!(ready["denial_buffer"]["dropped"], 0, "{ready}");
+}
