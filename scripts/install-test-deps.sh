@@ -35,6 +35,13 @@ if command -v redis-cli >/dev/null 2>&1; then
 else
     apt_packages+=(redis-tools)
 fi
+# scripts/api-fuzz.sh runs schemathesis (PyPI) from a venv under target/.
+if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    apt_packages+=(python3 python3-venv)
+fi
+if ! command -v curl >/dev/null 2>&1; then
+    apt_packages+=(curl)
+fi
 if command -v node >/dev/null 2>&1; then
     log "node present: $(command -v node) $(node --version)"
 else

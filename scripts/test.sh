@@ -22,3 +22,5 @@ echo "test: cargo clippy --features otel (OpenTelemetry traces, off by default)"
 cargo clippy --locked --features otel --lib --bins -- -D warnings
 echo "test: cargo test"
 cargo test --locked --all-targets
+echo "test: API fuzzing (schemathesis against the OpenAPI document)"
+scripts/api-fuzz.sh

@@ -55,6 +55,8 @@ enum Command {
         #[command(subcommand)]
         command: DirectoryCommand,
     },
+    /// Print the OpenAPI 3.1 description of the HTTP API (docs/openapi.json holds a copy).
+    Openapi,
     /// Evidence for auditors.
     Evidence {
         #[command(subcommand)]
@@ -212,6 +214,16 @@ fn main() -> ExitCode {
                 (config.display().to_string(), sha256),
             ))
         }
+        Command::Openapi => match clearance::http::openapi::to_pretty_json() {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: the OpenAPI document: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Demo { port } => {
             clearance::telemetry::init(
                 clearance::config::settings_types::LogFormat::Pretty,

@@ -51,18 +51,24 @@ pub(super) fn token_name(
 }
 
 /// A completion as posted to the API.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecordInput {
     subject: String,
+    /// A requirement id of the policy.
     requirement: String,
+    /// The requirement's version completed, e.g. "2025.1".
+    #[schema(value_type = String)]
     version: Version,
     completed_at: DateTime<Utc>,
     #[serde(default)]
     expires_at: Option<DateTime<Utc>>,
+    /// Where the completion comes from (api, lms, esign, import ...).
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     source: Option<Source>,
     #[serde(default)]
+    #[schema(value_type = Object)]
     evidence: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -235,13 +241,15 @@ pub async fn get_history(
 }
 
 /// A revocation as posted to the API.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevocationInput {
     subject: String,
     requirement: String,
+    /// Why the record is withdrawn (required, not blank).
     reason: String,
     #[serde(default)]
+    #[schema(value_type = Object)]
     evidence: serde_json::Map<String, serde_json::Value>,
 }
 

@@ -273,6 +273,22 @@ pub fn is_browser(req: &HttpRequest) -> bool {
         .is_some_and(|a| a.contains("text/html"))
 }
 
+/// The JSON body of every error answer outside SCIM (and the API's OpenAPI `Error` schema).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    /// A stable, machine-readable code (`invalid_json`, `unauthorized`, `state_unavailable` ...).
+    pub error: &'static str,
+    /// What went wrong, for people.
+    pub message: String,
+    /// Where to sign in, when signing in would help.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sign_in_url: Option<String>,
+    /// The request's id (also in `X-Request-Id`), to quote to support.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
 /// An [`AppError`] with what is needed to render it for this request.
 #[derive(Debug)]
 pub struct HttpError {
@@ -428,14 +444,12 @@ impl ResponseError for HttpError {
             _ => None,
         };
         if self.json {
-            let mut body = json!({ "error": self.error.code(), "message": message });
-            if let Some(url) = start_url {
-                body["sign_in_url"] = json!(url);
-            }
-            if let Some(id) = &self.request_id {
-                body["request_id"] = json!(id);
-            }
-            return builder.json(body);
+            return builder.json(ErrorBody {
+                error: self.error.code(),
+                message,
+                sign_in_url: start_url.map(str::to_owned),
+                request_id: self.request_id.clone(),
+            });
         }
         let page = Message {
             title,

@@ -36,6 +36,15 @@ fn time(params: &[(String, String)], name: &str) -> Result<Option<DateTime<Utc>>
             })
         })
         .transpose()
+        .and_then(|t| match t {
+            // The denial log's stream ids are milliseconds since 1970: an earlier bound is no
+            // valid id, and Redis refuses the range (a 503 before this check).
+            Some(t) if t.timestamp_millis() < 0 => Err(AppError::bad_request(
+                "invalid_query",
+                format!("{name}: give an instant from 1970-01-01T00:00:00Z on"),
+            )),
+            other => Ok(other),
+        })
 }
 
 fn subject(text: &str) -> Result<SubjectKey, AppError> {

@@ -573,9 +573,10 @@ pub async fn person_api(
     Ok(HttpResponse::Ok().json(m))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActionInput {
+    /// The kind of action (reminded, escalated ...).
     kind: String,
     #[serde(default)]
     comment: String,
@@ -605,7 +606,7 @@ pub async fn action_api(
     Ok(HttpResponse::Created().json(action))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExemptionInput {
     #[serde(default)]
@@ -664,9 +665,10 @@ pub async fn exemptions_api(
     Ok(HttpResponse::Ok().json(json!({ "exemptions": lines })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionInput {
+    /// approve, reject or revoke.
     decision: String,
     #[serde(default)]
     comment: Option<String>,

@@ -15,6 +15,7 @@ pub mod limits;
 pub mod manage;
 pub mod normalize;
 pub mod oauth;
+pub mod openapi;
 pub mod pages;
 pub mod proxy;
 pub mod scim;
@@ -208,6 +209,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(
             web::scope("/.clearance/api/v1")
+                .route("/openapi.json", web::get().to(openapi::serve))
                 .route("/team", web::get().to(manage::team_api))
                 .route("/people/{subject}", web::get().to(manage::person_api))
                 .route(

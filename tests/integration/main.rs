@@ -22,6 +22,7 @@ mod manage;
 mod metrics;
 mod modes;
 mod notify;
+mod openapi;
 mod proxying;
 mod real_proxies;
 mod reload;
