@@ -79,6 +79,22 @@ pub fn random_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// Opens a sealed cookie value (as the browser sends it) named `name`: the plaintext when it was
+/// sealed with `key` under that name, `None` when it is forged, tampered with or not base64.
+pub fn open_sealed(key: &actix_web::cookie::Key, name: &str, value: &str) -> Option<String> {
+    let jar = CookieJar::new();
+    jar.private(key)
+        .decrypt(Cookie::new(name.to_owned(), value.to_owned()))
+        .map(|c| c.value().to_owned())
+}
+
+impl Session {
+    /// Reads a session as the store keeps it.
+    pub fn from_json(json: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+}
+
 /// Store key material for a session id, so that a store dump does not hold usable ids.
 fn storage_id(id: &str) -> String {
     hex::encode(Sha256::digest(id.as_bytes()))
@@ -129,9 +145,8 @@ impl Sessions {
         let Some(cookie) = req.cookie(name) else {
             return CookieValue::Missing;
         };
-        let jar = CookieJar::new();
-        match jar.private(&self.settings.key).decrypt(cookie) {
-            Some(c) => CookieValue::Value(c.value().to_owned()),
+        match open_sealed(&self.settings.key, name, cookie.value()) {
+            Some(value) => CookieValue::Value(value),
             None => CookieValue::Invalid,
         }
     }
@@ -160,8 +175,8 @@ impl Sessions {
         let Some(json) = self.store.get_session(&storage_id(&id)).await? else {
             return Ok(Lookup::Ended);
         };
-        let session: Session = serde_json::from_str(&json)
-            .map_err(|e| StoreError::Corrupt(format!("session: {e}")))?;
+        let session =
+            Session::from_json(&json).map_err(|e| StoreError::Corrupt(format!("session: {e}")))?;
         if session.expires_at <= Utc::now() {
             return Ok(Lookup::Ended);
         }
@@ -207,5 +222,60 @@ impl Sessions {
     /// The login state this browser started, if any.
     pub fn login_state(&self, req: &HttpRequest) -> CookieValue {
         self.open(req, &self.login_cookie_name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::SubjectKey;
+    use actix_web::cookie::Key;
+
+    fn sealed(key: &Key, name: &str, value: &str) -> String {
+        let mut jar = CookieJar::new();
+        jar.private_mut(key)
+            .add(Cookie::new(name.to_owned(), value.to_owned()));
+        jar.get(name).unwrap().value().to_owned()
+    }
+
+    #[test]
+    fn sealed_values_open_only_with_their_key_and_name() {
+        let key = Key::generate();
+        let value = sealed(&key, "clearance", "session-id");
+        assert_ne!(value, "session-id");
+        assert_eq!(
+            open_sealed(&key, "clearance", &value).as_deref(),
+            Some("session-id")
+        );
+        assert_eq!(open_sealed(&Key::generate(), "clearance", &value), None);
+        assert_eq!(open_sealed(&key, "clearance_login", &value), None);
+        assert_eq!(open_sealed(&key, "clearance", "session-id"), None);
+        assert_eq!(open_sealed(&key, "clearance", ""), None);
+        let mut tampered = value.into_bytes();
+        tampered[5] ^= 1;
+        let tampered = String::from_utf8(tampered).unwrap_or_default();
+        assert_eq!(open_sealed(&key, "clearance", &tampered), None);
+    }
+
+    #[test]
+    fn sessions_read_back_from_json() {
+        let now = Utc::now();
+        let session = Session {
+            principal: Principal::bare(SubjectKey::parse("p@example.com").unwrap()),
+            id_token: None,
+            access_token: "at".into(),
+            refresh_token: None,
+            access_expires_at: None,
+            created_at: now,
+            expires_at: now,
+            csrf: "c".into(),
+            provider_sid: Some("sid".into()),
+        };
+        let json = serde_json::to_string(&session).unwrap();
+        let back = Session::from_json(&json).unwrap();
+        assert_eq!(back.principal.subject, session.principal.subject);
+        assert_eq!(back.provider_sid.as_deref(), Some("sid"));
+        assert!(Session::from_json("{}").is_err());
+        assert!(Session::from_json("not json").is_err());
     }
 }

@@ -36,7 +36,21 @@ pub fn trusted_header<'a>(req: &'a HttpRequest, trusted: &[IpNet], name: &str) -
 /// `X-Forwarded-For` that is not itself a trusted proxy.
 pub fn client_addr(req: &HttpRequest, trusted: &[IpNet]) -> String {
     let peer = req.peer_addr().map(|a| a.ip());
-    if let Some(chain) = trusted_header(req, trusted, "x-forwarded-for") {
+    let chain = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    client_addr_from(peer, chain, trusted)
+}
+
+/// [`client_addr`] on plain values: the connecting `peer` and the raw `X-Forwarded-For` value.
+/// The chain is read only when the peer is trusted.
+pub fn client_addr_from(
+    peer: Option<IpAddr>,
+    x_forwarded_for: Option<&str>,
+    trusted: &[IpNet],
+) -> String {
+    if let Some(chain) = believed(peer, x_forwarded_for, trusted) {
         let hops: Vec<IpAddr> = chain
             .split(',')
             .filter_map(|h| h.trim().parse::<IpAddr>().ok())
@@ -49,6 +63,18 @@ pub fn client_addr(req: &HttpRequest, trusted: &[IpNet]) -> String {
         }
     }
     peer.map(|p| p.to_string()).unwrap_or_default()
+}
+
+/// A forwarded header's trimmed, non-empty value when `peer` is a trusted proxy.
+fn believed<'a>(
+    peer: Option<IpAddr>,
+    value: Option<&'a str>,
+    trusted: &[IpNet],
+) -> Option<&'a str> {
+    if !peer.is_some_and(|p| is_trusted(p, trusted)) {
+        return None;
+    }
+    value.map(str::trim).filter(|v| !v.is_empty())
 }
 
 /// The `X-Forwarded-For` value to send upstream: the trusted chain plus the peer, or just the peer.
@@ -65,10 +91,30 @@ pub fn forwarded_for(req: &HttpRequest, trusted: &[IpNet]) -> String {
 
 /// The scheme the client used: `X-Forwarded-Proto` from a trusted proxy, else this listener's.
 pub fn scheme(req: &HttpRequest, trusted: &[IpNet]) -> &'static str {
-    match trusted_header(req, trusted, "x-forwarded-proto") {
+    let proto = req
+        .headers()
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok());
+    scheme_from(
+        req.peer_addr().map(|a| a.ip()),
+        proto,
+        req.app_config().secure(),
+        trusted,
+    )
+}
+
+/// [`scheme`] on plain values: the connecting `peer`, the raw `X-Forwarded-Proto` value and
+/// whether this listener is TLS. Always `"http"` or `"https"`.
+pub fn scheme_from(
+    peer: Option<IpAddr>,
+    x_forwarded_proto: Option<&str>,
+    listener_secure: bool,
+    trusted: &[IpNet],
+) -> &'static str {
+    match believed(peer, x_forwarded_proto, trusted) {
         Some(p) if p.eq_ignore_ascii_case("https") => "https",
         Some(p) if p.eq_ignore_ascii_case("http") => "http",
-        _ if req.app_config().secure() => "https",
+        _ if listener_secure => "https",
         _ => "http",
     }
 }
@@ -122,5 +168,46 @@ mod tests {
             .peer_addr("[::ffff:127.0.0.1]:5000".parse().unwrap())
             .to_http_request();
         assert!(peer_is_trusted(&req, &nets(&["127.0.0.1/32"])));
+    }
+
+    #[test]
+    fn plain_value_forms_follow_the_trust_rules() {
+        let trusted = nets(&["10.0.0.0/8"]);
+        let proxy: IpAddr = "10.0.0.5".parse().unwrap();
+        let outsider: IpAddr = "203.0.113.9".parse().unwrap();
+        let chain = Some(" 198.51.100.7, 10.0.0.2 ");
+        assert_eq!(
+            client_addr_from(Some(proxy), chain, &trusted),
+            "198.51.100.7"
+        );
+        assert_eq!(
+            client_addr_from(Some(outsider), chain, &trusted),
+            "203.0.113.9"
+        );
+        assert_eq!(
+            client_addr_from(Some(proxy), Some("junk, 10.0.0.3"), &trusted),
+            "10.0.0.3"
+        );
+        assert_eq!(
+            client_addr_from(Some(proxy), Some("junk"), &trusted),
+            "10.0.0.5"
+        );
+        assert_eq!(client_addr_from(None, chain, &trusted), "");
+        assert_eq!(
+            scheme_from(Some(proxy), Some(" HTTPS "), false, &trusted),
+            "https"
+        );
+        assert_eq!(
+            scheme_from(Some(proxy), Some("http"), true, &trusted),
+            "http"
+        );
+        assert_eq!(
+            scheme_from(Some(outsider), Some("https"), false, &trusted),
+            "http"
+        );
+        assert_eq!(
+            scheme_from(Some(proxy), Some("gopher"), true, &trusted),
+            "https"
+        );
     }
 }
