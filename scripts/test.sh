@@ -7,6 +7,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 scripts/install-test-deps.sh
 
+# A clean clone builds once: incremental data would only take disk space (CI once ran out of it).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 for component in rustfmt clippy; do
     if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
         echo "test: installing the $component component"

@@ -26,8 +26,8 @@ use crate::auth::oidc::Oidc;
 use crate::auth::session::Sessions;
 use crate::config::Settings;
 use crate::http::{AppState, SystemClock};
-use crate::store::SharedStore;
 use crate::store::redis::RedisStore;
+use crate::store::{RoundTrips, SharedStore};
 use std::net::TcpListener;
 use std::sync::Arc;
 
@@ -78,7 +78,15 @@ pub fn build_state(settings: Settings, store: SharedStore) -> anyhow::Result<App
 /// With `[cache] enabled`, it keeps a decision cache that serves only while [`server`]'s
 /// invalidation subscription is up (CLI commands never subscribe, so they always read Redis).
 pub fn redis_store(settings: &Settings) -> anyhow::Result<SharedStore> {
-    Ok(Arc::new(cached(new_redis_store(settings)?, settings)))
+    Ok(counted_redis_store(settings)?.0)
+}
+
+/// [`redis_store`], with the count of the round trips it makes to Redis (for tests and
+/// benchmarks that check how often a request reaches Redis).
+pub fn counted_redis_store(settings: &Settings) -> anyhow::Result<(SharedStore, RoundTrips)> {
+    let store = cached(new_redis_store(settings)?, settings);
+    let round_trips = store.round_trips();
+    Ok((Arc::new(store), round_trips))
 }
 
 /// The store with the decision cache of `[cache]` attached, when it is enabled.

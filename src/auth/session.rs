@@ -3,7 +3,8 @@
 
 use crate::config::SessionSettings;
 use crate::domain::Principal;
-use crate::store::{SessionOwner, SharedStore, StoreError};
+use crate::domain::SubjectKey;
+use crate::store::{SessionOwner, SharedStore, Standing, StoreError};
 use actix_web::HttpRequest;
 use actix_web::cookie::{Cookie, CookieJar, SameSite, time};
 use base64::Engine as _;
@@ -55,6 +56,9 @@ pub enum Lookup {
     Found {
         id: String,
         session: Box<Session>,
+        /// The person's standing, when the cookie named them and it was read in the same round
+        /// trip as the session (see [`Sessions::lookup`]).
+        standing: Option<Box<Standing>>,
     },
 }
 
@@ -92,6 +96,15 @@ impl Session {
     /// Reads a session as the store keeps it.
     pub fn from_json(json: &str) -> Result<Self, serde_json::Error> {
         serde_json::from_str(json)
+    }
+}
+
+/// A session cookie's sealed value: the session id, then `.` and the subject (ids are
+/// base64url, without dots). A value without a readable subject is an id alone.
+fn cookie_parts(value: &str) -> (&str, Option<SubjectKey>) {
+    match value.split_once('.') {
+        Some((id, subject)) => (id, SubjectKey::parse(subject).ok()),
+        None => (value, None),
     }
 }
 
@@ -166,13 +179,26 @@ impl Sessions {
     }
 
     /// Finds the request's session. Store failures are errors (the caller fails closed).
+    ///
+    /// The cookie names the session's subject beside its id (cookies sealed before it did name
+    /// only the id), so that the subject's standing is read in the same round trip as the
+    /// session; it is returned only when the session turns out to be that subject's.
     pub async fn lookup(&self, req: &HttpRequest) -> Result<Lookup, StoreError> {
-        let id = match self.open(req, &self.settings.cookie_name) {
+        let value = match self.open(req, &self.settings.cookie_name) {
             CookieValue::Missing => return Ok(Lookup::Missing),
             CookieValue::Invalid => return Ok(Lookup::Invalid),
-            CookieValue::Value(id) => id,
+            CookieValue::Value(value) => value,
         };
-        let Some(json) = self.store.get_session(&storage_id(&id)).await? else {
+        let (id, subject) = cookie_parts(&value);
+        let key = storage_id(id);
+        let (json, standing) = match &subject {
+            Some(subject) => {
+                let (json, standing) = self.store.session_and_standing(&key, subject).await?;
+                (json, Some(standing))
+            }
+            None => (self.store.get_session(&key).await?, None),
+        };
+        let Some(json) = json else {
             return Ok(Lookup::Ended);
         };
         let session =
@@ -180,19 +206,24 @@ impl Sessions {
         if session.expires_at <= Utc::now() {
             return Ok(Lookup::Ended);
         }
+        let standing = standing
+            .filter(|_| subject.as_ref() == Some(&session.principal.subject))
+            .map(Box::new);
         Ok(Lookup::Found {
-            id,
+            id: id.to_owned(),
             session: Box::new(session),
+            standing,
         })
     }
 
-    /// Stores a new session under a fresh id and returns the cookie that carries it.
+    /// Stores a new session under a fresh id and returns the cookie that carries it (the id
+    /// and the session's subject, sealed).
     pub async fn create(&self, session: &Session) -> Result<(String, Cookie<'static>), StoreError> {
         let id = random_token();
         self.save(&id, session).await?;
         let cookie = self.seal(
             self.settings.cookie_name.clone(),
-            id.clone(),
+            format!("{id}.{}", session.principal.subject),
             Some(self.settings.lifetime),
         );
         Ok((id, cookie))
@@ -236,6 +267,21 @@ mod tests {
         jar.private_mut(key)
             .add(Cookie::new(name.to_owned(), value.to_owned()));
         jar.get(name).unwrap().value().to_owned()
+    }
+
+    #[test]
+    fn cookie_values_carry_the_id_and_maybe_the_subject() {
+        let (id, subject) = cookie_parts("abc-_123.alice@example.com");
+        assert_eq!(id, "abc-_123");
+        assert_eq!(
+            subject.map(String::from).as_deref(),
+            Some("alice@example.com")
+        );
+        // Sealed before the subject was added: the id alone.
+        assert!(matches!(cookie_parts("abc-_123"), ("abc-_123", None)));
+        // A subject that is not one (never sealed by us): the id, read without a standing.
+        assert!(matches!(cookie_parts("abc.{x}"), ("abc", None)));
+        assert!(matches!(cookie_parts("abc."), ("abc", None)));
     }
 
     #[test]

@@ -18,6 +18,7 @@ use crate::domain::{
     Unmet, evaluate,
 };
 use crate::metrics::Outcome;
+use crate::store::Standing;
 use actix_web::http::header;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
@@ -31,6 +32,8 @@ pub struct Authenticated {
     pub exempt: bool,
     /// A machine client (exempt, or acting for a person): never an overseer.
     pub machine: bool,
+    /// The person's standing, when it was read together with their session.
+    pub standing: Option<Box<Standing>>,
 }
 
 /// The host the client asked for (never taken from forwarded headers here).
@@ -88,13 +91,14 @@ pub async fn authenticate(
             return bearer_identity(state, value).await;
         }
     }
-    let (_, session) = session_identity(req, state, sign_in_url).await?;
+    let (_, session, standing) = identify_session(req, state, sign_in_url).await?;
     let session = *session;
     Ok(Authenticated {
         principal: Box::new(session.principal),
         csrf: Some(session.csrf),
         exempt: false,
         machine: false,
+        standing,
     })
 }
 
@@ -111,6 +115,7 @@ async fn bearer_identity(state: &AppState, header_value: &str) -> Result<Authent
             csrf: None,
             exempt: false,
             machine: false,
+            standing: None,
         });
     }
     // No person in the token: a client-credentials token, admitted only if configured.
@@ -145,6 +150,7 @@ async fn bearer_identity(state: &AppState, header_value: &str) -> Result<Authent
                 csrf: None,
                 exempt: true,
                 machine: true,
+                standing: None,
             })
         }
         MachineAccess::ActsFor(person) => {
@@ -159,6 +165,7 @@ async fn bearer_identity(state: &AppState, header_value: &str) -> Result<Authent
                 csrf: None,
                 exempt: false,
                 machine: true,
+                standing: None,
             })
         }
     }
@@ -170,8 +177,22 @@ pub async fn session_identity(
     state: &AppState,
     sign_in_url: &str,
 ) -> Result<(String, Box<Session>), AppError> {
-    let (id, mut session) = match state.sessions.lookup(req).await? {
-        Lookup::Found { id, session } => (id, session),
+    let (id, session, _) = identify_session(req, state, sign_in_url).await?;
+    Ok((id, session))
+}
+
+/// [`session_identity`], with the person's standing when it was read together with the session.
+async fn identify_session(
+    req: &HttpRequest,
+    state: &AppState,
+    sign_in_url: &str,
+) -> Result<(String, Box<Session>, Option<Box<Standing>>), AppError> {
+    let (id, mut session, standing) = match state.sessions.lookup(req).await? {
+        Lookup::Found {
+            id,
+            session,
+            standing,
+        } => (id, session, standing),
         Lookup::Missing | Lookup::Ended => {
             return Err(AppError::SignInRequired {
                 start_url: sign_in_url.to_owned(),
@@ -226,7 +247,7 @@ pub async fn session_identity(
             }
         }
     }
-    Ok((id, session))
+    Ok((id, session, standing))
 }
 
 fn day(t: Option<DateTime<Utc>>) -> Option<String> {
@@ -513,6 +534,7 @@ async fn decide(
         principal,
         csrf,
         exempt,
+        standing,
         ..
     } = who;
     if exempt {
@@ -523,8 +545,11 @@ async fn decide(
             "machine_exempt",
         ));
     }
-    // Records, directory entry and exemptions in one round trip.
-    let standing = state.store.standing(&principal.subject).await?;
+    // Records, directory entry and exemptions: read with the session, or now in one round trip.
+    let standing = match standing {
+        Some(standing) => *standing,
+        None => state.store.standing(&principal.subject).await?,
+    };
     let now = state.clock.now();
     let mut principal = principal;
     if let Some(person) = &standing.person {

@@ -180,7 +180,7 @@ pub async fn sign_out(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, HttpError> {
     let mut id_token = None;
-    if let Lookup::Found { id, session } = state.sessions.lookup(&req).await.http(&req)? {
+    if let Lookup::Found { id, session, .. } = state.sessions.lookup(&req).await.http(&req)? {
         state.sessions.destroy(&id).await.http(&req)?;
         tracing::info!(user.subject = %session.principal.subject, session.id = %Sessions::log_id(&id), "signed out");
         id_token = session.id_token;

@@ -425,6 +425,17 @@ impl Health for MemoryStore {
 
 #[async_trait]
 impl FollowUpStore for MemoryStore {
+    async fn session_and_standing(
+        &self,
+        session_id: &str,
+        subject: &SubjectKey,
+    ) -> Result<(Option<String>, Standing), StoreError> {
+        Ok((
+            self.get_session(session_id).await?,
+            self.standing(subject).await?,
+        ))
+    }
+
     async fn standing(&self, subject: &SubjectKey) -> Result<Standing, StoreError> {
         let inner = self.lock()?;
         Ok(Standing {

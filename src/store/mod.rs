@@ -13,6 +13,8 @@ mod redis_followup;
 mod redis_metrics;
 mod redis_outbox;
 
+pub use redis_metrics::RoundTrips;
+
 use crate::domain::audit::{AuditEvent, ChainHead, ChainId};
 use crate::domain::notify::Message;
 use crate::domain::{
@@ -174,6 +176,14 @@ pub struct Standing {
 pub trait FollowUpStore: Send + Sync {
     /// Records, directory entry, exemptions and first access of a subject, in one round trip.
     async fn standing(&self, subject: &SubjectKey) -> Result<Standing, StoreError>;
+    /// The session stored under `session_id` and the standing of `subject`, read together:
+    /// what the decision cache does not hold comes from the store in one round trip (on a
+    /// cluster, one per slot, sent at once). The caller checks that the session is `subject`'s.
+    async fn session_and_standing(
+        &self,
+        session_id: &str,
+        subject: &SubjectKey,
+    ) -> Result<(Option<String>, Standing), StoreError>;
     /// Remembers `at` as the first time the subject was admitted to a gated route, unless a
     /// first access is already on file (set-if-absent). Returns whether it was written.
     async fn mark_first_access(

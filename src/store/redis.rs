@@ -25,7 +25,7 @@
 use super::audit_event;
 use super::cache::{self, DecisionCache, Invalidation};
 use super::redis_conn::Conn;
-use super::redis_metrics::MeasuredConnection;
+use super::redis_metrics::{MeasuredConnection, RoundTrips};
 use super::{DenialLog, Health, RecordStore, SessionOwner, SessionStore, SessionsOf, StoreError};
 use crate::config::{DenialSettings, RedisSettings};
 use crate::domain::audit::{AuditEvent, ChainHead, ChainId, seal};
@@ -115,7 +115,7 @@ impl RedisStore {
     ) -> Result<Self, StoreError> {
         let conn = Conn::new(settings).map_err(StoreError::Unavailable)?;
         Ok(Self {
-            conn: MeasuredConnection(conn),
+            conn: MeasuredConnection(conn, RoundTrips::default()),
             prefix: settings.key_prefix.clone(),
             denials,
             audit_key,
@@ -153,6 +153,49 @@ impl RedisStore {
     pub fn with_cache(mut self, cache: Arc<DecisionCache>) -> Self {
         self.cache = Some(cache);
         self
+    }
+
+    /// Adds the reads of a stored session: its value and how long its key still lives.
+    pub(super) fn session_reads(&self, pipe: &mut redis::Pipeline, id: &str) {
+        let key = self.session_key(id);
+        pipe.get(&key).pttl(key);
+    }
+
+    /// Reads a session from Redis (no cache), keeping it in the cache under `ticket`.
+    pub(super) async fn read_session(
+        &self,
+        id: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        ticket: Option<cache::Ticket>,
+    ) -> Result<Option<String>, StoreError> {
+        let mut pipe = redis::pipe();
+        self.session_reads(&mut pipe, id);
+        let mut conn = self.conn.clone();
+        let (value, pttl): (Option<String>, i64) =
+            pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        self.kept_session(id, value.as_deref(), pttl, now, ticket);
+        Ok(value)
+    }
+
+    /// Keeps a session read under `ticket` in the cache, no longer than its key lives in Redis
+    /// (`pttl` -1: no expiry).
+    pub(super) fn kept_session(
+        &self,
+        id: &str,
+        value: Option<&str>,
+        pttl: i64,
+        now: chrono::DateTime<chrono::Utc>,
+        ticket: Option<cache::Ticket>,
+    ) {
+        if let (Some(cache), Some(ticket), Some(value)) = (&self.cache, ticket, value) {
+            let ends = (pttl >= 0).then(|| now + chrono::Duration::milliseconds(pttl));
+            cache.keep_session(id, value, ends, now, ticket);
+        }
+    }
+
+    /// The count of this store's round trips to Redis.
+    pub fn round_trips(&self) -> RoundTrips {
+        self.conn.1.clone()
     }
 
     pub fn cache(&self) -> Option<&Arc<DecisionCache>> {
@@ -818,19 +861,7 @@ impl SessionStore for RedisStore {
             return Ok(Some(value));
         }
         let ticket = self.cache.as_ref().and_then(|c| c.ticket());
-        let mut conn = self.conn.clone();
-        let (value, pttl): (Option<String>, i64) = redis::pipe()
-            .get(self.session_key(id))
-            .pttl(self.session_key(id))
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        if let (Some(cache), Some(ticket), Some(value)) = (&self.cache, ticket, &value) {
-            // Kept no longer than the key lives in Redis (-1: no expiry).
-            let ends = (pttl >= 0).then(|| now + chrono::Duration::milliseconds(pttl));
-            cache.keep_session(id, value, ends, now, ticket);
-        }
-        Ok(value)
+        self.read_session(id, now, ticket).await
     }
 
     async fn delete_session(&self, id: &str) -> Result<(), StoreError> {

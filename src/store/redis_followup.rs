@@ -11,7 +11,7 @@
 //! - `P{subject}:actions`: list of actions (JSON), oldest first
 //! - `P{subject}:first_access`: RFC 3339 time of the first admission to a gated route (`SET NX`)
 
-use super::cache::Invalidation;
+use super::cache::{Invalidation, Ticket};
 use super::redis::{Change, Guard, Op, RedisStore, to_json, unavailable};
 use super::{AuditChain, FollowUpStore, Outbox, Standing, StoreError, audit_event};
 use crate::domain::audit::{AuditEvent, ChainHead, ChainId};
@@ -73,12 +73,79 @@ impl RedisStore {
     fn first_access_key(&self, subject: &SubjectKey) -> String {
         format!("{}{{{subject}}}:first_access", self.prefix)
     }
+
+    /// Adds the reads of a subject's own keys (one slot): records, exemptions, first access.
+    fn standing_reads(&self, pipe: &mut redis::Pipeline, subject: &SubjectKey) {
+        pipe.hvals(self.records_key(subject))
+            .hvals(self.exemptions_key(subject))
+            .get(self.first_access_key(subject));
+    }
+
+    /// Reads a subject's standing from Redis (no cache), keeping it in the cache under
+    /// `ticket`: one pipeline on one server; on a cluster the directory, in another slot, is
+    /// read beside the subject's keys, at the same time.
+    async fn read_standing(
+        &self,
+        subject: &SubjectKey,
+        now: DateTime<Utc>,
+        ticket: Option<Ticket>,
+    ) -> Result<Standing, StoreError> {
+        let mut pipe = redis::pipe();
+        self.standing_reads(&mut pipe, subject);
+        let mut conn = self.conn.clone();
+        let (records, exemptions, first_access, person) = if self.conn.0.is_cluster() {
+            let mut directory = self.conn.clone();
+            let own = pipe.query_async::<(Vec<String>, Vec<String>, Option<String>)>(&mut conn);
+            let directory_key = self.directory_key();
+            let person = directory.hget::<_, _, Option<String>>(&directory_key, subject.as_str());
+            let ((records, exemptions, first_access), person) =
+                futures_util::future::try_join(own, person)
+                    .await
+                    .map_err(unavailable)?;
+            (records, exemptions, first_access, person)
+        } else {
+            pipe.hget(self.directory_key(), subject.as_str());
+            pipe.query_async(&mut conn).await.map_err(unavailable)?
+        };
+        let standing = standing_from(records, exemptions, first_access, person)?;
+        self.kept_standing(subject, &standing, now, ticket);
+        Ok(standing)
+    }
+
+    fn kept_standing(
+        &self,
+        subject: &SubjectKey,
+        standing: &Standing,
+        now: DateTime<Utc>,
+        ticket: Option<Ticket>,
+    ) {
+        if let (Some(cache), Some(ticket)) = (&self.cache, ticket) {
+            cache.keep_standing(subject, standing, now, ticket);
+        }
+    }
 }
 
 fn parse_time(what: &str, text: &str) -> Result<DateTime<Utc>, StoreError> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+/// A standing from the replies of [`RedisStore::standing_reads`] and the directory's.
+fn standing_from(
+    records: Vec<String>,
+    exemptions: Vec<String>,
+    first_access: Option<String>,
+    person: Option<String>,
+) -> Result<Standing, StoreError> {
+    Ok(Standing {
+        records: parse_all::<Record>("record", records)?,
+        person: person.map(|p| parse("directory entry", &p)).transpose()?,
+        exemptions: parse_all("exemption", exemptions)?,
+        first_access: first_access
+            .map(|t| parse_time("first access", &t))
+            .transpose()?,
+    })
 }
 
 #[async_trait]
@@ -89,33 +156,58 @@ impl FollowUpStore for RedisStore {
             return Ok(standing);
         }
         let ticket = self.cache.as_ref().and_then(|c| c.ticket());
-        let mut conn = self.conn.clone();
-        let mut directory = self.conn.clone();
-        // The subject's keys share a slot (one pipeline); the directory lives in another, so it
-        // is read beside them, at the same time.
-        let mut pipe = redis::pipe();
-        pipe.hvals(self.records_key(subject))
-            .hvals(self.exemptions_key(subject))
-            .get(self.first_access_key(subject));
-        let own = pipe.query_async::<(Vec<String>, Vec<String>, Option<String>)>(&mut conn);
-        let directory_key = self.directory_key();
-        let person = directory.hget::<_, _, Option<String>>(&directory_key, subject.as_str());
-        let ((records, exemptions, first_access), person) =
-            futures_util::future::try_join(own, person)
+        self.read_standing(subject, now, ticket).await
+    }
+
+    async fn session_and_standing(
+        &self,
+        session_id: &str,
+        subject: &SubjectKey,
+    ) -> Result<(Option<String>, Standing), StoreError> {
+        let now = Utc::now();
+        let cache = self.cache.as_ref();
+        let session = cache.and_then(|c| c.session(session_id, now));
+        let standing = cache.and_then(|c| c.standing(subject, now));
+        let ticket = cache.and_then(|c| c.ticket());
+        match (session, standing) {
+            (Some(session), Some(standing)) => Ok((Some(session), standing)),
+            (Some(session), None) => Ok((
+                Some(session),
+                self.read_standing(subject, now, ticket).await?,
+            )),
+            (None, Some(standing)) => {
+                Ok((self.read_session(session_id, now, ticket).await?, standing))
+            }
+            (None, None) if self.conn.0.is_cluster() => {
+                futures_util::future::try_join(
+                    self.read_session(session_id, now, ticket),
+                    self.read_standing(subject, now, ticket),
+                )
                 .await
-                .map_err(unavailable)?;
-        let standing = Standing {
-            records: parse_all::<Record>("record", records)?,
-            person: person.map(|p| parse("directory entry", &p)).transpose()?,
-            exemptions: parse_all("exemption", exemptions)?,
-            first_access: first_access
-                .map(|t| parse_time("first access", &t))
-                .transpose()?,
-        };
-        if let (Some(cache), Some(ticket)) = (&self.cache, ticket) {
-            cache.keep_standing(subject, &standing, now, ticket);
+            }
+            (None, None) => {
+                // One server: session, records, exemptions, first access and directory entry
+                // in one pipeline.
+                let mut pipe = redis::pipe();
+                self.session_reads(&mut pipe, session_id);
+                self.standing_reads(&mut pipe, subject);
+                pipe.hget(self.directory_key(), subject.as_str());
+                let mut conn = self.conn.clone();
+                #[allow(clippy::type_complexity)]
+                let (session, pttl, records, exemptions, first_access, person): (
+                    Option<String>,
+                    i64,
+                    Vec<String>,
+                    Vec<String>,
+                    Option<String>,
+                    Option<String>,
+                ) = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+                self.kept_session(session_id, session.as_deref(), pttl, now, ticket);
+                let standing = standing_from(records, exemptions, first_access, person)?;
+                self.kept_standing(subject, &standing, now, ticket);
+                Ok((session, standing))
+            }
         }
-        Ok(standing)
     }
 
     async fn mark_first_access(

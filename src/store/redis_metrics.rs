@@ -4,12 +4,31 @@
 use super::redis_conn::Conn;
 use redis::aio::ConnectionLike;
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, ServerErrorKind, Value};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 /// A [`Conn`] (one server, a cluster, or Sentinel's primary) whose every round trip is
-/// measured. Cheap to clone, like the connection.
+/// measured, and counted for the store it belongs to. Cheap to clone, like the connection.
 #[derive(Clone)]
-pub struct MeasuredConnection(pub Conn);
+pub struct MeasuredConnection(pub Conn, pub RoundTrips);
+
+/// How many round trips (commands or pipelines sent and answered, or failed) one store has
+/// made: shared by every clone of its connection. Read by tests and benchmarks that check how
+/// many times a request goes to Redis.
+#[derive(Clone, Debug, Default)]
+pub struct RoundTrips(Arc<AtomicU64>);
+
+impl RoundTrips {
+    /// The number so far.
+    pub fn count(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn add_one(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
 
 /// The command's name for the `command` label: its first argument, upper-cased, when it is a
 /// plain word (commands come from code, so the set is small); `OTHER` otherwise.
@@ -51,6 +70,7 @@ impl ConnectionLike for MeasuredConnection {
         Box::pin(async move {
             let started = Instant::now();
             let reply = self.0.req_packed_command(cmd).await;
+            self.1.add_one();
             let error = match &reply {
                 Ok(value) => server_error(value),
                 Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => None,
@@ -70,6 +90,7 @@ impl ConnectionLike for MeasuredConnection {
         Box::pin(async move {
             let started = Instant::now();
             let reply = self.0.req_packed_commands(pipeline, offset, count).await;
+            self.1.add_one();
             let error = match &reply {
                 Ok(values) => values.iter().find_map(server_error),
                 Err(e) => Some(failure(e)),

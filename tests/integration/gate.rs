@@ -36,6 +36,8 @@ impl clearance::http::Clock for TestClock {
 /// A running gate.
 pub struct Gate {
     pub port: u16,
+    /// How many round trips the gate's store has made to Redis.
+    pub round_trips: clearance::store::RoundTrips,
     handle: actix_web::dev::ServerHandle,
     thread: Option<JoinHandle<()>>,
 }
@@ -73,23 +75,26 @@ impl Gate {
             system.block_on(async move {
                 let listener =
                     std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind gate port");
-                let store = clearance::redis_store(&settings).expect("redis store");
+                let (store, round_trips) =
+                    clearance::counted_redis_store(&settings).expect("redis store");
                 let mut state = clearance::build_state(settings, store).expect("state");
                 if let Some(clock) = clock {
                     state.clock = clock;
                 }
                 let server = clearance::server(state.clone(), listener).expect("server");
-                tx.send(server.handle()).expect("send handle");
+                tx.send((server.handle(), round_trips))
+                    .expect("send handle");
                 let _ = server.await;
                 // As `serve` does: the last attempt to write buffered denials.
                 clearance::finish(&state).await;
             });
         });
-        let handle = rx
+        let (handle, round_trips) = rx
             .recv_timeout(Duration::from_secs(30))
             .expect("gate started");
         Self {
             port,
+            round_trips,
             handle,
             thread: Some(thread),
         }
@@ -106,7 +111,8 @@ impl Gate {
                 let sha256 = hex::encode(Sha256::digest(std::fs::read(&path).expect("config")));
                 let listener =
                     std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind gate port");
-                let store = clearance::redis_store(&settings).expect("redis store");
+                let (store, round_trips) =
+                    clearance::counted_redis_store(&settings).expect("redis store");
                 let state = clearance::build_state(settings, store).expect("state");
                 let reloader = Arc::new(clearance::reload::Reloader::new(
                     path,
@@ -121,15 +127,17 @@ impl Gate {
                     },
                 );
                 let server = clearance::server(state, listener).expect("server");
-                tx.send(server.handle()).expect("send handle");
+                tx.send((server.handle(), round_trips))
+                    .expect("send handle");
                 let _ = server.await;
             });
         });
-        let handle = rx
+        let (handle, round_trips) = rx
             .recv_timeout(Duration::from_secs(30))
             .expect("gate started");
         Self {
             port,
+            round_trips,
             handle,
             thread: Some(thread),
         }

@@ -27,6 +27,7 @@ mod proxying;
 mod real_proxies;
 mod reload;
 mod revocation;
+mod round_trips;
 mod security_headers;
 mod selfservice;
 mod store;

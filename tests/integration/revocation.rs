@@ -17,7 +17,12 @@ const LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 
 /// A second gate on the world's Redis, provider and upstream (same cookie secret, so the
 /// browser's session cookie works on both).
-async fn second_gate(world: &World) -> Gate {
+pub async fn second_gate(world: &World) -> Gate {
+    second_gate_with(world, "").await
+}
+
+/// [`second_gate`] with `extra` at the end of its configuration.
+pub async fn second_gate_with(world: &World, extra: &str) -> Gate {
     let port = free_port();
     let toml = config(
         port,
@@ -25,7 +30,7 @@ async fn second_gate(world: &World) -> Gate {
         &world.provider.issuer(),
         &world.upstream.url(),
         "",
-        "",
+        extra,
     );
     let gate = Gate::start_with(port, toml);
     gate.wait_ready().await;
@@ -58,7 +63,7 @@ async fn poll_until(
 
 /// Gives gate `b` the browser's cookies for the world's gate (a browser would send the same
 /// cookie to both behind one host name).
-fn share_cookies(browser: &Browser, world: &World, b: &Gate) {
+pub fn share_cookies(browser: &Browser, world: &World, b: &Gate) {
     for (name, value) in browser.cookies(&world.gate.host_port()) {
         browser.set_cookie(&b.host_port(), &name, &value);
     }
