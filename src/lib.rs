@@ -137,7 +137,10 @@ pub fn server_with_admin(
     // The workers run until the runtime that runs the server stops.
     let _worker = notify::spawn(&state);
     let _denials = state.denials.spawn();
-    let _gauges = metrics::spawn_gauges(state.store.clone(), metrics::GAUGE_REFRESH);
+    // The gauges read Redis: only worth it where /metrics is served.
+    let _gauges = admin
+        .is_some()
+        .then(|| metrics::spawn_gauges(state.store.clone(), metrics::GAUGE_REFRESH));
     metrics::config_loaded();
     // So does the decision cache's invalidation subscription.
     if let Some(watcher) = state.store.cache_watcher() {

@@ -87,6 +87,7 @@ struct Metrics {
     limited: Family<KindLabels, Counter>,
     cache_misses: Family<KindLabels, Counter>,
     sessions_live: Gauge,
+    cache_entries: Family<KindLabels, Gauge>,
     notification_queue: Gauge,
     denial_log_failures: Counter,
     config_reloads: Family<ResultLabels, Counter>,
@@ -108,6 +109,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         limited: Family::default(),
         cache_misses: Family::default(),
         sessions_live: Gauge::default(),
+        cache_entries: Family::default(),
         notification_queue: Gauge::default(),
         denial_log_failures: Counter::default(),
         config_reloads: Family::default(),
@@ -167,6 +169,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "clearance_sessions_live",
         "Sessions not yet expired, counted in Redis every 15 s (the same value on every instance)",
         m.sessions_live.clone(),
+    );
+    registry.register(
+        "clearance_cache_entries",
+        "Entries this instance's decision cache holds, by kind (standing, session), every 15 s",
+        m.cache_entries.clone(),
     );
     registry.register(
         "clearance_notification_queue_depth",
@@ -359,6 +366,14 @@ pub fn sessions_live(count: u64) {
         .set(i64::try_from(count).unwrap_or(i64::MAX));
 }
 
+/// Sets how many entries of `kind` the decision cache holds.
+pub fn cache_entries(kind: &'static str, count: usize) {
+    METRICS
+        .cache_entries
+        .get_or_create(&KindLabels { kind })
+        .set(i64::try_from(count).unwrap_or(i64::MAX));
+}
+
 /// Sets the number of queued notifications.
 pub fn notification_queue(count: u64) {
     METRICS
@@ -413,6 +428,10 @@ pub fn spawn_gauges(
 
 /// Reads the store's gauges once.
 pub async fn refresh_gauges(store: &dyn crate::store::Store) {
+    if let Some((standings, sessions)) = store.cache_entries() {
+        cache_entries("standing", standings);
+        cache_entries("session", sessions);
+    }
     match store.live_sessions(chrono::Utc::now()).await {
         Ok(n) => sessions_live(n),
         Err(e) => tracing::debug!(error.message = %e, "live sessions not counted"),

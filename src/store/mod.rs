@@ -336,6 +336,10 @@ pub trait Health: Send + Sync {
     fn cache_watcher(&self) -> Option<futures_util::future::BoxFuture<'static, ()>> {
         None
     }
+    /// How many standings and sessions this instance's decision cache holds, if it has one.
+    fn cache_entries(&self) -> Option<(usize, usize)> {
+        None
+    }
 }
 
 /// One store that does everything.

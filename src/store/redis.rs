@@ -1068,4 +1068,8 @@ impl Health for RedisStore {
             .is_some()
             .then(|| Box::pin(self.clone().watch_invalidations()) as _)
     }
+
+    fn cache_entries(&self) -> Option<(usize, usize)> {
+        self.cache.as_ref().map(|c| c.len())
+    }
 }

@@ -164,6 +164,7 @@ upstream = "@UPSTREAM@"
     }
     for name in [
         "clearance_sessions_live",
+        "clearance_cache_entries",
         "clearance_notification_queue_depth",
         "clearance_denial_log_failures",
         "clearance_config_reloads",
