@@ -13,12 +13,14 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 
-# Cargo.toml names the integration-test target under tests/, so the sources come with it;
+# Cargo.toml names the integration-test target under tests/ and the bench under benches/, so
+# their sources come with it (cargo refuses a manifest whose named targets are missing);
 # .dockerignore keeps target/, node_modules and .git out of the context.
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY templates ./templates
 COPY tests ./tests
+COPY benches ./benches
 
 # The cache mounts keep the registry and the build directory between builds (BuildKit); the
 # binary is copied out of the cached target directory into the layer.

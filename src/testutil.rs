@@ -13,39 +13,31 @@ impl XorShift {
     }
 }
 
+/// The configuration behind [`settings`].
+const THREE_REQUIREMENTS: &str = include_str!("../tests/support/three_requirements.toml");
+
 /// Settings with one requirement of each kind (training, agreement, policy), applying to everyone.
 pub fn settings() -> crate::config::Settings {
-    crate::config::from_toml_str(
-        r#"
-[server]
-public_url = "https://gate.example.com"
-[oidc]
-issuer = "https://login.example.com"
-client_id = "c"
-client_secret = "s"
-[session]
-cookie_secret = "dGVzdC1jb29raWUtc2VjcmV0LXRoYXQtaXMtbG9uZy1lbm91Z2gtZm9yLWNsZWFyYW5jZQ=="
-[audit]
-key = "test-audit-key-0123456789abcdefghijklmnop"
-[[requirements]]
-id = "security-awareness"
-kind = "training"
-title = "Security awareness"
-version = "2026.1"
-validity_days = 365
-[[requirements]]
-id = "confidentiality-agreement"
-kind = "agreement"
-title = "Confidentiality agreement"
-version = "1"
-[[requirements]]
-id = "acceptable-use-policy"
-kind = "policy"
-title = "Acceptable use policy"
-version = "3.0"
-[[routes]]
-upstream = "http://127.0.0.1:8080"
-"#,
-    )
-    .expect("the unit-test configuration is valid")
+    crate::config::from_toml_str(THREE_REQUIREMENTS).expect("the unit-test configuration is valid")
+}
+
+/// A header map with `pairs` appended in order (repeated names give multi-valued headers).
+pub fn header_map(pairs: &[(&str, &str)]) -> actix_web::http::header::HeaderMap {
+    use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+    let mut headers = HeaderMap::new();
+    for (name, value) in pairs {
+        headers.append(
+            HeaderName::from_bytes(name.as_bytes()).expect("valid name"),
+            HeaderValue::from_str(value).expect("valid value"),
+        );
+    }
+    headers
+}
+
+/// Every value of header `name`, in order.
+pub fn header_values(headers: &actix_web::http::header::HeaderMap, name: &str) -> Vec<String> {
+    headers
+        .get_all(name)
+        .map(|v| v.to_str().expect("ascii").to_owned())
+        .collect()
 }

@@ -257,24 +257,7 @@ pub fn strip_cookies(headers: &mut HeaderMap, names: &[&str]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        for (name, value) in pairs {
-            headers.append(
-                HeaderName::from_bytes(name.as_bytes()).expect("valid name"),
-                HeaderValue::from_str(value).expect("valid value"),
-            );
-        }
-        headers
-    }
-
-    fn values(headers: &HeaderMap, name: &str) -> Vec<String> {
-        headers
-            .get_all(name)
-            .map(|v| v.to_str().expect("ascii").to_owned())
-            .collect()
-    }
+    use crate::testutil::{header_map as map, header_values as values};
 
     fn names(headers: &HeaderMap) -> Vec<String> {
         let mut names: Vec<String> = headers.keys().map(|n| n.as_str().to_owned()).collect();

@@ -97,6 +97,65 @@ pub struct Hop<'a> {
     pub trusted: &'a [ipnet::IpNet],
 }
 
+/// What the proxy tells the upstream about one request, already resolved against the trusted
+/// proxies (see [`forwarded`]).
+pub struct Forwarding<'a> {
+    /// The `X-Forwarded-For` value: the trusted chain plus the peer, or just the peer.
+    pub forwarded_for: &'a str,
+    /// `"http"` or `"https"`: the scheme the client used.
+    pub proto: &'a str,
+    /// The host the client asked for (`X-Forwarded-Host`, and `Host` with `preserve_host`).
+    pub host: &'a str,
+    pub request_id: &'a str,
+}
+
+/// The request filter: the headers sent upstream, built from the client's `incoming` headers.
+///
+/// Hop-by-hop, identity (in every spelling), forwarding and URL-override headers and `Host`
+/// are left out ([`sanitize_request_headers`]), as are Clearance's own cookies (`own_cookies`,
+/// [`strip_cookies`]); then `X-Forwarded-For/-Proto/-Host` and `X-Request-Id` are set, the
+/// person's identity headers with a value are added when there is a `principal`, and `Host` is
+/// the client's when `preserve_host`. A value that cannot be a header value is omitted (and
+/// logged). No I/O: everything about the connection comes in through `forwarding`.
+pub fn upstream_request_headers(
+    incoming: &header::HeaderMap,
+    own_cookies: &[&str],
+    forwarding: &Forwarding<'_>,
+    principal: Option<&Principal>,
+    preserve_host: bool,
+) -> header::HeaderMap {
+    let mut headers = sanitize_request_headers(incoming, &[]);
+    strip_cookies(&mut headers, own_cookies);
+    let mut added: Vec<(&'static str, String)> = vec![
+        ("x-forwarded-for", forwarding.forwarded_for.to_owned()),
+        ("x-forwarded-proto", forwarding.proto.to_owned()),
+        ("x-forwarded-host", forwarding.host.to_owned()),
+        ("x-request-id", forwarding.request_id.to_owned()),
+    ];
+    if let Some(principal) = principal {
+        added.extend(
+            identity_headers(principal)
+                .into_iter()
+                .filter(|(_, v)| !v.is_empty()),
+        );
+    }
+    for (name, value) in added {
+        match HeaderValue::from_str(&value) {
+            Ok(v) => {
+                headers.insert(HeaderName::from_static(name), v);
+            }
+            Err(_) => tracing::warn!(
+                http.header = name,
+                "value not representable as a header; omitted"
+            ),
+        }
+    }
+    if preserve_host && let Ok(v) = HeaderValue::from_str(forwarding.host) {
+        headers.insert(header::HOST, v);
+    }
+    headers
+}
+
 /// Forwards the request to the route's upstream and streams the response back.
 pub async fn forward(
     req: &HttpRequest,
@@ -127,40 +186,17 @@ pub async fn forward(
     }
 
     // Request filter.
-    let mut headers = sanitize_request_headers(req.headers(), &[]);
     let own: Vec<&str> = upstreams.own_cookies.iter().map(String::as_str).collect();
-    strip_cookies(&mut headers, &own);
     let host = super::gate::request_host(req);
-    let mut added: Vec<(&'static str, String)> = vec![
-        ("x-forwarded-for", forwarded::forwarded_for(req, trusted)),
-        (
-            "x-forwarded-proto",
-            forwarded::scheme(req, trusted).to_owned(),
-        ),
-        ("x-forwarded-host", host.clone()),
-        ("x-request-id", request_id.to_owned()),
-    ];
-    if let Some(principal) = principal {
-        added.extend(
-            identity_headers(principal)
-                .into_iter()
-                .filter(|(_, v)| !v.is_empty()),
-        );
-    }
-    for (name, value) in added {
-        match HeaderValue::from_str(&value) {
-            Ok(v) => {
-                headers.insert(HeaderName::from_static(name), v);
-            }
-            Err(_) => tracing::warn!(
-                http.header = name,
-                "value not representable as a header; omitted"
-            ),
-        }
-    }
-    if preserve_host && let Ok(v) = HeaderValue::from_str(&host) {
-        headers.insert(header::HOST, v);
-    }
+    let forwarded_for = forwarded::forwarded_for(req, trusted);
+    let forwarding = Forwarding {
+        forwarded_for: &forwarded_for,
+        proto: forwarded::scheme(req, trusted),
+        host: &host,
+        request_id,
+    };
+    let headers =
+        upstream_request_headers(req.headers(), &own, &forwarding, principal, preserve_host);
 
     let mut upstream_req = upstreams.client.request(req.method().clone(), url.as_str());
     for (name, value) in headers.iter() {
@@ -217,4 +253,136 @@ pub async fn forward(
         Some(len) => builder.body(SizedStream::new(len, response)),
         None => builder.streaming(response),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::SubjectKey;
+    use crate::testutil::{header_map as map, header_values as values};
+
+    const FORWARDING: Forwarding<'static> = Forwarding {
+        forwarded_for: "198.51.100.7",
+        proto: "https",
+        host: "wiki.example.com",
+        request_id: "req-1",
+    };
+
+    fn alice() -> Principal {
+        Principal {
+            email: Some("alice@example.com".into()),
+            name: Some("Alice".into()),
+            groups: vec!["staff".into(), "wiki-editors".into()],
+            ..Principal::bare(SubjectKey::parse("alice@example.com").expect("valid subject"))
+        }
+    }
+
+    fn client_headers() -> header::HeaderMap {
+        map(&[
+            ("host", "wiki.example.com"),
+            ("accept", "text/html"),
+            ("cookie", "_clearance=sealed; theme=dark"),
+            ("cookie", "_clearance_login=state; lang=en"),
+            ("x-forwarded-user", "mallory"),
+            ("X_Auth_Request_Email", "mallory@evil.example"),
+            ("x.forwarded.email", "mallory@evil.example"),
+            ("remote-user", "root"),
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-host", "evil.example"),
+            ("x-request-id", "client-chosen"),
+            ("connection", "keep-alive"),
+        ])
+    }
+
+    #[test]
+    fn spoofed_identity_and_own_cookies_are_replaced_by_the_proxys_own() {
+        let out = upstream_request_headers(
+            &client_headers(),
+            &["_clearance", "_clearance_login"],
+            &FORWARDING,
+            Some(&alice()),
+            false,
+        );
+        let mut names: Vec<&str> = out.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            vec![
+                "accept",
+                "cookie",
+                "x-auth-request-email",
+                "x-auth-request-groups",
+                "x-auth-request-preferred-username",
+                "x-auth-request-user",
+                "x-forwarded-email",
+                "x-forwarded-for",
+                "x-forwarded-host",
+                "x-forwarded-proto",
+                "x-forwarded-user",
+                "x-request-id",
+            ]
+        );
+        assert_eq!(values(&out, "cookie"), vec!["theme=dark; lang=en"]);
+        assert_eq!(values(&out, "x-forwarded-user"), vec!["alice@example.com"]);
+        assert_eq!(
+            values(&out, "x-auth-request-user"),
+            vec!["alice@example.com"]
+        );
+        assert_eq!(values(&out, "x-forwarded-email"), vec!["alice@example.com"]);
+        assert_eq!(
+            values(&out, "x-auth-request-groups"),
+            vec!["staff,wiki-editors"]
+        );
+        assert_eq!(values(&out, "x-forwarded-for"), vec!["198.51.100.7"]);
+        assert_eq!(values(&out, "x-forwarded-proto"), vec!["https"]);
+        assert_eq!(values(&out, "x-forwarded-host"), vec!["wiki.example.com"]);
+        assert_eq!(values(&out, "x-request-id"), vec!["req-1"]);
+    }
+
+    #[test]
+    fn public_routes_get_no_identity_and_keep_no_client_copy() {
+        let out = upstream_request_headers(&client_headers(), &[], &FORWARDING, None, false);
+        for name in [
+            "x-forwarded-user",
+            "x-auth-request-email",
+            "x-forwarded-email",
+            "remote-user",
+            "x-auth-request-user",
+        ] {
+            assert!(!out.contains_key(name), "{name}");
+        }
+        assert_eq!(
+            values(&out, "cookie"),
+            vec!["_clearance=sealed; theme=dark; _clearance_login=state; lang=en"]
+        );
+    }
+
+    #[test]
+    fn host_is_the_clients_only_with_preserve_host() {
+        let incoming = map(&[("host", "wiki.example.com:8443")]);
+        let out = upstream_request_headers(&incoming, &[], &FORWARDING, None, false);
+        assert!(!out.contains_key(header::HOST));
+        let out = upstream_request_headers(&incoming, &[], &FORWARDING, None, true);
+        assert_eq!(values(&out, "host"), vec!["wiki.example.com"]);
+    }
+
+    #[test]
+    fn empty_and_unrepresentable_identity_values_are_omitted() {
+        let principal = Principal {
+            name: Some("Alice\nX-Injected: 1".into()),
+            ..Principal::bare(SubjectKey::parse("alice@example.com").expect("valid subject"))
+        };
+        let out = upstream_request_headers(
+            &header::HeaderMap::new(),
+            &[],
+            &FORWARDING,
+            Some(&principal),
+            false,
+        );
+        assert!(!out.contains_key("x-auth-request-preferred-username"));
+        assert!(!out.contains_key("x-auth-request-email"));
+        assert!(!out.contains_key("x-auth-request-groups"));
+        assert!(!out.contains_key("x-injected"));
+        assert_eq!(values(&out, "x-forwarded-user"), vec!["alice@example.com"]);
+    }
 }
