@@ -378,10 +378,11 @@ def cmd_report(results_path, meta_path, out_path):
                 ratios.setdefault(name, {})[b] = n["requests_per_s"] / d["requests_per_s"]
     print("\nThroughput ratios (median requests/s):\n")
     table(["ratio"] + [f"{b} body" for b in bodies],
-          [[name] + [f"{ratios.get(name, {}).get(b, float('nan')):.2f}" for b in bodies]
+          [[name] + [f"{ratios[name][b]:.2f}" if b in ratios.get(name, {}) else "-"
+                     for b in bodies]
            for name, _, _ in RATIOS], left=1)
 
-    paced = meta.get("paced")
+    paced = meta.pop("paced", None)
     if paced:
         print(f"\nc at half of its 1 KiB peak: target {paced['target_requests_per_s']:.0f} req/s, "
               f"achieved {paced['requests_per_s']:.0f} req/s, "
