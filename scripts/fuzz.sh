@@ -4,6 +4,8 @@
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     (default: 600 s, every target)
 #
+# FUZZ_JOBS=N runs N targets at a time (default 1; at most one per core is useful).
+#
 # Needs: cargo-fuzz (installed here with `cargo install cargo-fuzz --locked` if missing), a C++
 # compiler (libfuzzer-sys builds libFuzzer), and a nightly compiler for the sanitizer flags:
 # the `nightly` rustup toolchain if installed, else the stable one with RUSTC_BOOTSTRAP=1. No
@@ -58,30 +60,60 @@ dict_for() {
     esac
 }
 
+jobs="${FUZZ_JOBS:-1}"
+if ! [[ "$jobs" =~ ^[0-9]+$ ]] || [ "$jobs" -eq 0 ]; then
+    echo "fuzz: FUZZ_JOBS must be a positive number, not $jobs" >&2
+    exit 2
+fi
+
 logs="fuzz/artifacts/logs"
 mkdir -p "$logs"
-rows=()
-failed=0
-for target in "${targets[@]}"; do
+
+# Runs one target and writes its table row to $logs/<target>.row; returns 1 if it crashed.
+run_target() {
+    local target="$1"
     echo "fuzz: $target for ${seconds}s"
     mkdir -p "fuzz/corpus/$target" "fuzz/artifacts/$target"
-    before=$(find "fuzz/artifacts/$target" -type f -name 'crash-*' -o -type f -name 'oom-*' -o -type f -name 'timeout-*' | wc -l)
-    args=(-max_total_time="$seconds" -print_final_stats=1)
+    local before after crashes status took start execs dict
+    before=$(find "fuzz/artifacts/$target" -type f \( -name 'crash-*' -o -name 'oom-*' -o -name 'timeout-*' \) | wc -l)
+    local args=(-max_total_time="$seconds" -print_final_stats=1)
     dict=$(dict_for "$target")
     [ -n "$dict" ] && args+=(-dict="$dict")
     start=$(date +%s)
     (cd fuzz && "${cargo_fuzz[@]}" run "$target" -- "${args[@]}") >"$logs/$target.log" 2>&1
     status=$?
     took=$(( $(date +%s) - start ))
-    after=$(find "fuzz/artifacts/$target" -type f -name 'crash-*' -o -type f -name 'oom-*' -o -type f -name 'timeout-*' | wc -l)
+    after=$(find "fuzz/artifacts/$target" -type f \( -name 'crash-*' -o -name 'oom-*' -o -name 'timeout-*' \) | wc -l)
     crashes=$(( after - before ))
     if [ "$status" -ne 0 ] && [ "$crashes" -eq 0 ]; then crashes=1; fi
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$logs/$target.log" | grep -o '[0-9]*$' | tail -n 1)
-    [ "$crashes" -gt 0 ] && { failed=1; echo "fuzz: $target FAILED, see $logs/$target.log"; tail -n 30 "$logs/$target.log"; }
-    rows+=("$(printf '%-18s %8s %14s %8s' "$target" "$took" "${execs:-?}" "$crashes")")
+    printf '%-18s %8s %14s %8s\n' "$target" "$took" "${execs:-?}" "$crashes" >"$logs/$target.row"
+    if [ "$crashes" -gt 0 ]; then
+        echo "fuzz: $target FAILED, see $logs/$target.log"
+        tail -n 30 "$logs/$target.log"
+        return 1
+    fi
+}
+
+failed=0
+running=0
+for target in "${targets[@]}"; do
+    rm -f "$logs/$target.row"
+    run_target "$target" &
+    running=$((running + 1))
+    if [ "$running" -ge "$jobs" ]; then
+        wait -n || failed=1
+        running=$((running - 1))
+    fi
+done
+while [ "$running" -gt 0 ]; do
+    wait -n || failed=1
+    running=$((running - 1))
 done
 
 echo
 printf '%-18s %8s %14s %8s\n' target seconds executions crashes
-for row in "${rows[@]}"; do echo "$row"; done
+for target in "${targets[@]}"; do
+    cat "$logs/$target.row" 2>/dev/null || printf '%-18s %8s %14s %8s\n' "$target" '?' '?' 'no result'
+done
 exit "$failed"
