@@ -31,12 +31,24 @@ pub use proxies::{Caddy, Nginx};
 pub use redis::{RedisCluster, RedisSentinel, RedisServer, SENTINEL_MASTER, sentinel_names};
 pub use upstream::{Upstream, policy_text};
 
-/// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then released).
+/// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then released), and
+/// that this test process has not handed out before: tests run side by side, and the kernel
+/// would otherwise offer a released port to the next caller before the first one binds it.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("bind 127.0.0.1:0 to find a free port")
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = std::net::TcpListener::bind(("127.0.0.1", 0))
+            .and_then(|listener| listener.local_addr())
+            .map(|addr| addr.port())
+            .expect("bind 127.0.0.1:0 to find a free port");
+        let mut handed_out = HANDED_OUT
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if handed_out.insert(port) {
+            return port;
+        }
+    }
 }
 
 /// Whether something accepts TCP connections on 127.0.0.1:`port` right now.

@@ -318,7 +318,17 @@ impl OidcProvider {
 
     /// Like [`OidcProvider::start`], but returns the error.
     pub async fn try_start(config: ProviderConfig) -> anyhow::Result<Self> {
-        Self::try_start_on(super::free_port(), config).await
+        // A port found free can be taken (by another process's port 0) before node binds it:
+        // try a few.
+        let mut attempts = 1;
+        loop {
+            match Self::try_start_on(super::free_port(), config.clone()).await {
+                Err(err) if attempts < 5 && format!("{err:#}").contains("EADDRINUSE") => {
+                    attempts += 1;
+                }
+                started => return started,
+            }
+        }
     }
 
     /// Starts the provider on a given port.
