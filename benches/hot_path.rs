@@ -1,5 +1,8 @@
 //! Criterion micro-benchmarks of the hot path: session cookie decode, policy evaluation, header rewrite.
 //!
+//! `session/from_json` is what every request paid before the decision cache kept sessions parsed;
+//! `session/cache_hit` is what a warm cache costs instead.
+//!
 //! Policy evaluation comes with the route lookup and path normalisation before it. Everything is deterministic: fixed instants, a fixed cookie key, no network and no Redis.
 //! Run with `cargo bench --bench hot_path`; the numbers are in docs/BENCHMARKS.md.
 
@@ -79,6 +82,7 @@ fn session_json() -> String {
         expires_at: created + Duration::hours(12),
         csrf: URL_SAFE_NO_PAD.encode([0x11u8; 32]),
         provider_sid: Some("f3c9a1e2-7b4d-4e8a-9c61-2d5b8e0f4a17".into()),
+        tokens_elided: false,
     };
     serde_json::to_string(&session).expect("a session serialises")
 }
@@ -102,6 +106,17 @@ fn session_cookie(c: &mut Criterion) {
     assert!(Session::from_json(&json).is_ok());
     c.bench_function("session/from_json", |b| {
         b.iter(|| Session::from_json(black_box(&json)))
+    });
+    // What a warm decision cache does instead of parsing: find the kept, shared copy.
+    let cache = clearance::store::cache::DecisionCache::new(&settings().cache);
+    cache.resume();
+    let session = Session::from_json(&json).expect("the session reads");
+    let id = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    let ticket = cache.ticket().expect("a live cache");
+    cache.keep_session(id, &session, None, now(), ticket);
+    assert!(cache.session(id, now()).is_some());
+    c.bench_function("session/cache_hit", |b| {
+        b.iter(|| cache.session(black_box(id), now()))
     });
 }
 

@@ -73,6 +73,7 @@ async fn person(
         expires_at: now + Duration::hours(8),
         csrf: random_token(),
         provider_sid: Some(token(i + 3, 36)),
+        tokens_elided: false,
     };
     let (_, cookie) = sessions.create(&session).await?;
     Ok(format!("{}={}", cookie.name(), cookie.value()))

@@ -2,37 +2,21 @@
 //! short-lived login-state cookie that binds a sign-in to the browser that started it.
 
 use crate::config::SessionSettings;
-use crate::domain::Principal;
 use crate::domain::SubjectKey;
-use crate::store::{SessionOwner, SharedStore, Standing, StoreError};
+use crate::store::{SessionOwner, SharedStore, Standing, StoreError, parse_session};
 use actix_web::HttpRequest;
 use actix_web::cookie::{Cookie, CookieJar, SameSite, time};
 use base64::Engine as _;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use rand::RngCore;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a started sign-in may take.
 pub const LOGIN_TTL: Duration = Duration::from_secs(600);
 
-/// What the store keeps for a signed-in person.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Session {
-    pub principal: Principal,
-    pub id_token: Option<String>,
-    pub access_token: String,
-    pub refresh_token: Option<String>,
-    pub access_expires_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-    pub expires_at: DateTime<Utc>,
-    /// Token for the forms Clearance serves to this session.
-    pub csrf: String,
-    /// The provider's session id (the ID token's `sid`), which back-channel logout names.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub provider_sid: Option<String>,
-}
+pub use crate::domain::Session;
 
 impl Session {
     /// Whose the session is, for ending all of a person's sessions at once.
@@ -55,10 +39,11 @@ pub enum Lookup {
     Ended,
     Found {
         id: String,
-        session: Box<Session>,
+        /// Without its tokens when the decision cache served it: see [`Sessions::with_tokens`].
+        session: Arc<Session>,
         /// The person's standing, when the cookie named them and it was read in the same round
         /// trip as the session (see [`Sessions::lookup`]).
-        standing: Option<Box<Standing>>,
+        standing: Option<Arc<Standing>>,
     },
 }
 
@@ -90,13 +75,6 @@ pub fn open_sealed(key: &actix_web::cookie::Key, name: &str, value: &str) -> Opt
     jar.private(key)
         .decrypt(Cookie::new(name.to_owned(), value.to_owned()))
         .map(|c| c.value().to_owned())
-}
-
-impl Session {
-    /// Reads a session as the store keeps it.
-    pub fn from_json(json: &str) -> Result<Self, serde_json::Error> {
-        serde_json::from_str(json)
-    }
 }
 
 /// A session cookie's sealed value: the session id, then `.` and the subject (ids are
@@ -191,29 +169,48 @@ impl Sessions {
         };
         let (id, subject) = cookie_parts(&value);
         let key = storage_id(id);
-        let (json, standing) = match &subject {
+        let (session, standing) = match &subject {
             Some(subject) => {
-                let (json, standing) = self.store.session_and_standing(&key, subject).await?;
-                (json, Some(standing))
+                let (session, standing) = self.store.session_and_standing(&key, subject).await?;
+                (session, Some(standing))
             }
-            None => (self.store.get_session(&key).await?, None),
+            None => (self.stored(&key).await?, None),
         };
-        let Some(json) = json else {
+        let Some(session) = session else {
             return Ok(Lookup::Ended);
         };
-        let session =
-            Session::from_json(&json).map_err(|e| StoreError::Corrupt(format!("session: {e}")))?;
         if session.expires_at <= Utc::now() {
             return Ok(Lookup::Ended);
         }
-        let standing = standing
-            .filter(|_| subject.as_ref() == Some(&session.principal.subject))
-            .map(Box::new);
+        let standing = standing.filter(|_| subject.as_ref() == Some(&session.principal.subject));
         Ok(Lookup::Found {
             id: id.to_owned(),
-            session: Box::new(session),
+            session,
             standing,
         })
+    }
+
+    /// The session as stored, tokens included (never from the decision cache).
+    async fn stored(&self, key: &str) -> Result<Option<Arc<Session>>, StoreError> {
+        let json = self.store.get_session(key).await?;
+        json.as_deref().map(parse_session).transpose()
+    }
+
+    /// `session` (found under the cookie id `id`) with its provider tokens: itself when it has
+    /// them, else read again from the store. `None` when it ended meanwhile or is no longer the
+    /// same person's.
+    pub async fn with_tokens(
+        &self,
+        id: &str,
+        session: Arc<Session>,
+    ) -> Result<Option<Arc<Session>>, StoreError> {
+        if !session.tokens_elided {
+            return Ok(Some(session));
+        }
+        Ok(self
+            .stored(&storage_id(id))
+            .await?
+            .filter(|stored| stored.principal.subject == session.principal.subject))
     }
 
     /// Stores a new session under a fresh id and returns the cookie that carries it (the id
@@ -231,6 +228,12 @@ impl Sessions {
 
     /// Writes a session back, keeping its absolute expiry.
     pub async fn save(&self, id: &str, session: &Session) -> Result<(), StoreError> {
+        if session.tokens_elided {
+            // Writing the cache's copy back would lose the tokens: a bug, refused.
+            return Err(StoreError::Corrupt(
+                "a session without its tokens cannot be written back".into(),
+            ));
+        }
         let ttl = (session.expires_at - Utc::now())
             .to_std()
             .unwrap_or(Duration::from_secs(1));
@@ -259,6 +262,7 @@ impl Sessions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Principal;
     use crate::domain::SubjectKey;
     use actix_web::cookie::Key;
 
@@ -316,6 +320,7 @@ mod tests {
             expires_at: now,
             csrf: "c".into(),
             provider_sid: Some("sid".into()),
+            tokens_elided: false,
         };
         let json = serde_json::to_string(&session).unwrap();
         let back = Session::from_json(&json).unwrap();
@@ -323,5 +328,72 @@ mod tests {
         assert_eq!(back.provider_sid.as_deref(), Some("sid"));
         assert!(Session::from_json("{}").is_err());
         assert!(Session::from_json("not json").is_err());
+    }
+
+    fn sessions() -> Sessions {
+        Sessions::new(
+            std::sync::Arc::new(crate::store::memory::MemoryStore::new(10)),
+            SessionSettings {
+                cookie_name: "clearance".into(),
+                key: Key::generate(),
+                secure: true,
+                domain: None,
+                lifetime: Duration::from_secs(3600),
+            },
+        )
+    }
+
+    fn full_session(subject: &str) -> Session {
+        let now = Utc::now();
+        Session {
+            principal: Principal::bare(SubjectKey::parse(subject).unwrap()),
+            id_token: Some("id-token".into()),
+            access_token: "at".into(),
+            refresh_token: Some("rt".into()),
+            access_expires_at: None,
+            created_at: now,
+            expires_at: now + chrono::Duration::hours(1),
+            csrf: "c".into(),
+            provider_sid: None,
+            tokens_elided: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_cache_copy_is_never_written_back_and_tokens_are_read_again() {
+        let sessions = sessions();
+        let full = full_session("p@example.com");
+        sessions.save("id1", &full).await.unwrap();
+        let kept = Arc::new(full.without_tokens());
+        assert!(
+            sessions.save("id1", &kept).await.is_err(),
+            "would lose the tokens"
+        );
+        let again = sessions
+            .with_tokens("id1", kept.clone())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!again.tokens_elided);
+        assert_eq!(again.id_token.as_deref(), Some("id-token"));
+        assert_eq!(again.refresh_token.as_deref(), Some("rt"));
+        // A full session is returned as it is, without reading the store.
+        let same = Arc::new(full_session("p@example.com"));
+        let back = sessions
+            .with_tokens("gone", same.clone())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(Arc::ptr_eq(&same, &back));
+        // Ended meanwhile, or someone else's under that id: nothing.
+        assert!(
+            sessions
+                .with_tokens("gone", kept.clone())
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let other = Arc::new(full_session("q@example.com").without_tokens());
+        assert!(sessions.with_tokens("id1", other).await.unwrap().is_none());
     }
 }

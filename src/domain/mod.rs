@@ -15,6 +15,7 @@ pub mod record;
 pub mod requirement;
 pub mod route;
 pub mod scim;
+pub mod session;
 pub mod xapi;
 
 pub use decision::{Decision, Evaluation, Reason, RequirementStatus, Status, Unmet, evaluate};
@@ -28,3 +29,4 @@ pub use requirement::{
     Document, Enforcement, Policy, Requirement, RequirementId, RequirementKind, Selector, Version,
 };
 pub use route::{Route, RouteAccess, RouteTable};
+pub use session::Session;

@@ -22,6 +22,7 @@ use crate::store::Standing;
 use actix_web::http::header;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
+use std::sync::Arc;
 
 /// Who is making a request: a person (browser session or bearer token), or an exempt machine.
 pub struct Authenticated {
@@ -33,7 +34,7 @@ pub struct Authenticated {
     /// A machine client (exempt, or acting for a person): never an overseer.
     pub machine: bool,
     /// The person's standing, when it was read together with their session.
-    pub standing: Option<Box<Standing>>,
+    pub standing: Option<Arc<Standing>>,
 }
 
 /// The host the client asked for (never taken from forwarded headers here).
@@ -92,10 +93,9 @@ pub async fn authenticate(
         }
     }
     let (_, session, standing) = identify_session(req, state, sign_in_url).await?;
-    let session = *session;
     Ok(Authenticated {
-        principal: Box::new(session.principal),
-        csrf: Some(session.csrf),
+        principal: Box::new(session.principal.clone()),
+        csrf: Some(session.csrf.clone()),
         exempt: false,
         machine: false,
         standing,
@@ -176,7 +176,7 @@ pub async fn session_identity(
     req: &HttpRequest,
     state: &AppState,
     sign_in_url: &str,
-) -> Result<(String, Box<Session>), AppError> {
+) -> Result<(String, Arc<Session>), AppError> {
     let (id, session, _) = identify_session(req, state, sign_in_url).await?;
     Ok((id, session))
 }
@@ -186,8 +186,8 @@ async fn identify_session(
     req: &HttpRequest,
     state: &AppState,
     sign_in_url: &str,
-) -> Result<(String, Box<Session>, Option<Box<Standing>>), AppError> {
-    let (id, mut session, standing) = match state.sessions.lookup(req).await? {
+) -> Result<(String, Arc<Session>, Option<Arc<Standing>>), AppError> {
+    let (id, session, standing) = match state.sessions.lookup(req).await? {
         Lookup::Found {
             id,
             session,
@@ -205,10 +205,22 @@ async fn identify_session(
     let now = state.clock.now();
     let refresh_before = chrono::Duration::from_std(state.settings().oidc.refresh_before)
         .unwrap_or_else(|_| chrono::Duration::seconds(60));
-    let due = session
-        .access_expires_at
-        .is_some_and(|exp| exp - refresh_before <= now);
-    if let (true, Some(refresh_token)) = (due, session.refresh_token.clone()) {
+    let due = |session: &Session| {
+        session
+            .access_expires_at
+            .is_some_and(|exp| exp - refresh_before <= now)
+    };
+    if !due(&session) {
+        return Ok((id, session, standing));
+    }
+    // The decision cache keeps sessions without their tokens: read them now.
+    let Some(session) = state.sessions.with_tokens(&id, session).await? else {
+        return Err(AppError::SignInRequired {
+            start_url: sign_in_url.to_owned(),
+        });
+    };
+    if let (true, Some(refresh_token)) = (due(&session), session.refresh_token.clone()) {
+        let mut session = Arc::unwrap_or_clone(session);
         match state
             .oidc
             .refresh(&refresh_token, &session.principal.provider_sub)
@@ -246,6 +258,7 @@ async fn identify_session(
                 });
             }
         }
+        return Ok((id, Arc::new(session), standing));
     }
     Ok((id, session, standing))
 }
@@ -547,8 +560,8 @@ async fn decide(
     }
     // Records, directory entry and exemptions: read with the session, or now in one round trip.
     let standing = match standing {
-        Some(standing) => *standing,
-        None => state.store.standing(&principal.subject).await?,
+        Some(standing) => standing,
+        None => state.store.decision_standing(&principal.subject).await?,
     };
     let now = state.clock.now();
     let mut principal = principal;
@@ -590,12 +603,12 @@ async fn decide(
         return Ok((Admission::Person(principal), Outcome::Allow, "induction"));
     }
     let first_access = standing.first_access;
-    let records = standing.records;
+    let records = &standing.records;
     let requirements = route
         .requirements
         .iter()
         .filter_map(|id| settings.policy.get(id));
-    let evaluation = evaluate(requirements, &principal, &records, now);
+    let evaluation = evaluate(requirements, &principal, records, now);
     match evaluation.decision() {
         Decision::Deny { missing } => {
             if let Some(until) = exempt_until(&standing.exemptions, &missing, now) {

@@ -141,6 +141,7 @@ pub async fn callback(
     let session = Session {
         principal,
         provider_sid,
+        tokens_elided: false,
         id_token: signed.id_token,
         access_token: signed.access_token,
         refresh_token: signed.refresh_token,
@@ -181,9 +182,15 @@ pub async fn sign_out(
 ) -> Result<HttpResponse, HttpError> {
     let mut id_token = None;
     if let Lookup::Found { id, session, .. } = state.sessions.lookup(&req).await.http(&req)? {
+        // The ID token is the provider's hint for its own sign-out (not kept in the cache).
+        let full = state
+            .sessions
+            .with_tokens(&id, session.clone())
+            .await
+            .http(&req)?;
         state.sessions.destroy(&id).await.http(&req)?;
         tracing::info!(user.subject = %session.principal.subject, session.id = %Sessions::log_id(&id), "signed out");
-        id_token = session.id_token;
+        id_token = full.and_then(|s| s.id_token.clone());
     }
     let target = state
         .oidc

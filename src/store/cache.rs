@@ -15,8 +15,9 @@
 
 use super::Standing;
 use crate::config::CacheSettings;
-use crate::domain::SubjectKey;
+use crate::domain::{Session, SubjectKey};
 use chrono::{DateTime, Utc};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// The Redis channel (under the key prefix) that carries invalidations.
@@ -64,10 +65,12 @@ struct Entry<V> {
     until: DateTime<Utc>,
 }
 
-/// Standings and sessions kept by one instance.
+/// Standings and sessions kept by one instance, parsed and shared (a hit costs a reference
+/// count), in their compact forms: sessions without tokens ([`Session::without_tokens`]),
+/// standings without record evidence ([`Standing::for_decision`]).
 pub struct DecisionCache {
-    standings: quick_cache::sync::Cache<SubjectKey, Entry<Standing>>,
-    sessions: quick_cache::sync::Cache<String, Entry<String>>,
+    standings: quick_cache::sync::Cache<SubjectKey, Entry<Arc<Standing>>>,
+    sessions: quick_cache::sync::Cache<String, Entry<Arc<Session>>>,
     ttl: chrono::Duration,
     epoch: AtomicU64,
     /// Whether invalidations are being received; while not, nothing is served or kept.
@@ -144,7 +147,7 @@ impl DecisionCache {
     }
 
     /// The subject's standing if kept and still valid at `now`.
-    pub fn standing(&self, subject: &SubjectKey, now: DateTime<Utc>) -> Option<Standing> {
+    pub fn standing(&self, subject: &SubjectKey, now: DateTime<Utc>) -> Option<Arc<Standing>> {
         if !self.is_live() {
             return None;
         }
@@ -157,7 +160,8 @@ impl DecisionCache {
         Some(entry.value)
     }
 
-    /// Keeps a standing read from the store with `ticket`, until the TTL or its next change.
+    /// Keeps (the compact copy of) a standing read from the store with `ticket`, until the TTL
+    /// or its next change.
     pub fn keep_standing(
         &self,
         subject: &SubjectKey,
@@ -175,7 +179,7 @@ impl DecisionCache {
         self.standings.insert(
             subject.clone(),
             Entry {
-                value: standing.clone(),
+                value: Arc::new(standing.for_decision()),
                 until,
             },
         );
@@ -188,13 +192,15 @@ impl DecisionCache {
     /// written again.
     pub fn note_first_access(&self, subject: &SubjectKey, at: DateTime<Utc>) {
         if let Some(mut entry) = self.standings.get(subject) {
-            entry.value.first_access.get_or_insert(at);
+            Arc::make_mut(&mut entry.value)
+                .first_access
+                .get_or_insert(at);
             self.standings.replace(subject.clone(), entry, false).ok();
         }
     }
 
     /// The session stored under `id` if kept and still valid at `now`.
-    pub fn session(&self, id: &str, now: DateTime<Utc>) -> Option<String> {
+    pub fn session(&self, id: &str, now: DateTime<Utc>) -> Option<Arc<Session>> {
         if !self.is_live() {
             return None;
         }
@@ -207,12 +213,12 @@ impl DecisionCache {
         Some(entry.value)
     }
 
-    /// Keeps a session read from the store with `ticket`, until the TTL or `ends` (when its
-    /// key expires in the store).
+    /// Keeps (the token-free copy of) a session read from the store with `ticket`, until the
+    /// TTL or `ends` (when its key expires in the store).
     pub fn keep_session(
         &self,
         id: &str,
-        value: &str,
+        value: &Session,
         ends: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
         ticket: Ticket,
@@ -224,7 +230,7 @@ impl DecisionCache {
         self.sessions.insert(
             id.to_owned(),
             Entry {
-                value: value.to_owned(),
+                value: Arc::new(value.without_tokens()),
                 until,
             },
         );
@@ -272,6 +278,21 @@ mod tests {
         }
     }
 
+    fn session() -> Session {
+        Session {
+            principal: crate::domain::Principal::bare(sk("ann@x")),
+            id_token: Some("id-token".into()),
+            access_token: "access-token".into(),
+            refresh_token: Some("refresh-token".into()),
+            access_expires_at: Some(at(3600)),
+            created_at: at(0),
+            expires_at: at(7200),
+            csrf: "c".into(),
+            provider_sid: None,
+            tokens_elided: false,
+        }
+    }
+
     fn live(max: usize) -> DecisionCache {
         let cache = DecisionCache::new(&settings(max));
         cache.resume();
@@ -286,7 +307,7 @@ mod tests {
             let t = cache.ticket().unwrap();
             cache.keep_standing(&s, &Standing::default(), at(0), t);
             let t = cache.ticket().unwrap();
-            cache.keep_session(&format!("s{i}"), "{}", None, at(0), t);
+            cache.keep_session(&format!("s{i}"), &session(), None, at(0), t);
         }
         let (standings, sessions) = cache.len();
         assert!(standings <= 50, "{standings} standings kept");
@@ -315,10 +336,10 @@ mod tests {
         let t = cache.ticket().unwrap();
         cache.keep_standing(&sk("ann@x"), &Standing::default(), at(0), t);
         let t = cache.ticket().unwrap();
-        cache.keep_session("abc", "{}", Some(at(10)), at(0), t);
+        cache.keep_session("abc", &session(), Some(at(10)), at(0), t);
         assert!(cache.standing(&sk("ann@x"), at(59)).is_some());
         assert!(cache.standing(&sk("ann@x"), at(60)).is_none());
-        assert_eq!(cache.session("abc", at(9)).as_deref(), Some("{}"));
+        assert_eq!(cache.session("abc", at(9)).unwrap().csrf, "c");
         assert!(cache.session("abc", at(10)).is_none());
     }
 
@@ -353,7 +374,7 @@ mod tests {
         let t = cache.ticket().unwrap();
         cache.keep_standing(&sk("ann@x"), &Standing::default(), at(0), t);
         cache.keep_standing(&sk("bob@x"), &Standing::default(), at(0), t);
-        cache.keep_session("s1", "{}", None, at(0), t);
+        cache.keep_session("s1", &session(), None, at(0), t);
         let msg = invalidation_message(&Invalidation::Subject(sk("ann@x")));
         cache.invalidate(&parse_invalidation(&msg).unwrap());
         assert!(cache.standing(&sk("ann@x"), at(1)).is_none());
@@ -373,5 +394,59 @@ mod tests {
         cache.note_first_access(&sk("ann@x"), at(1));
         let kept = cache.standing(&sk("ann@x"), at(2)).unwrap();
         assert_eq!(kept.first_access, Some(at(1)));
+    }
+
+    #[test]
+    fn kept_copies_leave_out_tokens_and_record_evidence() {
+        let cache = live(10);
+        let t = cache.ticket().unwrap();
+        cache.keep_session("s1", &session(), None, at(0), t);
+        let kept = cache.session("s1", at(1)).unwrap();
+        assert!(kept.tokens_elided);
+        assert_eq!(
+            (kept.id_token.as_deref(), kept.refresh_token.as_deref()),
+            (None, None)
+        );
+        assert_eq!(kept.access_token, "");
+        assert_eq!(kept.access_expires_at, Some(at(3600)));
+        assert_eq!(kept.principal.subject, sk("ann@x"));
+
+        let mut full = record(Some(at(300)));
+        full.evidence.insert("ticket".into(), "T-1".into());
+        let standing = Standing {
+            records: vec![full.clone()],
+            ..Standing::default()
+        };
+        cache.keep_standing(&sk("ann@x"), &standing, at(0), t);
+        let kept = cache.standing(&sk("ann@x"), at(1)).unwrap();
+        let record = &kept.records[0];
+        assert!(record.evidence.is_empty());
+        assert_eq!(record.recorded_by, "");
+        assert_eq!(
+            (
+                record.requirement.clone(),
+                record.version,
+                record.completed_at,
+                record.expires_at
+            ),
+            (
+                full.requirement,
+                full.version,
+                full.completed_at,
+                full.expires_at
+            )
+        );
+    }
+
+    #[test]
+    fn a_hit_shares_the_kept_value() {
+        let cache = live(10);
+        let t = cache.ticket().unwrap();
+        cache.keep_session("s1", &session(), None, at(0), t);
+        let (a, b) = (
+            cache.session("s1", at(1)).unwrap(),
+            cache.session("s1", at(2)).unwrap(),
+        );
+        assert!(Arc::ptr_eq(&a, &b));
     }
 }

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::collections::HashSet;
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 #[derive(Default)]
@@ -429,10 +429,11 @@ impl FollowUpStore for MemoryStore {
         &self,
         session_id: &str,
         subject: &SubjectKey,
-    ) -> Result<(Option<String>, Standing), StoreError> {
+    ) -> Result<(Option<Arc<crate::domain::Session>>, Arc<Standing>), StoreError> {
+        let session = self.get_session(session_id).await?;
         Ok((
-            self.get_session(session_id).await?,
-            self.standing(subject).await?,
+            session.as_deref().map(super::parse_session).transpose()?,
+            Arc::new(self.standing(subject).await?),
         ))
     }
 

@@ -19,7 +19,7 @@ use crate::domain::audit::{AuditEvent, ChainHead, ChainId};
 use crate::domain::notify::Message;
 use crate::domain::{
     Action, Case, Decline, DenialEvent, Exemption, HistoryEntry, Person, Principal, Record,
-    RequirementId, Revocation, SubjectKey,
+    RequirementId, Revocation, Session, SubjectKey,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -158,6 +158,13 @@ pub trait DenialLog: Send + Sync {
     ) -> Result<Vec<(String, DenialEvent)>, StoreError>;
 }
 
+/// A session as the store keeps it (JSON), read.
+pub(crate) fn parse_session(json: &str) -> Result<Arc<Session>, StoreError> {
+    Session::from_json(json)
+        .map(Arc::new)
+        .map_err(|e| StoreError::Corrupt(format!("session: {e}")))
+}
+
 /// What the gate needs to know about a person, read in one round trip.
 #[derive(Clone, Debug, Default)]
 pub struct Standing {
@@ -169,21 +176,57 @@ pub struct Standing {
     pub first_access: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+impl Standing {
+    /// The copy the decision cache keeps: what a decision reads, without each record's free-form
+    /// evidence and recorder (shown to managers and auditors, who read the store itself).
+    pub fn for_decision(&self) -> Self {
+        Self {
+            records: self
+                .records
+                .iter()
+                .map(|r| Record {
+                    subject: r.subject.clone(),
+                    requirement: r.requirement.clone(),
+                    version: r.version,
+                    completed_at: r.completed_at,
+                    expires_at: r.expires_at,
+                    source: r.source,
+                    evidence: serde_json::Map::new(),
+                    recorded_by: String::new(),
+                    recorded_at: r.recorded_at,
+                    revoked_at: r.revoked_at,
+                })
+                .collect(),
+            person: self.person.clone(),
+            exemptions: self.exemptions.clone(),
+            first_access: self.first_access,
+        }
+    }
+}
+
 /// Managers' follow-up and audit evidence: the directory, denial cases and actions, exemptions,
 /// and the audit chain. Every change here (and every record change in [`RecordStore`]) is
 /// appended to the audit chain in the same atomic step as the change itself.
 #[async_trait]
 pub trait FollowUpStore: Send + Sync {
-    /// Records, directory entry, exemptions and first access of a subject, in one round trip.
+    /// Records (with their evidence), directory entry, exemptions and first access of a
+    /// subject, in one round trip, from the store itself.
     async fn standing(&self, subject: &SubjectKey) -> Result<Standing, StoreError>;
+    /// The standing a decision reads: from the decision cache when it holds it (then without
+    /// record evidence, see [`Standing::for_decision`]), else from the store in one round trip.
+    async fn decision_standing(&self, subject: &SubjectKey) -> Result<Arc<Standing>, StoreError> {
+        self.standing(subject).await.map(Arc::new)
+    }
     /// The session stored under `session_id` and the standing of `subject`, read together:
     /// what the decision cache does not hold comes from the store in one round trip (on a
     /// cluster, one per slot, sent at once). The caller checks that the session is `subject`'s.
+    /// A session served by the cache has no tokens ([`Session::tokens_elided`]), and a standing
+    /// served by it no record evidence.
     async fn session_and_standing(
         &self,
         session_id: &str,
         subject: &SubjectKey,
-    ) -> Result<(Option<String>, Standing), StoreError>;
+    ) -> Result<(Option<Arc<Session>>, Arc<Standing>), StoreError>;
     /// Remembers `at` as the first time the subject was admitted to a gated route, unless a
     /// first access is already on file (set-if-absent). Returns whether it was written.
     async fn mark_first_access(

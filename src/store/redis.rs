@@ -26,7 +26,10 @@ use super::audit_event;
 use super::cache::{self, DecisionCache, Invalidation};
 use super::redis_conn::Conn;
 use super::redis_metrics::{MeasuredConnection, RoundTrips};
-use super::{DenialLog, Health, RecordStore, SessionOwner, SessionStore, SessionsOf, StoreError};
+use super::{
+    DenialLog, Health, RecordStore, SessionOwner, SessionStore, SessionsOf, StoreError,
+    parse_session,
+};
 use crate::config::{DenialSettings, RedisSettings};
 use crate::domain::audit::{AuditEvent, ChainHead, ChainId, seal};
 use crate::domain::{
@@ -167,14 +170,15 @@ impl RedisStore {
         id: &str,
         now: chrono::DateTime<chrono::Utc>,
         ticket: Option<cache::Ticket>,
-    ) -> Result<Option<String>, StoreError> {
+    ) -> Result<Option<Arc<crate::domain::Session>>, StoreError> {
         let mut pipe = redis::pipe();
         self.session_reads(&mut pipe, id);
         let mut conn = self.conn.clone();
         let (value, pttl): (Option<String>, i64) =
             pipe.query_async(&mut conn).await.map_err(unavailable)?;
-        self.kept_session(id, value.as_deref(), pttl, now, ticket);
-        Ok(value)
+        let session = value.as_deref().map(parse_session).transpose()?;
+        self.kept_session(id, session.as_deref(), pttl, now, ticket);
+        Ok(session)
     }
 
     /// Keeps a session read under `ticket` in the cache, no longer than its key lives in Redis
@@ -182,7 +186,7 @@ impl RedisStore {
     pub(super) fn kept_session(
         &self,
         id: &str,
-        value: Option<&str>,
+        value: Option<&crate::domain::Session>,
         pttl: i64,
         now: chrono::DateTime<chrono::Utc>,
         ticket: Option<cache::Ticket>,
@@ -856,12 +860,9 @@ impl SessionStore for RedisStore {
     }
 
     async fn get_session(&self, id: &str) -> Result<Option<String>, StoreError> {
-        let now = chrono::Utc::now();
-        if let Some(value) = self.cache.as_ref().and_then(|c| c.session(id, now)) {
-            return Ok(Some(value));
-        }
-        let ticket = self.cache.as_ref().and_then(|c| c.ticket());
-        self.read_session(id, now, ticket).await
+        // The value as stored, tokens included: never from the cache.
+        let mut conn = self.conn.clone();
+        conn.get(self.session_key(id)).await.map_err(unavailable)
     }
 
     async fn delete_session(&self, id: &str) -> Result<(), StoreError> {

@@ -13,13 +13,14 @@
 
 use super::cache::{Invalidation, Ticket};
 use super::redis::{Change, Guard, Op, RedisStore, to_json, unavailable};
-use super::{AuditChain, FollowUpStore, Outbox, Standing, StoreError, audit_event};
+use super::{AuditChain, FollowUpStore, Outbox, Standing, StoreError, audit_event, parse_session};
 use crate::domain::audit::{AuditEvent, ChainHead, ChainId};
-use crate::domain::{Action, Case, DenialEvent, Exemption, Person, Record, SubjectKey};
+use crate::domain::{Action, Case, DenialEvent, Exemption, Person, Record, Session, SubjectKey};
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures_util::{StreamExt, TryStreamExt};
 use redis::AsyncCommands;
+use std::sync::Arc;
 
 static TOUCH_CASE: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(include_str!("lua/touch_case.lua")));
@@ -151,19 +152,25 @@ fn standing_from(
 #[async_trait]
 impl FollowUpStore for RedisStore {
     async fn standing(&self, subject: &SubjectKey) -> Result<Standing, StoreError> {
+        // Never served from the cache (whose copy has no evidence), but a fresh read is kept.
+        let ticket = self.cache.as_ref().and_then(|c| c.ticket());
+        self.read_standing(subject, Utc::now(), ticket).await
+    }
+
+    async fn decision_standing(&self, subject: &SubjectKey) -> Result<Arc<Standing>, StoreError> {
         let now = Utc::now();
         if let Some(standing) = self.cache.as_ref().and_then(|c| c.standing(subject, now)) {
             return Ok(standing);
         }
         let ticket = self.cache.as_ref().and_then(|c| c.ticket());
-        self.read_standing(subject, now, ticket).await
+        self.read_standing(subject, now, ticket).await.map(Arc::new)
     }
 
     async fn session_and_standing(
         &self,
         session_id: &str,
         subject: &SubjectKey,
-    ) -> Result<(Option<String>, Standing), StoreError> {
+    ) -> Result<(Option<Arc<Session>>, Arc<Standing>), StoreError> {
         let now = Utc::now();
         let cache = self.cache.as_ref();
         let session = cache.and_then(|c| c.session(session_id, now));
@@ -173,17 +180,18 @@ impl FollowUpStore for RedisStore {
             (Some(session), Some(standing)) => Ok((Some(session), standing)),
             (Some(session), None) => Ok((
                 Some(session),
-                self.read_standing(subject, now, ticket).await?,
+                Arc::new(self.read_standing(subject, now, ticket).await?),
             )),
             (None, Some(standing)) => {
                 Ok((self.read_session(session_id, now, ticket).await?, standing))
             }
             (None, None) if self.conn.0.is_cluster() => {
-                futures_util::future::try_join(
+                let (session, standing) = futures_util::future::try_join(
                     self.read_session(session_id, now, ticket),
                     self.read_standing(subject, now, ticket),
                 )
-                .await
+                .await?;
+                Ok((session, Arc::new(standing)))
             }
             (None, None) => {
                 // One server: session, records, exemptions, first access and directory entry
@@ -202,10 +210,11 @@ impl FollowUpStore for RedisStore {
                     Option<String>,
                     Option<String>,
                 ) = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+                let session = session.as_deref().map(parse_session).transpose()?;
                 self.kept_session(session_id, session.as_deref(), pttl, now, ticket);
                 let standing = standing_from(records, exemptions, first_access, person)?;
                 self.kept_standing(subject, &standing, now, ticket);
-                Ok((session, standing))
+                Ok((session, Arc::new(standing)))
             }
         }
     }

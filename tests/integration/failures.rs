@@ -128,6 +128,26 @@ async fn stored_session(world: &World) -> (String, Value) {
     )
 }
 
+/// Asks the gate to sign out: its answer (a 302), where it sends the browser, and that
+/// address's query.
+async fn sign_out(
+    world: &World,
+    browser: &Browser,
+) -> (
+    crate::support::Response,
+    url::Url,
+    std::collections::HashMap<String, String>,
+) {
+    let out = browser
+        .get(format!("{}/oauth2/sign_out", world.gate.url()))
+        .await
+        .unwrap();
+    assert_eq!(out.status, 302);
+    let end = out.location().unwrap();
+    let query = end.query_pairs().into_owned().collect();
+    (out, end, query)
+}
+
 #[tokio::test]
 async fn tokens_refresh_before_expiry_and_sign_out_ends_both_sessions() {
     // Access tokens live 60 s; asking to refresh 3600 s early makes every request refresh.
@@ -174,18 +194,12 @@ async fn tokens_refresh_before_expiry_and_sign_out_ends_both_sessions() {
     );
 
     // Sign out: local session gone, provider's end_session called with id_token_hint.
-    let out = browser
-        .get(format!("{}/oauth2/sign_out", world.gate.url()))
-        .await
-        .unwrap();
-    assert_eq!(out.status, 302);
-    let end = out.location().unwrap();
+    let (out, end, query) = sign_out(&world, &browser).await;
     assert!(
         end.as_str()
             .starts_with(&world.provider.end_session_endpoint()),
         "{end}"
     );
-    let query: std::collections::HashMap<_, _> = end.query_pairs().into_owned().collect();
     assert!(query.contains_key("id_token_hint"));
     assert!(query.contains_key("state"));
     assert_eq!(
@@ -209,6 +223,53 @@ async fn tokens_refresh_before_expiry_and_sign_out_ends_both_sessions() {
         "signed in as someone else: {}",
         page.body
     );
+}
+
+/// The decision cache keeps sessions without their tokens: a session served from it must still
+/// be refreshed when its access token is due, and sign-out must still send the ID token hint.
+#[tokio::test]
+async fn a_cached_session_still_refreshes_and_signs_out_with_its_tokens() {
+    let clock = crate::gate::TestClock::new();
+    let world = World::start_clocked(|p| p, "", "", Some(clock.clone())).await;
+    let browser = Browser::new();
+    sign_in(&world, &browser, "alice@example.com", "/").await;
+    let userinfo = format!("{}/oauth2/userinfo", world.gate.url());
+    for _ in 0..2 {
+        let info = browser.get(&userinfo).await.unwrap();
+        assert_eq!(info.status, 200, "{}", info.body);
+    }
+    let (_, before) = stored_session(&world).await;
+    // Served from the cache now: no round trip to Redis.
+    let trips = world.gate.round_trips.count();
+    assert_eq!(browser.get(&userinfo).await.unwrap().status, 200);
+    assert_eq!(
+        world.gate.round_trips.count(),
+        trips,
+        "the session was cached"
+    );
+
+    // Access tokens live 60 s and are refreshed 10 s early.
+    clock.advance(chrono::Duration::seconds(55));
+    let info = browser.get(&userinfo).await.unwrap();
+    assert_eq!(info.status, 200, "{}", info.body);
+    let (_, refreshed) = stored_session(&world).await;
+    assert_ne!(
+        refreshed["access_token"], before["access_token"],
+        "refreshed although the cached copy has no refresh token"
+    );
+    assert!(refreshed["refresh_token"].is_string(), "{refreshed}");
+
+    // Cache it again, then sign out: the hint comes from the stored tokens.
+    for _ in 0..2 {
+        assert_eq!(browser.get(&userinfo).await.unwrap().status, 200);
+    }
+    let (_, end, query) = sign_out(&world, &browser).await;
+    assert_eq!(
+        query.get("id_token_hint").map(String::as_str),
+        refreshed["id_token"].as_str(),
+        "{end}"
+    );
+    assert!(session_keys(&world).await.is_empty(), "session deleted");
 }
 
 #[tokio::test]
