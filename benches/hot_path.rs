@@ -1,7 +1,7 @@
 //! Criterion micro-benchmarks of the hot path: session cookie decode, policy evaluation, header rewrite.
 //!
 //! `session/from_json` is what every request paid before the decision cache kept sessions parsed;
-//! `session/cache_hit` is what a warm cache costs instead.
+//! `session/cache_hit` is what a warm cache costs instead (unpacking its packed, token-free copy).
 //!
 //! Policy evaluation comes with the route lookup and path normalisation before it. Everything is deterministic: fixed instants, a fixed cookie key, no network and no Redis.
 //! Run with `cargo bench --bench hot_path`; the numbers are in docs/BENCHMARKS.md.
@@ -107,7 +107,7 @@ fn session_cookie(c: &mut Criterion) {
     c.bench_function("session/from_json", |b| {
         b.iter(|| Session::from_json(black_box(&json)))
     });
-    // What a warm decision cache does instead of parsing: find the kept, shared copy.
+    // What a warm decision cache does instead of parsing JSON: find and unpack the kept bytes.
     let cache = clearance::store::cache::DecisionCache::new(&settings().cache);
     cache.resume();
     let session = Session::from_json(&json).expect("the session reads");
@@ -290,5 +290,26 @@ fn header_rewrite(c: &mut Criterion) {
     });
 }
 
-criterion_group!(hot_path, session_cookie, policy, header_rewrite);
+/// A person's standing on a cache hit: what the cache did before it packed entries (clone the
+/// whole kept standing, evidence included) and what it does now (unpack the kept bytes).
+fn standing(c: &mut Criterion) {
+    let standing = clearance::store::Standing {
+        records: records(30),
+        ..Default::default()
+    };
+    c.bench_function("standing/clone", |b| {
+        b.iter(|| black_box(&standing).clone())
+    });
+    let cache = clearance::store::cache::DecisionCache::new(&settings().cache);
+    cache.resume();
+    let ticket = cache.ticket().expect("a live cache");
+    let who = subject();
+    cache.keep_standing(&who, &standing, now(), ticket);
+    assert!(cache.standing(&who, now()).is_some());
+    c.bench_function("standing/cache_hit", |b| {
+        b.iter(|| cache.standing(black_box(&who), now()))
+    });
+}
+
+criterion_group!(hot_path, session_cookie, standing, policy, header_rewrite);
 criterion_main!(hot_path);

@@ -20,8 +20,8 @@ pub struct Session {
     /// The provider's session id (the ID token's `sid`), which back-channel logout names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_sid: Option<String>,
-    /// True on the copy the decision cache keeps ([`Session::without_tokens`]): its provider
-    /// tokens were left out to save memory. Such a copy is never written back; whoever needs the
+    /// True on the copy the decision cache keeps (`store::packed`): its provider tokens and
+    /// provider session id were left out to save memory. Such a copy is never written back; whoever needs the
     /// tokens (refresh, sign-out) reads the session from the store again.
     #[serde(skip)]
     pub tokens_elided: bool,
@@ -31,23 +31,6 @@ impl Session {
     /// Reads a session as the store keeps it.
     pub fn from_json(json: &str) -> Result<Self, serde_json::Error> {
         serde_json::from_str(json)
-    }
-
-    /// The copy the decision cache keeps: everything a decision reads, without the provider's
-    /// tokens (about 2 KB a session with typical JWTs).
-    pub fn without_tokens(&self) -> Self {
-        Self {
-            principal: self.principal.clone(),
-            id_token: None,
-            access_token: String::new(),
-            refresh_token: None,
-            access_expires_at: self.access_expires_at,
-            created_at: self.created_at,
-            expires_at: self.expires_at,
-            csrf: self.csrf.clone(),
-            provider_sid: self.provider_sid.clone(),
-            tokens_elided: true,
-        }
     }
 }
 
@@ -72,27 +55,10 @@ mod tests {
     }
 
     #[test]
-    fn the_cached_copy_has_no_tokens_and_says_so() {
-        let full = session();
-        let kept = full.without_tokens();
-        assert!(kept.tokens_elided);
-        assert_eq!(
-            (
-                kept.id_token,
-                kept.access_token.as_str(),
-                kept.refresh_token
-            ),
-            (None, "", None)
-        );
-        assert_eq!(kept.principal, full.principal);
-        assert_eq!(kept.csrf, full.csrf);
-        assert_eq!(kept.provider_sid, full.provider_sid);
-        assert!(!full.tokens_elided);
-    }
-
-    #[test]
     fn a_stored_session_is_never_read_as_elided() {
-        let json = serde_json::to_string(&session().without_tokens()).unwrap();
+        let mut elided = session();
+        elided.tokens_elided = true;
+        let json = serde_json::to_string(&elided).unwrap();
         assert!(!json.contains("tokens_elided"), "{json}");
         assert!(!Session::from_json(&json).unwrap().tokens_elided);
     }

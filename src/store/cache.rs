@@ -14,6 +14,7 @@
 //! removed again right after, so a read that started before a change never outlives it here.
 
 use super::Standing;
+use super::packed::{pack_session, pack_standing, unpack_session, unpack_standing};
 use crate::config::CacheSettings;
 use crate::domain::{Session, SubjectKey};
 use chrono::{DateTime, Utc};
@@ -59,18 +60,32 @@ pub fn next_change(standing: &Standing, now: DateTime<Utc>) -> Option<DateTime<U
     records.chain(exemptions).filter(|t| *t > now).min()
 }
 
+/// A session's cache key: the 32 bytes its storage id (hex SHA-256) spells. Anything else is
+/// never kept.
+fn session_key(id: &str) -> Option<[u8; 32]> {
+    let mut key = [0u8; 32];
+    hex::decode_to_slice(id, &mut key).ok().map(|()| key)
+}
+
+/// Packed bytes to keep, or nothing (logged) when packing failed.
+fn packed(bytes: Result<Arc<[u8]>, super::packed::PackError>) -> Option<Arc<[u8]>> {
+    bytes
+        .map_err(|e| tracing::warn!(error.message = %e, "not kept in the decision cache"))
+        .ok()
+}
+
 #[derive(Clone)]
 struct Entry<V> {
     value: V,
     until: DateTime<Utc>,
 }
 
-/// Standings and sessions kept by one instance, parsed and shared (a hit costs a reference
-/// count), in their compact forms: sessions without tokens ([`Session::without_tokens`]),
-/// standings without record evidence ([`Standing::for_decision`]).
+/// Standings and sessions kept by one instance, packed (`store::packed`: one allocation each,
+/// only what a decision reads; sessions without their tokens, records without evidence) and
+/// unpacked on every hit. Sessions are keyed by the 32 bytes of their storage id.
 pub struct DecisionCache {
-    standings: quick_cache::sync::Cache<SubjectKey, Entry<Arc<Standing>>>,
-    sessions: quick_cache::sync::Cache<String, Entry<Arc<Session>>>,
+    standings: quick_cache::sync::Cache<SubjectKey, Entry<Arc<[u8]>>>,
+    sessions: quick_cache::sync::Cache<[u8; 32], Entry<Arc<[u8]>>>,
     ttl: chrono::Duration,
     epoch: AtomicU64,
     /// Whether invalidations are being received; while not, nothing is served or kept.
@@ -141,7 +156,9 @@ impl DecisionCache {
                 self.standings.remove(s);
             }
             Invalidation::Session(id) => {
-                self.sessions.remove(id.as_str());
+                if let Some(key) = session_key(id) {
+                    self.sessions.remove(&key);
+                }
             }
         }
     }
@@ -151,13 +168,18 @@ impl DecisionCache {
         if !self.is_live() {
             return None;
         }
-        let Some(entry) = self.standings.get(subject).filter(|e| e.until > now) else {
+        let unpacked = self
+            .standings
+            .get(subject)
+            .filter(|e| e.until > now)
+            .and_then(|e| unpack_standing(subject, &e.value).ok());
+        let Some(standing) = unpacked else {
             self.standings.remove(subject);
             crate::metrics::cache_miss("standing");
             return None;
         };
         crate::metrics::cache_hit("standing");
-        Some(entry.value)
+        Some(Arc::new(standing))
     }
 
     /// Keeps (the compact copy of) a standing read from the store with `ticket`, until the TTL
@@ -176,13 +198,11 @@ impl DecisionCache {
         if until <= now || self.moved_since(ticket) {
             return;
         }
-        self.standings.insert(
-            subject.clone(),
-            Entry {
-                value: Arc::new(standing.for_decision()),
-                until,
-            },
-        );
+        let Some(value) = packed(pack_standing(standing)) else {
+            return;
+        };
+        self.standings
+            .insert(subject.clone(), Entry { value, until });
         if self.moved_since(ticket) {
             self.standings.remove(subject);
         }
@@ -191,11 +211,23 @@ impl DecisionCache {
     /// Notes the first access written for a subject in the kept standing, so that it is not
     /// written again.
     pub fn note_first_access(&self, subject: &SubjectKey, at: DateTime<Utc>) {
-        if let Some(mut entry) = self.standings.get(subject) {
-            Arc::make_mut(&mut entry.value)
-                .first_access
-                .get_or_insert(at);
-            self.standings.replace(subject.clone(), entry, false).ok();
+        let Some(entry) = self.standings.get(subject) else {
+            return;
+        };
+        let noted = unpack_standing(subject, &entry.value)
+            .ok()
+            .and_then(|mut standing| {
+                standing.first_access.get_or_insert(at);
+                packed(pack_standing(&standing))
+            });
+        match noted {
+            Some(value) => {
+                let entry = Entry { value, ..entry };
+                self.standings.replace(subject.clone(), entry, false).ok();
+            }
+            None => {
+                self.standings.remove(subject);
+            }
         }
     }
 
@@ -204,13 +236,19 @@ impl DecisionCache {
         if !self.is_live() {
             return None;
         }
-        let Some(entry) = self.sessions.get(id).filter(|e| e.until > now) else {
-            self.sessions.remove(id);
+        let key = session_key(id)?;
+        let unpacked = self
+            .sessions
+            .get(&key)
+            .filter(|e| e.until > now)
+            .and_then(|e| unpack_session(&e.value).ok());
+        let Some(session) = unpacked else {
+            self.sessions.remove(&key);
             crate::metrics::cache_miss("session");
             return None;
         };
         crate::metrics::cache_hit("session");
-        Some(entry.value)
+        Some(Arc::new(session))
     }
 
     /// Keeps (the token-free copy of) a session read from the store with `ticket`, until the
@@ -224,18 +262,18 @@ impl DecisionCache {
         ticket: Ticket,
     ) {
         let until = ends.map_or(now + self.ttl, |e| e.min(now + self.ttl));
+        let Some(key) = session_key(id) else {
+            return;
+        };
         if until <= now || self.moved_since(ticket) {
             return;
         }
-        self.sessions.insert(
-            id.to_owned(),
-            Entry {
-                value: Arc::new(value.without_tokens()),
-                until,
-            },
-        );
+        let Some(value) = packed(pack_session(value)) else {
+            return;
+        };
+        self.sessions.insert(key, Entry { value, until });
         if self.moved_since(ticket) {
-            self.sessions.remove(id);
+            self.sessions.remove(&key);
         }
     }
 }
@@ -293,6 +331,11 @@ mod tests {
         }
     }
 
+    /// A storage id (64 hex digits).
+    fn id(n: usize) -> String {
+        format!("{n:064x}")
+    }
+
     fn live(max: usize) -> DecisionCache {
         let cache = DecisionCache::new(&settings(max));
         cache.resume();
@@ -307,7 +350,7 @@ mod tests {
             let t = cache.ticket().unwrap();
             cache.keep_standing(&s, &Standing::default(), at(0), t);
             let t = cache.ticket().unwrap();
-            cache.keep_session(&format!("s{i}"), &session(), None, at(0), t);
+            cache.keep_session(&id(i), &session(), None, at(0), t);
         }
         let (standings, sessions) = cache.len();
         assert!(standings <= 50, "{standings} standings kept");
@@ -336,11 +379,11 @@ mod tests {
         let t = cache.ticket().unwrap();
         cache.keep_standing(&sk("ann@x"), &Standing::default(), at(0), t);
         let t = cache.ticket().unwrap();
-        cache.keep_session("abc", &session(), Some(at(10)), at(0), t);
+        cache.keep_session(&id(1), &session(), Some(at(10)), at(0), t);
         assert!(cache.standing(&sk("ann@x"), at(59)).is_some());
         assert!(cache.standing(&sk("ann@x"), at(60)).is_none());
-        assert_eq!(cache.session("abc", at(9)).unwrap().csrf, "c");
-        assert!(cache.session("abc", at(10)).is_none());
+        assert_eq!(cache.session(&id(1), at(9)).unwrap().csrf, "c");
+        assert!(cache.session(&id(1), at(10)).is_none());
     }
 
     #[test]
@@ -374,14 +417,14 @@ mod tests {
         let t = cache.ticket().unwrap();
         cache.keep_standing(&sk("ann@x"), &Standing::default(), at(0), t);
         cache.keep_standing(&sk("bob@x"), &Standing::default(), at(0), t);
-        cache.keep_session("s1", &session(), None, at(0), t);
+        cache.keep_session(&id(2), &session(), None, at(0), t);
         let msg = invalidation_message(&Invalidation::Subject(sk("ann@x")));
         cache.invalidate(&parse_invalidation(&msg).unwrap());
         assert!(cache.standing(&sk("ann@x"), at(1)).is_none());
         assert!(cache.standing(&sk("bob@x"), at(1)).is_some());
-        let msg = invalidation_message(&Invalidation::Session("s1".into()));
+        let msg = invalidation_message(&Invalidation::Session(id(2)));
         cache.invalidate(&parse_invalidation(&msg).unwrap());
-        assert!(cache.session("s1", at(1)).is_none());
+        assert!(cache.session(&id(2), at(1)).is_none());
         assert_eq!(parse_invalidation("nonsense"), None);
         assert_eq!(parse_invalidation("session:"), None);
     }
@@ -400,8 +443,8 @@ mod tests {
     fn kept_copies_leave_out_tokens_and_record_evidence() {
         let cache = live(10);
         let t = cache.ticket().unwrap();
-        cache.keep_session("s1", &session(), None, at(0), t);
-        let kept = cache.session("s1", at(1)).unwrap();
+        cache.keep_session(&id(3), &session(), None, at(0), t);
+        let kept = cache.session(&id(3), at(1)).unwrap();
         assert!(kept.tokens_elided);
         assert_eq!(
             (kept.id_token.as_deref(), kept.refresh_token.as_deref()),
@@ -439,14 +482,15 @@ mod tests {
     }
 
     #[test]
-    fn a_hit_shares_the_kept_value() {
+    fn only_storage_ids_are_kept() {
         let cache = live(10);
         let t = cache.ticket().unwrap();
-        cache.keep_session("s1", &session(), None, at(0), t);
-        let (a, b) = (
-            cache.session("s1", at(1)).unwrap(),
-            cache.session("s1", at(2)).unwrap(),
-        );
-        assert!(Arc::ptr_eq(&a, &b));
+        for odd in ["s1", "", &"g".repeat(64), &id(1)[1..]] {
+            cache.keep_session(odd, &session(), None, at(0), t);
+            assert!(cache.session(odd, at(1)).is_none(), "{odd:?}");
+        }
+        assert_eq!(cache.len(), (0, 0));
+        cache.keep_session(&id(1).to_uppercase(), &session(), None, at(0), t);
+        assert!(cache.session(&id(1), at(1)).is_some(), "the same 32 bytes");
     }
 }

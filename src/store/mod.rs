@@ -7,6 +7,7 @@
 pub mod audit_event;
 pub mod cache;
 pub mod memory;
+pub mod packed;
 pub mod redis;
 mod redis_conn;
 mod redis_followup;
@@ -176,34 +177,6 @@ pub struct Standing {
     pub first_access: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-impl Standing {
-    /// The copy the decision cache keeps: what a decision reads, without each record's free-form
-    /// evidence and recorder (shown to managers and auditors, who read the store itself).
-    pub fn for_decision(&self) -> Self {
-        Self {
-            records: self
-                .records
-                .iter()
-                .map(|r| Record {
-                    subject: r.subject.clone(),
-                    requirement: r.requirement.clone(),
-                    version: r.version,
-                    completed_at: r.completed_at,
-                    expires_at: r.expires_at,
-                    source: r.source,
-                    evidence: serde_json::Map::new(),
-                    recorded_by: String::new(),
-                    recorded_at: r.recorded_at,
-                    revoked_at: r.revoked_at,
-                })
-                .collect(),
-            person: self.person.clone(),
-            exemptions: self.exemptions.clone(),
-            first_access: self.first_access,
-        }
-    }
-}
-
 /// Managers' follow-up and audit evidence: the directory, denial cases and actions, exemptions,
 /// and the audit chain. Every change here (and every record change in [`RecordStore`]) is
 /// appended to the audit chain in the same atomic step as the change itself.
@@ -213,7 +186,7 @@ pub trait FollowUpStore: Send + Sync {
     /// subject, in one round trip, from the store itself.
     async fn standing(&self, subject: &SubjectKey) -> Result<Standing, StoreError>;
     /// The standing a decision reads: from the decision cache when it holds it (then without
-    /// record evidence, see [`Standing::for_decision`]), else from the store in one round trip.
+    /// record evidence, see [`packed`]), else from the store in one round trip.
     async fn decision_standing(&self, subject: &SubjectKey) -> Result<Arc<Standing>, StoreError> {
         self.standing(subject).await.map(Arc::new)
     }
