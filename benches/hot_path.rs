@@ -115,6 +115,10 @@ fn session_cookie(c: &mut Criterion) {
     let ticket = cache.ticket().expect("a live cache");
     cache.keep_session(id, &session, None, now(), ticket);
     assert!(cache.session(id, now()).is_some());
+    let packed = clearance::store::packed::pack_session(&session).expect("packs");
+    c.bench_function("session/unpack", |b| {
+        b.iter(|| clearance::store::packed::unpack_session(black_box(&packed)))
+    });
     c.bench_function("session/cache_hit", |b| {
         b.iter(|| cache.session(black_box(id), now()))
     });
@@ -300,10 +304,14 @@ fn standing(c: &mut Criterion) {
     c.bench_function("standing/clone", |b| {
         b.iter(|| black_box(&standing).clone())
     });
+    let packed = clearance::store::packed::pack_standing(&standing).expect("packs");
+    let who = subject();
+    c.bench_function("standing/unpack", |b| {
+        b.iter(|| clearance::store::packed::unpack_standing(&who, black_box(&packed)))
+    });
     let cache = clearance::store::cache::DecisionCache::new(&settings().cache);
     cache.resume();
     let ticket = cache.ticket().expect("a live cache");
-    let who = subject();
     cache.keep_standing(&who, &standing, now(), ticket);
     assert!(cache.standing(&who, now()).is_some());
     c.bench_function("standing/cache_hit", |b| {
