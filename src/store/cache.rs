@@ -211,6 +211,9 @@ impl DecisionCache {
     /// Notes the first access written for a subject in the kept standing, so that it is not
     /// written again.
     pub fn note_first_access(&self, subject: &SubjectKey, at: DateTime<Utc>) {
+        let Some(ticket) = self.ticket() else {
+            return;
+        };
         let Some(entry) = self.standings.get(subject) else {
             return;
         };
@@ -224,6 +227,10 @@ impl DecisionCache {
             Some(value) => {
                 let entry = Entry { value, ..entry };
                 self.standings.replace(subject.clone(), entry, false).ok();
+                // An invalidation (and maybe a fresher read) came in between: drop the copy.
+                if self.moved_since(ticket) {
+                    self.standings.remove(subject);
+                }
             }
             None => {
                 self.standings.remove(subject);

@@ -20,9 +20,28 @@ async fn redis_outage_fails_closed_and_recovers() {
         .await
         .unwrap();
     assert_eq!(ok.status, 200);
-    let before = world.upstream.request_count();
 
     world.redis.stop().await;
+    // The decision cache is bypassed once its invalidation subscription sees Redis go (at once
+    // for a stopped server, within the 2 s ping timeout otherwise). Until then a person it holds
+    // is still judged on what was read before the outage; a busy machine can show that window.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let r = browser
+            .get(format!("{}/echo/2", world.gate.url()))
+            .await
+            .unwrap();
+        if r.status == 503 {
+            break;
+        }
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the outage was not noticed within 5 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let before = world.upstream.request_count();
     for accept in ["text/html", "application/json"] {
         let down = browser
             .get_with(
