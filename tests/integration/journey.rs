@@ -305,3 +305,59 @@ async fn revocation_takes_effect_and_history_answers_as_of() {
     let r = admin_post(&world, "revocations", serde_json::json!({"subject": "alice@example.com", "requirement": "security-awareness", "reason": " "})).await;
     assert_eq!(r.status(), 400);
 }
+
+/// Clearance's endpoints sit under the `/oauth2` and `/.clearance` scopes: a path under
+/// `/oauth2` that names no endpoint is still the gate's (gated and proxied like any other), one
+/// under `/.clearance` is a 404, and the endpoints themselves still answer.
+#[tokio::test]
+async fn paths_beside_clearances_own_endpoints() {
+    let world = World::start().await;
+    let browser = Browser::new();
+    let anonymous = browser
+        .get(format!("{}/oauth2/not-an-endpoint", world.gate.url()))
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status, 302, "gated: {}", anonymous.body);
+    assert_eq!(anonymous.location().unwrap().path(), "/oauth2/start");
+
+    sign_in(&world, &browser, "alice@example.com", "/").await;
+    complete_everything(&world, "alice@example.com").await;
+    for path in [
+        "/oauth2/not-an-endpoint",
+        "/oauth2",
+        "/oauth2auth",
+        "/.clearancex",
+    ] {
+        let r = browser
+            .get(format!("{}{path}?q=1", world.gate.url()))
+            .await
+            .unwrap();
+        // The test upstream serves /echo only: its 404 shows the request was proxied.
+        assert_eq!(r.status, 404, "{path}: {}", r.body);
+        assert_eq!(
+            world.upstream.requests().last().map(String::as_str),
+            Some(format!("GET {path}?q=1").as_str()),
+            "proxied as asked"
+        );
+    }
+    let own = browser
+        .get(format!("{}/.clearance/not-an-endpoint", world.gate.url()))
+        .await
+        .unwrap();
+    assert_eq!(own.status, 404);
+    assert!(
+        !world
+            .upstream
+            .requests()
+            .iter()
+            .any(|r| r.contains("/.clearance/")),
+        "Clearance's own paths never reach the upstream"
+    );
+    let info = browser
+        .get(format!("{}/oauth2/userinfo", world.gate.url()))
+        .await
+        .unwrap();
+    assert_eq!(info.status, 200);
+    let info: Value = info.json().unwrap();
+    assert_eq!(info["email"], "alice@example.com");
+}

@@ -70,7 +70,8 @@ fn registered_routes() -> BTreeSet<(String, String)> {
             } else {
                 method
             };
-            let prefix = scopes.last().map_or("", |(p, _)| p.as_str());
+            // Scopes nest: every enclosing prefix applies.
+            let prefix: String = scopes.iter().map(|(p, _)| p.as_str()).collect();
             routes.insert((method, format!("{prefix}{path}")));
             // Continue after the path literal (its parentheses are not code).
             depth += 1;
