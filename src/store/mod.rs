@@ -127,6 +127,8 @@ pub trait SessionStore: Send + Sync {
         ttl: Duration,
         owner: Option<&SessionOwner>,
     ) -> Result<(), StoreError>;
+    /// The value stored under `id`, tokens included: read from the store, never from the
+    /// decision cache (whose copies are packed and token-free).
     async fn get_session(&self, id: &str) -> Result<Option<String>, StoreError>;
     async fn delete_session(&self, id: &str) -> Result<(), StoreError>;
     /// Ends every session of the set (on every instance) and returns how many were live.
