@@ -2,7 +2,7 @@
 
 use crate::gate::World;
 use crate::support::{Browser, logout_at_provider};
-use crate::{complete_everything, redis, sign_in};
+use crate::{complete_everything, redis, sign_in, userinfo};
 use redis::AsyncCommands;
 use serde_json::Value;
 
@@ -176,12 +176,7 @@ async fn tokens_refresh_before_expiry_and_sign_out_ends_both_sessions() {
     let browser = Browser::new();
     sign_in(&world, &browser, "alice@example.com", "/").await;
     let (_, before) = stored_session(&world).await;
-    let info = browser
-        .get(format!("{}/oauth2/userinfo", world.gate.url()))
-        .await
-        .unwrap();
-    assert_eq!(info.status, 200);
-    let info: Value = info.json().unwrap();
+    let info = userinfo(&world, &browser).await;
     assert_eq!(info["email"], "alice@example.com");
     let (key, after) = stored_session(&world).await;
     assert_eq!(before["access_token"], after["access_token"], "not due yet");
@@ -197,11 +192,7 @@ async fn tokens_refresh_before_expiry_and_sign_out_ends_both_sessions() {
         .query_async(&mut conn)
         .await
         .expect("SET");
-    let info = browser
-        .get(format!("{}/oauth2/userinfo", world.gate.url()))
-        .await
-        .unwrap();
-    assert_eq!(info.status, 200, "{}", info.body);
+    userinfo(&world, &browser).await;
     let (_, refreshed) = stored_session(&world).await;
     assert_ne!(
         refreshed["access_token"], after["access_token"],
@@ -252,15 +243,15 @@ async fn a_cached_session_still_refreshes_and_signs_out_with_its_tokens() {
     let world = World::start_clocked(|p| p, "", "", Some(clock.clone())).await;
     let browser = Browser::new();
     sign_in(&world, &browser, "alice@example.com", "/").await;
-    let userinfo = format!("{}/oauth2/userinfo", world.gate.url());
+    let info_url = format!("{}/oauth2/userinfo", world.gate.url());
     for _ in 0..2 {
-        let info = browser.get(&userinfo).await.unwrap();
+        let info = browser.get(&info_url).await.unwrap();
         assert_eq!(info.status, 200, "{}", info.body);
     }
     let (_, before) = stored_session(&world).await;
     // Served from the cache now: no round trip to Redis.
     let trips = world.gate.round_trips.count();
-    assert_eq!(browser.get(&userinfo).await.unwrap().status, 200);
+    assert_eq!(browser.get(&info_url).await.unwrap().status, 200);
     assert_eq!(
         world.gate.round_trips.count(),
         trips,
@@ -269,7 +260,7 @@ async fn a_cached_session_still_refreshes_and_signs_out_with_its_tokens() {
 
     // Access tokens live 60 s and are refreshed 10 s early.
     clock.advance(chrono::Duration::seconds(55));
-    let info = browser.get(&userinfo).await.unwrap();
+    let info = browser.get(&info_url).await.unwrap();
     assert_eq!(info.status, 200, "{}", info.body);
     let (_, refreshed) = stored_session(&world).await;
     assert_ne!(
@@ -280,7 +271,7 @@ async fn a_cached_session_still_refreshes_and_signs_out_with_its_tokens() {
 
     // Cache it again, then sign out: the hint comes from the stored tokens.
     for _ in 0..2 {
-        assert_eq!(browser.get(&userinfo).await.unwrap().status, 200);
+        assert_eq!(browser.get(&info_url).await.unwrap().status, 200);
     }
     let (_, end, query) = sign_out(&world, &browser).await;
     assert_eq!(

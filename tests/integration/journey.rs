@@ -353,11 +353,6 @@ async fn paths_beside_clearances_own_endpoints() {
             .any(|r| r.contains("/.clearance/")),
         "Clearance's own paths never reach the upstream"
     );
-    let info = browser
-        .get(format!("{}/oauth2/userinfo", world.gate.url()))
-        .await
-        .unwrap();
-    assert_eq!(info.status, 200);
-    let info: Value = info.json().unwrap();
+    let info = crate::userinfo(&world, &browser).await;
     assert_eq!(info["email"], "alice@example.com");
 }

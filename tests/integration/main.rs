@@ -84,6 +84,16 @@ pub async fn record(
         .expect("records API answers")
 }
 
+/// `/oauth2/userinfo` for the browser's session: asserts a 200 and returns its JSON.
+pub async fn userinfo(world: &World, browser: &Browser) -> Value {
+    let info = browser
+        .get(format!("{}/oauth2/userinfo", world.gate.url()))
+        .await
+        .expect("userinfo answers");
+    assert_eq!(info.status, 200, "{}", info.body);
+    info.json().expect("userinfo JSON")
+}
+
 /// Records every requirement of the test configuration as done now.
 pub async fn complete_everything(world: &World, subject: &str) {
     for (req, version) in [
