@@ -318,12 +318,14 @@ impl OidcProvider {
 
     /// Like [`OidcProvider::start`], but returns the error.
     pub async fn try_start(config: ProviderConfig) -> anyhow::Result<Self> {
-        // A port found free can be taken (by another process's port 0) before node binds it:
-        // try a few.
+        // A port found free can be taken (by another process's port 0) before node binds it,
+        // and node can fail to start on a loaded machine: try a few times, each on a new port,
+        // saying why (a missing dependency fails every time, with its own message).
         let mut attempts = 1;
         loop {
             match Self::try_start_on(super::free_port(), config.clone()).await {
-                Err(err) if attempts < 5 && format!("{err:#}").contains("EADDRINUSE") => {
+                Err(err) if attempts < 4 => {
+                    eprintln!("[oidc-provider] start attempt {attempts} failed, retrying: {err:#}");
                     attempts += 1;
                 }
                 started => return started,
