@@ -6,10 +6,13 @@ use crate::domain::SubjectKey;
 use crate::store::{SessionOwner, SharedStore, Standing, StoreError, parse_session};
 use actix_web::HttpRequest;
 use actix_web::cookie::{Cookie, CookieJar, SameSite, time};
+use actix_web::http::header::{self, HeaderMap};
 use base64::Engine as _;
 use chrono::Utc;
+use percent_encoding::percent_decode_str;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -77,6 +80,36 @@ pub fn open_sealed(key: &actix_web::cookie::Key, name: &str, value: &str) -> Opt
         .map(|c| c.value().to_owned())
 }
 
+/// The value of the first cookie called `name` in the `Cookie` headers, read as actix-web's
+/// `HttpRequest::cookie` reads it (name and value trimmed, one pair of surrounding quotes
+/// removed, both percent-decoded; pairs that do not decode are skipped), without parsing and
+/// copying every other cookie of the request.
+pub fn request_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<Cow<'a, str>> {
+    for header in headers.get_all(header::COOKIE) {
+        let Ok(text) = std::str::from_utf8(header.as_bytes()) else {
+            continue;
+        };
+        for pair in text.split(';') {
+            let Some((key, value)) = pair.split_once('=') else {
+                continue;
+            };
+            if percent_decode_str(key.trim()).decode_utf8().ok().as_deref() != Some(name) {
+                continue;
+            }
+            let value = value.trim();
+            let value = value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(value)
+                .trim();
+            if let Ok(value) = percent_decode_str(value).decode_utf8() {
+                return Some(value);
+            }
+        }
+    }
+    None
+}
+
 /// A session cookie's sealed value: the session id, then `.` and the subject (ids are
 /// base64url, without dots). A value without a readable subject is an id alone.
 fn cookie_parts(value: &str) -> (&str, Option<SubjectKey>) {
@@ -133,10 +166,10 @@ impl Sessions {
     }
 
     fn open(&self, req: &HttpRequest, name: &str) -> CookieValue {
-        let Some(cookie) = req.cookie(name) else {
+        let Some(value) = request_cookie(req.headers(), name) else {
             return CookieValue::Missing;
         };
-        match open_sealed(&self.settings.key, name, cookie.value()) {
+        match open_sealed(&self.settings.key, name, &value) {
             Some(value) => CookieValue::Value(value),
             None => CookieValue::Invalid,
         }
@@ -265,6 +298,39 @@ mod tests {
     use crate::domain::Principal;
     use crate::domain::SubjectKey;
     use actix_web::cookie::Key;
+
+    /// `request_cookie` finds what actix-web's own cookie parsing finds, for every shape of
+    /// `Cookie` header a client may send.
+    #[test]
+    fn request_cookie_reads_like_actix() {
+        let cases: &[&[&str]] = &[
+            &["_clearance=abc; theme=dark"],
+            &["theme=dark;_clearance=abc"],
+            &["  _clearance = abc  ; x=1"],
+            &["_clearance=\"abc\""],
+            &["_clearance=\""],
+            &["_clearance=a%2Bb%3D"],
+            &["_clearance=%FF; _clearance=second"],
+            &["%5Fclearance=encoded-name"],
+            &["_clearance_login=other"],
+            &["_clearance"],
+            &["=nameless; _clearance=x=y"],
+            &["a=1", "_clearance=in-second-header"],
+            &["_clearance=first", "_clearance=second"],
+            &[""],
+            &[],
+        ];
+        for headers in cases {
+            let mut req = actix_web::test::TestRequest::default();
+            for h in *headers {
+                req = req.append_header((header::COOKIE, *h));
+            }
+            let req = req.to_http_request();
+            let ours = request_cookie(req.headers(), "_clearance").map(Cow::into_owned);
+            let actix = req.cookie("_clearance").map(|c| c.value().to_owned());
+            assert_eq!(ours, actix, "Cookie headers {headers:?}");
+        }
+    }
 
     fn sealed(key: &Key, name: &str, value: &str) -> String {
         let mut jar = CookieJar::new();

@@ -19,6 +19,7 @@
 //! therefore only remove its own copy, never the proxy's.
 
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use std::borrow::Cow;
 
 /// Exact (canonical) names of identity headers that downstream applications commonly trust.
 const IDENTITY_HEADERS: &[&str] = &[
@@ -89,12 +90,26 @@ const PROXY_CONTROLLED: &[&str] = &[
 /// Lowercases ASCII letters and maps `_` and `.` to `-`, so that every spelling a backend
 /// might fold together compares equal.
 pub fn canonical_header_name(name: &str) -> String {
-    name.chars()
-        .map(|c| match c {
-            '_' | '.' => '-',
-            other => other.to_ascii_lowercase(),
-        })
-        .collect()
+    canonical(name).into_owned()
+}
+
+/// [`canonical_header_name`] without a copy when `name` is canonical already, as every name of
+/// a parsed `HeaderMap` is unless it holds `_`, `.` or (never in a parsed map) capitals.
+fn canonical(name: &str) -> Cow<'_, str> {
+    if name
+        .bytes()
+        .all(|b| !matches!(b, b'_' | b'.') && !b.is_ascii_uppercase())
+    {
+        return Cow::Borrowed(name);
+    }
+    Cow::Owned(
+        name.chars()
+            .map(|c| match c {
+                '_' | '.' => '-',
+                other => other.to_ascii_lowercase(),
+            })
+            .collect(),
+    )
 }
 
 fn canonical_is_identity(canonical: &str) -> bool {
@@ -109,33 +124,35 @@ fn canonical_is_identity(canonical: &str) -> bool {
 /// `authorization` is deliberately *not* an identity header: whether to forward it is the
 /// caller's decision.
 pub fn is_identity_header(name: &str) -> bool {
-    canonical_is_identity(&canonical_header_name(name))
+    canonical_is_identity(&canonical(name))
 }
 
 /// Like [`is_identity_header`], additionally matching the configured `extra` names (also
 /// compared in canonical form).  Empty entries are ignored.
 pub fn is_identity_header_with(name: &str, extra: &[String]) -> bool {
-    let canonical = canonical_header_name(name);
-    canonical_is_identity(&canonical) || extra_matches(&canonical, extra)
+    let name = canonical(name);
+    canonical_is_identity(&name) || canonical_extra(extra).contains(&name)
 }
 
-fn extra_matches(canonical: &str, extra: &[String]) -> bool {
+/// The configured extra identity names in canonical form, empty ones left out.
+fn canonical_extra(extra: &[String]) -> Vec<Cow<'_, str>> {
     extra
         .iter()
-        .map(|e| canonical_header_name(e.trim()))
-        .any(|e| !e.is_empty() && e == canonical)
+        .map(|e| canonical(e.trim()))
+        .filter(|e| !e.is_empty())
+        .collect()
 }
 
 /// Whether `name` (in any spelling) is a hop-by-hop header that must not be forwarded.
 pub fn is_hop_by_hop(name: &str) -> bool {
-    HOP_BY_HOP.contains(&canonical_header_name(name).as_str())
+    HOP_BY_HOP.contains(&canonical(name).as_ref())
 }
 
 /// Whether `name` is a forwarding header the proxy sets itself (`forwarded`, `x-forwarded-*`,
 /// `x-real-ip`, …) or one that overrides the URL/host seen by the upstream.
 pub fn is_proxy_controlled(name: &str) -> bool {
-    let canonical = canonical_header_name(name);
-    canonical.starts_with("x-forwarded-") || PROXY_CONTROLLED.contains(&canonical.as_str())
+    let name = canonical(name);
+    name.starts_with("x-forwarded-") || PROXY_CONTROLLED.contains(&name.as_ref())
 }
 
 /// The header names listed in all `Connection` headers, lowercased, without duplicates, in
@@ -163,6 +180,9 @@ fn is_tchar(b: u8) -> bool {
 }
 
 fn canonical_connection_listed(headers: &HeaderMap) -> Vec<String> {
+    if !headers.contains_key(actix_web::http::header::CONNECTION) {
+        return Vec::new();
+    }
     connection_listed(headers)
         .iter()
         .map(|t| canonical_header_name(t))
@@ -181,15 +201,17 @@ fn canonical_connection_listed(headers: &HeaderMap) -> Vec<String> {
 /// kept; use [`strip_cookies`] to remove the proxy's own cookies.
 pub fn sanitize_request_headers(incoming: &HeaderMap, extra_identity: &[String]) -> HeaderMap {
     let listed = canonical_connection_listed(incoming);
+    let extra = canonical_extra(extra_identity);
     let mut out = HeaderMap::with_capacity(incoming.len());
     for (name, value) in incoming {
-        let canonical = canonical_header_name(name.as_str());
-        let drop = HOP_BY_HOP.contains(&canonical.as_str())
-            || listed.contains(&canonical)
+        let canonical = canonical(name.as_str());
+        let canonical = canonical.as_ref();
+        let drop = HOP_BY_HOP.contains(&canonical)
+            || listed.iter().any(|l| l == canonical)
             || canonical == "host"
-            || canonical_is_identity(&canonical)
-            || extra_matches(&canonical, extra_identity)
-            || is_proxy_controlled(&canonical);
+            || canonical_is_identity(canonical)
+            || extra.iter().any(|e| e == canonical)
+            || is_proxy_controlled(canonical);
         if !drop {
             out.append(name.clone(), value.clone());
         }
@@ -203,8 +225,9 @@ pub fn sanitize_response_headers(upstream: &HeaderMap) -> HeaderMap {
     let listed = canonical_connection_listed(upstream);
     let mut out = HeaderMap::with_capacity(upstream.len());
     for (name, value) in upstream {
-        let canonical = canonical_header_name(name.as_str());
-        if !HOP_BY_HOP.contains(&canonical.as_str()) && !listed.contains(&canonical) {
+        let canonical = canonical(name.as_str());
+        let canonical = canonical.as_ref();
+        if !HOP_BY_HOP.contains(&canonical) && !listed.iter().any(|l| l == canonical) {
             out.append(name.clone(), value.clone());
         }
     }

@@ -126,35 +126,56 @@ pub fn upstream_request_headers(
 ) -> header::HeaderMap {
     let mut headers = sanitize_request_headers(incoming, &[]);
     strip_cookies(&mut headers, own_cookies);
-    let mut added: Vec<(&'static str, String)> = vec![
-        ("x-forwarded-for", forwarding.forwarded_for.to_owned()),
-        ("x-forwarded-proto", forwarding.proto.to_owned()),
-        ("x-forwarded-host", forwarding.host.to_owned()),
-        ("x-request-id", forwarding.request_id.to_owned()),
-    ];
-    if let Some(principal) = principal {
-        added.extend(
-            identity_headers(principal)
-                .into_iter()
-                .filter(|(_, v)| !v.is_empty()),
-        );
-    }
-    for (name, value) in added {
-        match HeaderValue::from_str(&value) {
-            Ok(v) => {
-                headers.insert(HeaderName::from_static(name), v);
+    let mut set = |name: HeaderName, value: &str| match HeaderValue::from_str(value) {
+        Ok(v) => {
+            headers.insert(name, v);
+        }
+        Err(_) => tracing::warn!(
+            http.header = name.as_str(),
+            "value not representable as a header; omitted"
+        ),
+    };
+    set(X_FORWARDED_FOR, forwarding.forwarded_for);
+    set(X_FORWARDED_PROTO, forwarding.proto);
+    set(X_FORWARDED_HOST, forwarding.host);
+    set(X_REQUEST_ID, forwarding.request_id);
+    if let Some(p) = principal {
+        // The same headers as `identity_headers`, without a copy of each value; empty ones are
+        // left out.
+        let subject = p.subject.as_str();
+        let email = p.email.as_deref().unwrap_or_default();
+        let groups = p.groups.join(",");
+        let name = p.name.as_deref().unwrap_or_default();
+        for (header, value) in [
+            (X_AUTH_REQUEST_USER, subject),
+            (X_AUTH_REQUEST_EMAIL, email),
+            (X_AUTH_REQUEST_GROUPS, groups.as_str()),
+            (X_AUTH_REQUEST_PREFERRED_USERNAME, name),
+            (X_FORWARDED_USER, subject),
+            (X_FORWARDED_EMAIL, email),
+        ] {
+            if !value.is_empty() {
+                set(header, value);
             }
-            Err(_) => tracing::warn!(
-                http.header = name,
-                "value not representable as a header; omitted"
-            ),
         }
     }
-    if preserve_host && let Ok(v) = HeaderValue::from_str(forwarding.host) {
-        headers.insert(header::HOST, v);
+    if preserve_host {
+        set(header::HOST, forwarding.host);
     }
     headers
 }
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_AUTH_REQUEST_USER: HeaderName = HeaderName::from_static("x-auth-request-user");
+const X_AUTH_REQUEST_EMAIL: HeaderName = HeaderName::from_static("x-auth-request-email");
+const X_AUTH_REQUEST_GROUPS: HeaderName = HeaderName::from_static("x-auth-request-groups");
+const X_AUTH_REQUEST_PREFERRED_USERNAME: HeaderName =
+    HeaderName::from_static("x-auth-request-preferred-username");
+const X_FORWARDED_USER: HeaderName = HeaderName::from_static("x-forwarded-user");
+const X_FORWARDED_EMAIL: HeaderName = HeaderName::from_static("x-forwarded-email");
 
 /// Forwards the request to the route's upstream and streams the response back.
 pub async fn forward(
@@ -199,11 +220,8 @@ pub async fn forward(
         upstream_request_headers(req.headers(), &own, &forwarding, principal, preserve_host);
 
     let mut upstream_req = upstreams.client.request(req.method().clone(), url.as_str());
-    for (name, value) in headers.iter() {
-        upstream_req
-            .headers_mut()
-            .append(name.clone(), value.clone());
-    }
+    // The client adds no headers of its own (`no_default_headers`): the filtered map is all.
+    *upstream_req.headers_mut() = headers;
 
     // Upstream request, body streamed as it arrives.
     let has_body = declared_length.is_some_and(|l| l > 0)
@@ -234,25 +252,43 @@ pub async fn forward(
     })?;
 
     // Response filter.
-    let mut builder = HttpResponse::build(response.status());
-    for (name, value) in sanitize_response_headers(response.headers()).iter() {
-        if name == header::CONTENT_LENGTH
-            || (name == header::SET_COOKIE && sets_own_cookie(value, &upstreams.own_cookies))
-        {
-            continue;
-        }
-        builder.append_header((name.clone(), value.clone()));
-    }
+    let headers = response_headers(response.headers(), &upstreams.own_cookies);
     let length = content_length(response.headers());
-    if req.method() == actix_web::http::Method::HEAD {
-        return Ok(builder.finish());
+    let mut builder = HttpResponse::build(response.status());
+    let mut answer = if req.method() == actix_web::http::Method::HEAD {
+        builder.finish()
+    } else {
+        // awc bounds only the wait for the response head; the body (downloads, server-sent
+        // events) streams for as long as the upstream keeps it open.
+        match length {
+            Some(len) => builder.body(SizedStream::new(len, response)),
+            None => builder.streaming(response),
+        }
+    };
+    // The answer's body sets its own length (or chunking): the upstream's headers, filtered,
+    // are all the rest.
+    *answer.headers_mut() = headers;
+    Ok(answer)
+}
+
+/// The response filter: the upstream's headers as returned to the client, without hop-by-hop
+/// headers ([`sanitize_response_headers`]), `Content-Length` (the body sets it) and any
+/// `Set-Cookie` for one of Clearance's own cookies.
+fn response_headers(upstream: &header::HeaderMap, own_cookies: &[String]) -> header::HeaderMap {
+    let mut headers = sanitize_response_headers(upstream);
+    headers.remove(header::CONTENT_LENGTH);
+    if headers.contains_key(header::SET_COOKIE) {
+        let kept: Vec<HeaderValue> = headers
+            .get_all(header::SET_COOKIE)
+            .filter(|v| !sets_own_cookie(v, own_cookies))
+            .cloned()
+            .collect();
+        headers.remove(header::SET_COOKIE);
+        for value in kept {
+            headers.append(header::SET_COOKIE, value);
+        }
     }
-    // awc bounds only the wait for the response head; the body (downloads, server-sent events)
-    // streams for as long as the upstream keeps it open.
-    Ok(match length {
-        Some(len) => builder.body(SizedStream::new(len, response)),
-        None => builder.streaming(response),
-    })
+    headers
 }
 
 #[cfg(test)]
@@ -292,6 +328,15 @@ mod tests {
             ("x-request-id", "client-chosen"),
             ("connection", "keep-alive"),
         ])
+    }
+
+    /// The reverse proxy sends the same identity headers as forward-auth answers with.
+    #[test]
+    fn the_proxy_sets_every_identity_header_forward_auth_sets() {
+        let out = upstream_request_headers(&map(&[]), &[], &FORWARDING, Some(&alice()), false);
+        for (name, value) in identity_headers(&alice()) {
+            assert_eq!(values(&out, name), vec![value.as_str()], "{name}");
+        }
     }
 
     #[test]

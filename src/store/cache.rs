@@ -80,12 +80,20 @@ struct Entry<V> {
     until: DateTime<Utc>,
 }
 
+/// How many unpacked standings, and as many sessions, are kept beside the packed ones: the
+/// people with requests in flight, served without unpacking (about 2 KiB each).
+const HOT_ENTRIES: usize = 512;
+
 /// Standings and sessions kept by one instance, packed (`store::packed`: one allocation each,
-/// only what a decision reads; sessions without their tokens, records without evidence) and
-/// unpacked on every hit. Sessions are keyed by the 32 bytes of their storage id.
+/// only what a decision reads; sessions without their tokens, records without evidence).
+/// The most recently used few ([`HOT_ENTRIES`]) are also kept unpacked, so that a person's
+/// requests in quick succession share one unpacked copy; the others are unpacked on a hit.
+/// Sessions are keyed by the 32 bytes of their storage id.
 pub struct DecisionCache {
     standings: quick_cache::sync::Cache<SubjectKey, Entry<Arc<[u8]>>>,
     sessions: quick_cache::sync::Cache<[u8; 32], Entry<Arc<[u8]>>>,
+    hot_standings: quick_cache::sync::Cache<SubjectKey, Entry<Arc<Standing>>>,
+    hot_sessions: quick_cache::sync::Cache<[u8; 32], Entry<Arc<Session>>>,
     ttl: chrono::Duration,
     epoch: AtomicU64,
     /// Whether invalidations are being received; while not, nothing is served or kept.
@@ -102,6 +110,12 @@ impl DecisionCache {
         Self {
             standings: quick_cache::sync::Cache::new(settings.max_subjects),
             sessions: quick_cache::sync::Cache::new(settings.max_sessions),
+            hot_standings: quick_cache::sync::Cache::new(
+                HOT_ENTRIES.min(settings.max_subjects).max(1),
+            ),
+            hot_sessions: quick_cache::sync::Cache::new(
+                HOT_ENTRIES.min(settings.max_sessions).max(1),
+            ),
             ttl: chrono::Duration::from_std(settings.ttl).unwrap_or(chrono::Duration::seconds(60)),
             epoch: AtomicU64::new(0),
             live: AtomicBool::new(false),
@@ -131,6 +145,8 @@ impl DecisionCache {
     fn clear(&self) {
         self.standings.clear();
         self.sessions.clear();
+        self.hot_standings.clear();
+        self.hot_sessions.clear();
     }
 
     /// How many standings and sessions are kept.
@@ -154,10 +170,12 @@ impl DecisionCache {
         match what {
             Invalidation::Subject(s) => {
                 self.standings.remove(s);
+                self.hot_standings.remove(s);
             }
             Invalidation::Session(id) => {
                 if let Some(key) = session_key(id) {
                     self.sessions.remove(&key);
+                    self.hot_sessions.remove(&key);
                 }
             }
         }
@@ -165,21 +183,36 @@ impl DecisionCache {
 
     /// The subject's standing if kept and still valid at `now`.
     pub fn standing(&self, subject: &SubjectKey, now: DateTime<Utc>) -> Option<Arc<Standing>> {
-        if !self.is_live() {
-            return None;
+        let ticket = self.ticket()?;
+        if let Some(hot) = self.hot_standings.get(subject).filter(|e| e.until > now) {
+            crate::metrics::cache_hit("standing");
+            return Some(hot.value);
         }
         let unpacked = self
             .standings
             .get(subject)
             .filter(|e| e.until > now)
-            .and_then(|e| unpack_standing(subject, &e.value).ok());
-        let Some(standing) = unpacked else {
+            .and_then(|e| {
+                let standing = unpack_standing(subject, &e.value).ok()?;
+                Some(Entry {
+                    value: Arc::new(standing),
+                    until: e.until,
+                })
+            });
+        let Some(entry) = unpacked else {
             self.standings.remove(subject);
+            self.hot_standings.remove(subject);
             crate::metrics::cache_miss("standing");
             return None;
         };
         crate::metrics::cache_hit("standing");
-        Some(Arc::new(standing))
+        let standing = entry.value.clone();
+        self.hot_standings.insert(subject.clone(), entry);
+        // An invalidation came in between: the copy just made may be older than it.
+        if self.moved_since(ticket) {
+            self.hot_standings.remove(subject);
+        }
+        Some(standing)
     }
 
     /// Keeps (the compact copy of) a standing read from the store with `ticket`, until the TTL
@@ -203,6 +236,7 @@ impl DecisionCache {
         };
         self.standings
             .insert(subject.clone(), Entry { value, until });
+        self.hot_standings.remove(subject);
         if self.moved_since(ticket) {
             self.standings.remove(subject);
         }
@@ -227,6 +261,8 @@ impl DecisionCache {
             Some(value) => {
                 let entry = Entry { value, ..entry };
                 self.standings.replace(subject.clone(), entry, false).ok();
+                // The unpacked copy lacks the first access: the next hit unpacks the new one.
+                self.hot_standings.remove(subject);
                 // An invalidation (and maybe a fresher read) came in between: drop the copy.
                 if self.moved_since(ticket) {
                     self.standings.remove(subject);
@@ -234,28 +270,44 @@ impl DecisionCache {
             }
             None => {
                 self.standings.remove(subject);
+                self.hot_standings.remove(subject);
             }
         }
     }
 
     /// The session stored under `id` if kept and still valid at `now`.
     pub fn session(&self, id: &str, now: DateTime<Utc>) -> Option<Arc<Session>> {
-        if !self.is_live() {
-            return None;
-        }
+        let ticket = self.ticket()?;
         let key = session_key(id)?;
+        if let Some(hot) = self.hot_sessions.get(&key).filter(|e| e.until > now) {
+            crate::metrics::cache_hit("session");
+            return Some(hot.value);
+        }
         let unpacked = self
             .sessions
             .get(&key)
             .filter(|e| e.until > now)
-            .and_then(|e| unpack_session(&e.value).ok());
-        let Some(session) = unpacked else {
+            .and_then(|e| {
+                let session = unpack_session(&e.value).ok()?;
+                Some(Entry {
+                    value: Arc::new(session),
+                    until: e.until,
+                })
+            });
+        let Some(entry) = unpacked else {
             self.sessions.remove(&key);
+            self.hot_sessions.remove(&key);
             crate::metrics::cache_miss("session");
             return None;
         };
         crate::metrics::cache_hit("session");
-        Some(Arc::new(session))
+        let session = entry.value.clone();
+        self.hot_sessions.insert(key, entry);
+        // An invalidation came in between: the copy just made may be older than it.
+        if self.moved_since(ticket) {
+            self.hot_sessions.remove(&key);
+        }
+        Some(session)
     }
 
     /// Keeps (the token-free copy of) a session read from the store with `ticket`, until the
@@ -279,6 +331,7 @@ impl DecisionCache {
             return;
         };
         self.sessions.insert(key, Entry { value, until });
+        self.hot_sessions.remove(&key);
         if self.moved_since(ticket) {
             self.sessions.remove(&key);
         }
@@ -425,6 +478,9 @@ mod tests {
         cache.keep_standing(&sk("ann@x"), &Standing::default(), at(0), t);
         cache.keep_standing(&sk("bob@x"), &Standing::default(), at(0), t);
         cache.keep_session(&id(2), &session(), None, at(0), t);
+        // Served once, so that unpacked copies are kept too: those go as well.
+        assert!(cache.standing(&sk("ann@x"), at(1)).is_some());
+        assert!(cache.session(&id(2), at(1)).is_some());
         let msg = invalidation_message(&Invalidation::Subject(sk("ann@x")));
         cache.invalidate(&parse_invalidation(&msg).unwrap());
         assert!(cache.standing(&sk("ann@x"), at(1)).is_none());
@@ -441,9 +497,37 @@ mod tests {
         let cache = live(10);
         let t = cache.ticket().unwrap();
         cache.keep_standing(&sk("ann@x"), &Standing::default(), at(0), t);
+        assert_eq!(
+            cache.standing(&sk("ann@x"), at(1)).unwrap().first_access,
+            None
+        );
         cache.note_first_access(&sk("ann@x"), at(1));
         let kept = cache.standing(&sk("ann@x"), at(2)).unwrap();
         assert_eq!(kept.first_access, Some(at(1)));
+    }
+
+    #[test]
+    fn hits_in_quick_succession_share_one_unpacked_copy() {
+        let cache = live(10);
+        let t = cache.ticket().unwrap();
+        cache.keep_standing(&sk("ann@x"), &Standing::default(), at(0), t);
+        cache.keep_session(&id(4), &session(), None, at(0), t);
+        let first = cache.standing(&sk("ann@x"), at(1)).unwrap();
+        let second = cache.standing(&sk("ann@x"), at(2)).unwrap();
+        assert!(Arc::ptr_eq(&first, &second));
+        let first = cache.session(&id(4), at(1)).unwrap();
+        let second = cache.session(&id(4), at(2)).unwrap();
+        assert!(Arc::ptr_eq(&first, &second));
+        // Keeping a fresher read replaces the unpacked copy.
+        let t = cache.ticket().unwrap();
+        cache.keep_session(&id(4), &session(), None, at(3), t);
+        assert!(!Arc::ptr_eq(
+            &second,
+            &cache.session(&id(4), at(4)).unwrap()
+        ));
+        // And the unpacked copy ends when the entry does.
+        cache.suspend();
+        assert!(cache.session(&id(4), at(5)).is_none());
     }
 
     #[test]
