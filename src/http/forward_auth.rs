@@ -10,10 +10,10 @@ use super::forwarded::{peer_is_trusted, trusted_header};
 use super::gate::{Admission, Recording, Target, admit, start_url};
 use super::normalize::normalize_path;
 use super::oauth::checked_rd;
-use super::proxy::identity_headers;
+use super::proxy::{IDENTITY_HEADER_NAMES, each_identity_header};
 use crate::config::ForwardAuthMode;
 use crate::domain::Route;
-use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use std::borrow::Cow;
 
@@ -160,25 +160,18 @@ fn strictest(state: &AppState) -> Route {
 fn allowed(admission: &Admission) -> HttpResponse {
     let mut response = HttpResponse::Ok();
     response.insert_header((header::CACHE_CONTROL, "no-store"));
-    let values: Vec<(&'static str, String)> = match admission.principal() {
-        Some(p) => identity_headers(p).into_iter().collect(),
+    match admission.principal() {
+        Some(p) => each_identity_header(p, |name, value| {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                response.insert_header((name, v));
+            }
+        }),
         // Public route: the headers are still set, empty, so that a proxy copying them
         // overwrites whatever the client sent.
-        None => [
-            "x-auth-request-user",
-            "x-auth-request-email",
-            "x-auth-request-groups",
-            "x-auth-request-preferred-username",
-            "x-forwarded-user",
-            "x-forwarded-email",
-        ]
-        .into_iter()
-        .map(|n| (n, String::new()))
-        .collect(),
-    };
-    for (name, value) in values {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            response.insert_header((HeaderName::from_static(name), v));
+        None => {
+            for name in IDENTITY_HEADER_NAMES {
+                response.insert_header((name, HeaderValue::from_static("")));
+            }
         }
     }
     response.finish()

@@ -67,23 +67,31 @@ fn sets_own_cookie(value: &HeaderValue, own: &[String]) -> bool {
     blocked
 }
 
-/// Every identity header Clearance sets, with an empty value where the person has none, so
-/// that forward-auth proxies overwrite (never keep) a client's copy.
-pub fn identity_headers(principal: &Principal) -> [(&'static str, String); 6] {
-    let subject = principal.subject.to_string();
-    let email = principal.email.clone().unwrap_or_default();
-    [
-        ("x-auth-request-user", subject.clone()),
-        ("x-auth-request-email", email.clone()),
-        ("x-auth-request-groups", principal.groups.join(",")),
-        (
-            "x-auth-request-preferred-username",
-            principal.name.clone().unwrap_or_default(),
-        ),
-        ("x-forwarded-user", subject),
-        ("x-forwarded-email", email),
-    ]
+/// Calls `set` with every identity header Clearance sets and the person's value for it, `""`
+/// where they have none (forward-auth sends those empty, so that proxies overwrite, never keep,
+/// a client's copy; the reverse proxy leaves them out).
+pub fn each_identity_header(principal: &Principal, mut set: impl FnMut(HeaderName, &str)) {
+    let subject = principal.subject.as_str();
+    let email = principal.email.as_deref().unwrap_or_default();
+    let groups = principal.groups.join(",");
+    let name = principal.name.as_deref().unwrap_or_default();
+    set(X_AUTH_REQUEST_USER, subject);
+    set(X_AUTH_REQUEST_EMAIL, email);
+    set(X_AUTH_REQUEST_GROUPS, &groups);
+    set(X_AUTH_REQUEST_PREFERRED_USERNAME, name);
+    set(X_FORWARDED_USER, subject);
+    set(X_FORWARDED_EMAIL, email);
 }
+
+/// The names [`each_identity_header`] sets.
+pub const IDENTITY_HEADER_NAMES: [HeaderName; 6] = [
+    X_AUTH_REQUEST_USER,
+    X_AUTH_REQUEST_EMAIL,
+    X_AUTH_REQUEST_GROUPS,
+    X_AUTH_REQUEST_PREFERRED_USERNAME,
+    X_FORWARDED_USER,
+    X_FORWARDED_EMAIL,
+];
 
 /// Where and as whom one admitted request goes.
 pub struct Hop<'a> {
@@ -140,24 +148,11 @@ pub fn upstream_request_headers(
     set(X_FORWARDED_HOST, forwarding.host);
     set(X_REQUEST_ID, forwarding.request_id);
     if let Some(p) = principal {
-        // The same headers as `identity_headers`, without a copy of each value; empty ones are
-        // left out.
-        let subject = p.subject.as_str();
-        let email = p.email.as_deref().unwrap_or_default();
-        let groups = p.groups.join(",");
-        let name = p.name.as_deref().unwrap_or_default();
-        for (header, value) in [
-            (X_AUTH_REQUEST_USER, subject),
-            (X_AUTH_REQUEST_EMAIL, email),
-            (X_AUTH_REQUEST_GROUPS, groups.as_str()),
-            (X_AUTH_REQUEST_PREFERRED_USERNAME, name),
-            (X_FORWARDED_USER, subject),
-            (X_FORWARDED_EMAIL, email),
-        ] {
+        each_identity_header(p, |header, value| {
             if !value.is_empty() {
                 set(header, value);
             }
-        }
+        });
     }
     if preserve_host {
         set(header::HOST, forwarding.host);
@@ -334,8 +329,12 @@ mod tests {
     #[test]
     fn the_proxy_sets_every_identity_header_forward_auth_sets() {
         let out = upstream_request_headers(&map(&[]), &[], &FORWARDING, Some(&alice()), false);
-        for (name, value) in identity_headers(&alice()) {
-            assert_eq!(values(&out, name), vec![value.as_str()], "{name}");
+        let mut sent = Vec::new();
+        each_identity_header(&alice(), |name, value| sent.push((name, value.to_owned())));
+        assert_eq!(sent.len(), IDENTITY_HEADER_NAMES.len());
+        for (name, value) in sent {
+            assert!(IDENTITY_HEADER_NAMES.contains(&name));
+            assert_eq!(values(&out, name.as_str()), vec![value], "{name}");
         }
     }
 
