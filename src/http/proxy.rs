@@ -325,6 +325,33 @@ mod tests {
         ])
     }
 
+    #[test]
+    fn upstream_answers_lose_hop_by_hop_headers_length_and_clearances_cookies() {
+        let own = vec!["_clearance".to_owned(), "_clearance_login".to_owned()];
+        let out = response_headers(
+            &map(&[
+                ("content-type", "text/html"),
+                ("content-length", "42"),
+                ("connection", "keep-alive, x-secret"),
+                ("x-secret", "internal"),
+                ("keep-alive", "timeout=5"),
+                ("set-cookie", "app=1; Path=/"),
+                ("set-cookie", "_clearance=forged; Path=/"),
+                ("set-cookie", " _clearance_login = x"),
+                ("set-cookie", "theme=dark"),
+            ]),
+            &own,
+        );
+        assert_eq!(values(&out, "content-type"), vec!["text/html"]);
+        assert_eq!(
+            values(&out, "set-cookie"),
+            vec!["app=1; Path=/", "theme=dark"]
+        );
+        for gone in ["content-length", "connection", "x-secret", "keep-alive"] {
+            assert!(!out.contains_key(gone), "{gone} kept");
+        }
+    }
+
     /// The reverse proxy sends the same identity headers as forward-auth answers with.
     #[test]
     fn the_proxy_sets_every_identity_header_forward_auth_sets() {
