@@ -115,7 +115,8 @@ fn session_cookie(c: &mut Criterion) {
     let ticket = cache.ticket().expect("a live cache");
     cache.keep_session(id, &session, None, now(), ticket);
     assert!(cache.session(id, now()).is_some());
-    let packed = clearance::store::packed::pack_session(&session).expect("packs");
+    let packed =
+        clearance::store::packed::pack_session(&session, chrono::Utc::now()).expect("packs");
     c.bench_function("session/unpack", |b| {
         b.iter(|| clearance::store::packed::unpack_session(black_box(&packed)))
     });
@@ -304,8 +305,9 @@ fn standing(c: &mut Criterion) {
     c.bench_function("standing/clone", |b| {
         b.iter(|| black_box(&standing).clone())
     });
-    let packed = clearance::store::packed::pack_standing(&standing).expect("packs");
     let who = subject();
+    let packed = clearance::store::packed::pack_standing(&who, &standing, chrono::Utc::now())
+        .expect("packs");
     c.bench_function("standing/unpack", |b| {
         b.iter(|| clearance::store::packed::unpack_standing(&who, black_box(&packed)))
     });

@@ -203,17 +203,22 @@ async fn decide(
     let settings = state.settings();
     let route = route_for(&state, &settings, &original.host, path.as_str());
     let url = original.url(path.as_str());
-    let sign_in_url = format!(
-        "{}oauth2/start?rd={}",
-        state.settings().public_url,
-        percent_encoding::utf8_percent_encode(&url, percent_encoding::NON_ALPHANUMERIC)
-    );
     let target = Target {
-        host: original.host.clone(),
+        host: original.host,
         path,
         original: url,
         route: &route,
         interruptible: false,
+    };
+    let sign_in_url = || {
+        format!(
+            "{}oauth2/start?rd={}",
+            settings.public_url,
+            percent_encoding::utf8_percent_encode(
+                &target.original,
+                percent_encoding::NON_ALPHANUMERIC
+            )
+        )
     };
     match admit(&req, &state, &target, &sign_in_url, Recording::Record).await {
         Ok(admission) => Ok(allowed(&admission)),
@@ -299,7 +304,7 @@ pub async fn blocked(
         route: &route,
         interruptible: false,
     };
-    admit(&req, &state, &target, &start_url(&rd), Recording::Skip)
+    admit(&req, &state, &target, &|| start_url(&rd), Recording::Skip)
         .await
         .http(&req)?;
     // Compliant by now (or the route never needed anything): back to where they were going.

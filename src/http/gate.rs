@@ -24,9 +24,46 @@ use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
+/// The principal a request is made as: the one in the session it came with, shared with the
+/// session (nothing is copied on the hot path), or one of its own (bearer tokens, machine
+/// clients, or a session's principal that the directory changed).
+#[derive(Clone, Debug)]
+pub enum SharedPrincipal {
+    Session(Arc<Session>),
+    Own(Box<Principal>),
+}
+
+impl std::ops::Deref for SharedPrincipal {
+    type Target = Principal;
+
+    fn deref(&self) -> &Principal {
+        match self {
+            Self::Session(session) => &session.principal,
+            Self::Own(principal) => principal,
+        }
+    }
+}
+
+impl SharedPrincipal {
+    /// The principal, to change: the session is copied first while it is shared (only when
+    /// the directory changes the person type).
+    pub fn to_mut(&mut self) -> &mut Principal {
+        match self {
+            Self::Session(session) => &mut Arc::make_mut(session).principal,
+            Self::Own(principal) => principal,
+        }
+    }
+}
+
+impl From<Principal> for SharedPrincipal {
+    fn from(principal: Principal) -> Self {
+        Self::Own(Box::new(principal))
+    }
+}
+
 /// Who is making a request: a person (browser session or bearer token), or an exempt machine.
 pub struct Authenticated {
-    pub principal: Box<Principal>,
+    pub principal: SharedPrincipal,
     /// The session's form token (browser sessions only).
     pub csrf: Option<String>,
     /// A machine client named exempt in `[[bearer.machine_clients]]`: no requirement applies.
@@ -59,10 +96,14 @@ pub fn start_url(rd: &str) -> String {
     )
 }
 
+/// Where to send a person who is not signed in: made only when someone is sent there (the
+/// percent-encoded return address costs more than an admitted request's other work).
+pub type SignInUrl<'a> = &'a dyn Fn() -> String;
+
 /// A session cookie that cannot be trusted: refuse it and clear it.
-fn invalid_session(state: &AppState, sign_in_url: &str) -> AppError {
+fn invalid_session(state: &AppState, sign_in_url: SignInUrl<'_>) -> AppError {
     AppError::InvalidSession {
-        start_url: sign_in_url.to_owned(),
+        start_url: sign_in_url(),
         clear: vec![
             state
                 .sessions
@@ -78,7 +119,7 @@ fn invalid_session(state: &AppState, sign_in_url: &str) -> AppError {
 pub async fn authenticate(
     req: &HttpRequest,
     state: &AppState,
-    sign_in_url: &str,
+    sign_in_url: SignInUrl<'_>,
 ) -> Result<Authenticated, AppError> {
     if state.settings().bearer.enabled
         && let Some(value) = req.headers().get(header::AUTHORIZATION)
@@ -94,8 +135,8 @@ pub async fn authenticate(
     }
     let (_, session, standing) = identify_session(req, state, sign_in_url).await?;
     Ok(Authenticated {
-        principal: Box::new(session.principal.clone()),
         csrf: Some(session.csrf.clone()),
+        principal: SharedPrincipal::Session(session),
         exempt: false,
         machine: false,
         standing,
@@ -111,7 +152,7 @@ async fn bearer_identity(state: &AppState, header_value: &str) -> Result<Authent
     let claims = state.bearer.verify(token).await?;
     if let Ok(principal) = principal_from_claims(&claims, &state.settings().oidc.claims) {
         return Ok(Authenticated {
-            principal: Box::new(principal),
+            principal: principal.into(),
             csrf: None,
             exempt: false,
             machine: false,
@@ -146,7 +187,7 @@ async fn bearer_identity(state: &AppState, header_value: &str) -> Result<Authent
             let mut principal = Principal::bare(subject);
             principal.person_type = Some("machine".into());
             Ok(Authenticated {
-                principal: Box::new(principal),
+                principal: principal.into(),
                 csrf: None,
                 exempt: true,
                 machine: true,
@@ -161,7 +202,7 @@ async fn bearer_identity(state: &AppState, header_value: &str) -> Result<Authent
                 .await?
                 .unwrap_or_else(|| Principal::bare(person.clone()));
             Ok(Authenticated {
-                principal: Box::new(principal),
+                principal: principal.into(),
                 csrf: None,
                 exempt: false,
                 machine: true,
@@ -175,7 +216,7 @@ async fn bearer_identity(state: &AppState, header_value: &str) -> Result<Authent
 pub async fn session_identity(
     req: &HttpRequest,
     state: &AppState,
-    sign_in_url: &str,
+    sign_in_url: SignInUrl<'_>,
 ) -> Result<(String, Arc<Session>), AppError> {
     let (id, session, _) = identify_session(req, state, sign_in_url).await?;
     Ok((id, session))
@@ -185,7 +226,7 @@ pub async fn session_identity(
 async fn identify_session(
     req: &HttpRequest,
     state: &AppState,
-    sign_in_url: &str,
+    sign_in_url: SignInUrl<'_>,
 ) -> Result<(String, Arc<Session>, Option<Arc<Standing>>), AppError> {
     let (id, session, standing) = match state.sessions.lookup(req).await? {
         Lookup::Found {
@@ -195,7 +236,7 @@ async fn identify_session(
         } => (id, session, standing),
         Lookup::Missing | Lookup::Ended => {
             return Err(AppError::SignInRequired {
-                start_url: sign_in_url.to_owned(),
+                start_url: sign_in_url(),
             });
         }
         Lookup::Invalid => {
@@ -216,7 +257,7 @@ async fn identify_session(
     // The decision cache keeps sessions without their tokens: read them now.
     let Some(session) = state.sessions.with_tokens(&id, session).await? else {
         return Err(AppError::SignInRequired {
-            start_url: sign_in_url.to_owned(),
+            start_url: sign_in_url(),
         });
     };
     if let (true, Some(refresh_token)) = (due(&session), session.refresh_token.clone()) {
@@ -254,7 +295,7 @@ async fn identify_session(
                 tracing::info!(session.id = %Sessions::log_id(&id), error.message = %e, "refresh refused; session ended");
                 state.sessions.destroy(&id).await?;
                 return Err(AppError::SignInRequired {
-                    start_url: sign_in_url.to_owned(),
+                    start_url: sign_in_url(),
                 });
             }
         }
@@ -444,7 +485,7 @@ pub enum Admission {
     /// A public route: nobody is identified.
     Anonymous,
     /// A person or machine client who may pass.
-    Person(Box<Principal>),
+    Person(SharedPrincipal),
 }
 
 impl Admission {
@@ -463,7 +504,7 @@ pub async fn admit(
     req: &HttpRequest,
     state: &AppState,
     target: &Target<'_>,
-    sign_in_url: &str,
+    sign_in_url: SignInUrl<'_>,
     recording: Recording,
 ) -> Result<Admission, AppError> {
     if target.route.access == RouteAccess::Public {
@@ -567,8 +608,8 @@ async fn decide(
     let mut principal = principal;
     if let Some(person) = &standing.person {
         // The directory is authoritative for the person type.
-        if person.user_type.is_some() {
-            principal.person_type.clone_from(&person.user_type);
+        if person.user_type.is_some() && person.user_type != principal.person_type {
+            principal.to_mut().person_type.clone_from(&person.user_type);
         }
     }
     let request_id = req
@@ -734,7 +775,7 @@ pub async fn gate(
         &req,
         &state,
         &target,
-        &start_url(&target.original),
+        &|| start_url(&target.original),
         Recording::Record,
     )
     .await
@@ -759,4 +800,36 @@ pub async fn gate(
     )
     .await
     .http(&req)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shared_principal_is_read_in_place_and_copied_before_it_changes() {
+        let session = Arc::new(Session {
+            principal: Principal::bare(SubjectKey::parse("ann@example.com").unwrap()),
+            id_token: None,
+            access_token: String::new(),
+            refresh_token: None,
+            access_expires_at: None,
+            created_at: Utc::now(),
+            expires_at: Utc::now(),
+            csrf: "c".into(),
+            provider_sid: None,
+            tokens_elided: true,
+        });
+        let mut shared = SharedPrincipal::Session(session.clone());
+        assert!(std::ptr::eq(&*shared, &session.principal), "no copy");
+        shared.to_mut().person_type = Some("contractor".into());
+        assert_eq!(shared.person_type.as_deref(), Some("contractor"));
+        assert_eq!(
+            session.principal.person_type, None,
+            "the session is not changed"
+        );
+        let mut own = SharedPrincipal::from(session.principal.clone());
+        own.to_mut().name = Some("Ann".into());
+        assert_eq!(own.name.as_deref(), Some("Ann"));
+    }
 }

@@ -66,7 +66,7 @@ async fn caller(req: &HttpRequest, state: &AppState, api: bool) -> Result<Caller
         Some(q) => format!("{}?{q}", req.path()),
         None => req.path().to_owned(),
     };
-    let who = authenticate(req, state, &start_url(&original)).await?;
+    let who = authenticate(req, state, &|| start_url(&original)).await?;
     if who.machine {
         // A client acting for a person must not inherit their oversight role.
         return Err(AppError::Forbidden(

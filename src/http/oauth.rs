@@ -305,9 +305,10 @@ pub async fn userinfo(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, HttpError> {
-    let Authenticated { principal, .. } = gate::authenticate(&req, &state, &gate::start_url("/"))
-        .await
-        .http(&req)?;
+    let Authenticated { principal, .. } =
+        gate::authenticate(&req, &state, &|| gate::start_url("/"))
+            .await
+            .http(&req)?;
     let p = &principal;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))

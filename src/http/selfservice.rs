@@ -93,7 +93,7 @@ pub async fn page(
 ) -> Result<HttpResponse, HttpError> {
     let requirement = with_document(&state, &id).http(&req)?;
     let rd = checked_rd(query.rd.as_deref(), &state).http(&req)?;
-    let (_, session) = session_identity(&req, &state, &start_url(&self_url(&id, &rd)))
+    let (_, session) = session_identity(&req, &state, &|| start_url(&self_url(&id, &rd)))
         .await
         .http(&req)?;
     let Some(document) = &requirement.document else {
@@ -168,7 +168,7 @@ pub async fn read(
     form: web::Form<ReadForm>,
 ) -> Result<HttpResponse, HttpError> {
     let requirement = with_document(&state, &id).http(&req)?;
-    let (_, session) = session_identity(&req, &state, &start_url("/"))
+    let (_, session) = session_identity(&req, &state, &|| start_url("/"))
         .await
         .http(&req)?;
     check_csrf(&session, &form.csrf).http(&req)?;
@@ -223,7 +223,7 @@ pub async fn decide(
 ) -> Result<HttpResponse, HttpError> {
     let requirement = with_document(&state, &id).http(&req)?;
     let rd = checked_rd(form.rd.as_deref(), &state).http(&req)?;
-    let (session_id, session) = session_identity(&req, &state, &start_url(&self_url(&id, &rd)))
+    let (session_id, session) = session_identity(&req, &state, &|| start_url(&self_url(&id, &rd)))
         .await
         .http(&req)?;
     check_csrf(&session, &form.csrf).http(&req)?;

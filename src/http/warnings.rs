@@ -25,7 +25,7 @@ pub async fn acknowledge(
     form: web::Form<AcknowledgeForm>,
 ) -> Result<HttpResponse, HttpError> {
     let rd = checked_rd(Some(&form.rd), &state).http(&req)?;
-    let (_, session) = session_identity(&req, &state, &start_url(&rd))
+    let (_, session) = session_identity(&req, &state, &|| start_url(&rd))
         .await
         .http(&req)?;
     if !bool::from(session.csrf.as_bytes().ct_eq(form.csrf.as_bytes())) {

@@ -14,10 +14,11 @@
 //! removed again right after, so a read that started before a change never outlives it here.
 
 use super::Standing;
-use super::packed::{pack_session, pack_standing, unpack_session, unpack_standing};
+use super::packed::{self, pack_session, pack_standing, unpack_session, unpack_standing};
 use crate::config::CacheSettings;
 use crate::domain::{Session, SubjectKey};
 use chrono::{DateTime, Utc};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -60,20 +61,14 @@ pub fn next_change(standing: &Standing, now: DateTime<Utc>) -> Option<DateTime<U
     records.chain(exemptions).filter(|t| *t > now).min()
 }
 
-/// A session's cache key: the 32 bytes its storage id (hex SHA-256) spells. Anything else is
-/// never kept.
-fn session_key(id: &str) -> Option<[u8; 32]> {
-    let mut key = [0u8; 32];
-    hex::decode_to_slice(id, &mut key).ok().map(|()| key)
-}
-
 /// Packed bytes to keep, or nothing (logged) when packing failed.
-fn packed(bytes: Result<Arc<[u8]>, super::packed::PackError>) -> Option<Arc<[u8]>> {
+fn keepable(bytes: Result<Arc<[u8]>, super::packed::PackError>) -> Option<Arc<[u8]>> {
     bytes
         .map_err(|e| tracing::warn!(error.message = %e, "not kept in the decision cache"))
         .ok()
 }
 
+/// An unpacked copy, with the moment it stops being served.
 #[derive(Clone)]
 struct Entry<V> {
     value: V,
@@ -84,20 +79,39 @@ struct Entry<V> {
 /// people with requests in flight, served without unpacking (about 2 KiB each).
 const HOT_ENTRIES: usize = 512;
 
+/// A packed entry's key: 16 bytes, kept inline in the cache's table.
+type Key = [u8; 16];
+
 /// Standings and sessions kept by one instance, packed (`store::packed`: one allocation each,
-/// only what a decision reads; sessions without their tokens, records without evidence).
+/// only what a decision reads, starting with the second until which it is served; sessions
+/// without their tokens, records without evidence), so that 100,000 people take little memory.
 /// The most recently used few ([`HOT_ENTRIES`]) are also kept unpacked, so that a person's
 /// requests in quick succession share one unpacked copy; the others are unpacked on a hit.
-/// Sessions are keyed by the 32 bytes of their storage id.
+///
+/// Sessions are keyed by the first 16 bytes of their storage id (a SHA-256), standings by a
+/// 128-bit keyed hash of the subject; a standing's packing holds its subject, and one packed for
+/// another subject is never served.
 pub struct DecisionCache {
-    standings: quick_cache::sync::Cache<SubjectKey, Entry<Arc<[u8]>>>,
-    sessions: quick_cache::sync::Cache<[u8; 32], Entry<Arc<[u8]>>>,
+    standings: quick_cache::sync::Cache<Key, Arc<[u8]>>,
+    sessions: quick_cache::sync::Cache<Key, Arc<[u8]>>,
     hot_standings: quick_cache::sync::Cache<SubjectKey, Entry<Arc<Standing>>>,
-    hot_sessions: quick_cache::sync::Cache<[u8; 32], Entry<Arc<Session>>>,
+    hot_sessions: quick_cache::sync::Cache<Key, Entry<Arc<Session>>>,
+    /// The two keys of the subjects' hash, random per process.
+    subject_hash: (RandomState, RandomState),
     ttl: chrono::Duration,
     epoch: AtomicU64,
     /// Whether invalidations are being received; while not, nothing is served or kept.
     live: AtomicBool,
+}
+
+/// A session's cache key: the first 16 of the 32 bytes its storage id (hex SHA-256) spells.
+/// Anything else is never kept.
+fn session_key(id: &str) -> Option<Key> {
+    let mut digest = [0u8; 32];
+    hex::decode_to_slice(id, &mut digest).ok()?;
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest[..16]);
+    Some(key)
 }
 
 /// A reader's ticket: the epoch seen before reading the store.
@@ -107,19 +121,34 @@ pub struct Ticket(u64);
 impl DecisionCache {
     /// A cache that serves nothing until [`DecisionCache::resume`] (the subscription is up).
     pub fn new(settings: &CacheSettings) -> Self {
+        let standings = quick_cache::sync::Cache::new(settings.max_subjects);
+        let sessions = quick_cache::sync::Cache::new(settings.max_sessions);
+        // Room for every entry up front: the tables never grow by doubling (which would leave
+        // the old table behind at the peak), and unused room is address space, not memory.
+        standings.reserve(settings.max_subjects);
+        sessions.reserve(settings.max_sessions);
         Self {
-            standings: quick_cache::sync::Cache::new(settings.max_subjects),
-            sessions: quick_cache::sync::Cache::new(settings.max_sessions),
+            standings,
+            sessions,
             hot_standings: quick_cache::sync::Cache::new(
                 HOT_ENTRIES.min(settings.max_subjects).max(1),
             ),
             hot_sessions: quick_cache::sync::Cache::new(
                 HOT_ENTRIES.min(settings.max_sessions).max(1),
             ),
+            subject_hash: (RandomState::new(), RandomState::new()),
             ttl: chrono::Duration::from_std(settings.ttl).unwrap_or(chrono::Duration::seconds(60)),
             epoch: AtomicU64::new(0),
             live: AtomicBool::new(false),
         }
+    }
+
+    fn subject_key(&self, subject: &SubjectKey) -> Key {
+        let (a, b) = &self.subject_hash;
+        let mut key = [0u8; 16];
+        key[..8].copy_from_slice(&a.hash_one(subject.as_str()).to_le_bytes());
+        key[8..].copy_from_slice(&b.hash_one(subject.as_str()).to_le_bytes());
+        key
     }
 
     /// Whether entries are served (invalidations are being received).
@@ -168,10 +197,7 @@ impl DecisionCache {
     pub fn invalidate(&self, what: &Invalidation) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
         match what {
-            Invalidation::Subject(s) => {
-                self.standings.remove(s);
-                self.hot_standings.remove(s);
-            }
+            Invalidation::Subject(s) => self.forget_standing(s, &self.subject_key(s)),
             Invalidation::Session(id) => {
                 if let Some(key) = session_key(id) {
                     self.sessions.remove(&key);
@@ -181,6 +207,11 @@ impl DecisionCache {
         }
     }
 
+    fn forget_standing(&self, subject: &SubjectKey, key: &Key) {
+        self.standings.remove(key);
+        self.hot_standings.remove(subject);
+    }
+
     /// The subject's standing if kept and still valid at `now`.
     pub fn standing(&self, subject: &SubjectKey, now: DateTime<Utc>) -> Option<Arc<Standing>> {
         let ticket = self.ticket()?;
@@ -188,20 +219,20 @@ impl DecisionCache {
             crate::metrics::cache_hit("standing");
             return Some(hot.value);
         }
+        let key = self.subject_key(subject);
         let unpacked = self
             .standings
-            .get(subject)
-            .filter(|e| e.until > now)
-            .and_then(|e| {
-                let standing = unpack_standing(subject, &e.value).ok()?;
+            .get(&key)
+            .filter(|bytes| packed::serves_at(bytes, now))
+            .and_then(|bytes| {
+                let standing = unpack_standing(subject, &bytes).ok()?;
                 Some(Entry {
                     value: Arc::new(standing),
-                    until: e.until,
+                    until: DateTime::from_timestamp(packed::until(&bytes)?, 0)?,
                 })
             });
         let Some(entry) = unpacked else {
-            self.standings.remove(subject);
-            self.hot_standings.remove(subject);
+            self.forget_standing(subject, &key);
             crate::metrics::cache_miss("standing");
             return None;
         };
@@ -231,14 +262,14 @@ impl DecisionCache {
         if until <= now || self.moved_since(ticket) {
             return;
         }
-        let Some(value) = packed(pack_standing(standing)) else {
+        let Some(value) = keepable(pack_standing(subject, standing, until)) else {
             return;
         };
-        self.standings
-            .insert(subject.clone(), Entry { value, until });
+        let key = self.subject_key(subject);
+        self.standings.insert(key, value);
         self.hot_standings.remove(subject);
         if self.moved_since(ticket) {
-            self.standings.remove(subject);
+            self.standings.remove(&key);
         }
     }
 
@@ -248,30 +279,28 @@ impl DecisionCache {
         let Some(ticket) = self.ticket() else {
             return;
         };
-        let Some(entry) = self.standings.get(subject) else {
+        let key = self.subject_key(subject);
+        let Some(bytes) = self.standings.get(&key) else {
             return;
         };
-        let noted = unpack_standing(subject, &entry.value)
+        let noted = unpack_standing(subject, &bytes)
             .ok()
             .and_then(|mut standing| {
                 standing.first_access.get_or_insert(at);
-                packed(pack_standing(&standing))
+                let until = DateTime::from_timestamp(packed::until(&bytes)?, 0)?;
+                keepable(pack_standing(subject, &standing, until))
             });
         match noted {
             Some(value) => {
-                let entry = Entry { value, ..entry };
-                self.standings.replace(subject.clone(), entry, false).ok();
+                self.standings.replace(key, value, false).ok();
                 // The unpacked copy lacks the first access: the next hit unpacks the new one.
                 self.hot_standings.remove(subject);
                 // An invalidation (and maybe a fresher read) came in between: drop the copy.
                 if self.moved_since(ticket) {
-                    self.standings.remove(subject);
+                    self.standings.remove(&key);
                 }
             }
-            None => {
-                self.standings.remove(subject);
-                self.hot_standings.remove(subject);
-            }
+            None => self.forget_standing(subject, &key),
         }
     }
 
@@ -286,12 +315,12 @@ impl DecisionCache {
         let unpacked = self
             .sessions
             .get(&key)
-            .filter(|e| e.until > now)
-            .and_then(|e| {
-                let session = unpack_session(&e.value).ok()?;
+            .filter(|bytes| packed::serves_at(bytes, now))
+            .and_then(|bytes| {
+                let session = unpack_session(&bytes).ok()?;
                 Some(Entry {
                     value: Arc::new(session),
-                    until: e.until,
+                    until: DateTime::from_timestamp(packed::until(&bytes)?, 0)?,
                 })
             });
         let Some(entry) = unpacked else {
@@ -327,10 +356,10 @@ impl DecisionCache {
         if until <= now || self.moved_since(ticket) {
             return;
         }
-        let Some(value) = packed(pack_session(value)) else {
+        let Some(value) = keepable(pack_session(value, until)) else {
             return;
         };
-        self.sessions.insert(key, Entry { value, until });
+        self.sessions.insert(key, value);
         self.hot_sessions.remove(&key);
         if self.moved_since(ticket) {
             self.sessions.remove(&key);

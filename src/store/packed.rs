@@ -1,19 +1,26 @@
 //! Packed copies of sessions and standings for the decision cache: one allocation of postcard
-//! bytes each, holding only what a decision reads, unpacked on every hit.
+//! bytes each, holding only what a decision reads, unpacked on a hit.
 //!
-//! A session is packed without its provider tokens and provider session id (it unpacks with
-//! `tokens_elided` set); a standing without each record's evidence and recorder (managers and
-//! auditors read those from the store). Times keep their nanoseconds, so
-//! expiries stay exact. The directory entry and exemptions, which vary in shape and are rare on
-//! the hot path, are kept as their JSON inside the bytes.
+//! Every packing starts with the second (since the epoch) until which the cache may serve it, so
+//! that a cache entry is nothing but its key and one shared byte slice. A session is packed
+//! without its provider tokens and provider session id (it unpacks with `tokens_elided` set); an
+//! email equal to the subject is kept once, and a form token that is 32 random bytes is kept as
+//! those bytes. A standing is packed with its subject (checked when it is unpacked), without each
+//! record's evidence and recorder (managers and auditors read those from the store), and with
+//! requirement ids as numbers ([`RequirementNumbers`]). Times keep their nanoseconds, so expiries
+//! stay exact. The directory entry and exemptions, which vary in shape and are rare on the hot
+//! path, are kept as their JSON inside the bytes.
 
 use super::Standing;
 use crate::domain::{
     Exemption, Person, Principal, Record, RequirementId, Session, Source, SubjectKey, Version,
 };
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, RwLock};
 
 /// Why packed bytes could not be made or read (the cache then keeps or serves nothing).
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +33,38 @@ pub enum PackError {
     Time,
     #[error("packing: {0}")]
     Subject(#[from] crate::domain::SubjectKeyError),
+    #[error("packing: kept for another subject")]
+    OtherSubject,
+    #[error("packing: a requirement number that was never given out")]
+    Requirement,
+    #[error("packing: too short")]
+    Short,
+}
+
+/// How many bytes the serving limit takes at the start of every packing.
+const UNTIL_LEN: usize = 8;
+
+/// Bytes that start with `until` (whole seconds, rounded down: never served past it), then
+/// `packed` in postcard.
+fn with_until<T: Serialize>(until: DateTime<Utc>, packed: &T) -> Result<Arc<[u8]>, PackError> {
+    let mut bytes = Vec::with_capacity(160);
+    bytes.extend_from_slice(&until.timestamp().to_le_bytes());
+    Ok(postcard::to_extend(packed, bytes)?.into())
+}
+
+/// The second until which `bytes` may be served (see [`with_until`]).
+pub fn until(bytes: &[u8]) -> Option<i64> {
+    let head: [u8; UNTIL_LEN] = bytes.get(..UNTIL_LEN)?.try_into().ok()?;
+    Some(i64::from_le_bytes(head))
+}
+
+/// Whether `bytes` may still be served at `now`.
+pub fn serves_at(bytes: &[u8], now: DateTime<Utc>) -> bool {
+    until(bytes).is_some_and(|until| until > now.timestamp())
+}
+
+fn body(bytes: &[u8]) -> Result<&[u8], PackError> {
+    bytes.get(UNTIL_LEN..).ok_or(PackError::Short)
 }
 
 /// An instant as seconds and nanoseconds since the epoch.
@@ -46,11 +85,45 @@ fn time(stamp: Option<Stamp>) -> Result<Option<DateTime<Utc>>, PackError> {
     stamp.map(|s| s.time()).transpose()
 }
 
+/// A session's email: usually the subject itself, then kept once.
+#[derive(Serialize, Deserialize)]
+enum PackedEmail<'a> {
+    None,
+    Subject,
+    Other(&'a str),
+}
+
+/// A form token: the 32 random bytes `random_token` spells, or any other text as it is.
+#[derive(Serialize, Deserialize)]
+enum PackedToken<'a> {
+    Bytes([u8; 32]),
+    Text(&'a str),
+}
+
+impl<'a> PackedToken<'a> {
+    fn of(token: &'a str) -> Self {
+        let mut raw = [0u8; 32];
+        match URL_SAFE_NO_PAD.decode_slice(token, &mut raw) {
+            // Only when it spells back to the same text.
+            Ok(32) if URL_SAFE_NO_PAD.encode(raw) == token => Self::Bytes(raw),
+            _ => Self::Text(token),
+        }
+    }
+
+    fn text(&self) -> String {
+        match self {
+            Self::Bytes(raw) => URL_SAFE_NO_PAD.encode(raw),
+            Self::Text(text) => (*text).to_owned(),
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct PackedSession<'a> {
     subject: &'a str,
     provider_sub: &'a str,
-    email: Option<&'a str>,
+    #[serde(borrow)]
+    email: PackedEmail<'a>,
     name: Option<&'a str>,
     groups: Vec<&'a str>,
     person_type: Option<&'a str>,
@@ -58,16 +131,22 @@ struct PackedSession<'a> {
     access_expires_at: Option<Stamp>,
     created_at: Stamp,
     expires_at: Stamp,
-    csrf: &'a str,
+    #[serde(borrow)]
+    csrf: PackedToken<'a>,
 }
 
-/// The bytes the cache keeps for `session`.
-pub fn pack_session(session: &Session) -> Result<Arc<[u8]>, PackError> {
+/// The bytes the cache keeps for `session`, served until `until`.
+pub fn pack_session(session: &Session, until: DateTime<Utc>) -> Result<Arc<[u8]>, PackError> {
     let p = &session.principal;
+    let email = match p.email.as_deref() {
+        None => PackedEmail::None,
+        Some(email) if email == p.subject.as_str() => PackedEmail::Subject,
+        Some(email) => PackedEmail::Other(email),
+    };
     let packed = PackedSession {
         subject: p.subject.as_str(),
         provider_sub: &p.provider_sub,
-        email: p.email.as_deref(),
+        email,
         name: p.name.as_deref(),
         groups: p.groups.iter().map(String::as_str).collect(),
         person_type: p.person_type.as_deref(),
@@ -75,19 +154,24 @@ pub fn pack_session(session: &Session) -> Result<Arc<[u8]>, PackError> {
         access_expires_at: session.access_expires_at.map(Stamp::of),
         created_at: Stamp::of(session.created_at),
         expires_at: Stamp::of(session.expires_at),
-        csrf: &session.csrf,
+        csrf: PackedToken::of(&session.csrf),
     };
-    Ok(postcard::to_allocvec(&packed)?.into())
+    with_until(until, &packed)
 }
 
 /// The session packed in `bytes`, without its tokens (`tokens_elided`).
 pub fn unpack_session(bytes: &[u8]) -> Result<Session, PackError> {
-    let p: PackedSession<'_> = postcard::from_bytes(bytes)?;
+    let p: PackedSession<'_> = postcard::from_bytes(body(bytes)?)?;
+    let email = match p.email {
+        PackedEmail::None => None,
+        PackedEmail::Subject => Some(p.subject.to_owned()),
+        PackedEmail::Other(email) => Some(email.to_owned()),
+    };
     Ok(Session {
         principal: Principal {
             subject: SubjectKey::parse(p.subject)?,
             provider_sub: p.provider_sub.to_owned(),
-            email: p.email.map(str::to_owned),
+            email,
             name: p.name.map(str::to_owned),
             groups: p.groups.into_iter().map(str::to_owned).collect(),
             person_type: p.person_type.map(str::to_owned),
@@ -99,15 +183,71 @@ pub fn unpack_session(bytes: &[u8]) -> Result<Session, PackError> {
         access_expires_at: time(p.access_expires_at)?,
         created_at: p.created_at.time()?,
         expires_at: p.expires_at.time()?,
-        csrf: p.csrf.to_owned(),
+        csrf: p.csrf.text(),
         provider_sid: None,
         tokens_elided: true,
     })
 }
 
+/// Requirement ids as small numbers, given out in order of first sight and never taken back, so
+/// that a packing made before a policy reload still reads the same. Only the first
+/// [`RequirementNumbers::MAX`] ids get one; any others are packed as their text.
+#[derive(Default)]
+pub struct RequirementNumbers {
+    ids: Vec<Arc<str>>,
+    numbers: HashMap<Arc<str>, u16>,
+}
+
+impl RequirementNumbers {
+    /// The most ids numbered (a policy names a few dozen at most).
+    pub const MAX: usize = 4096;
+
+    fn number(id: &str) -> Option<u16> {
+        let known = NUMBERS
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .numbers
+            .get(id)
+            .copied();
+        known.or_else(|| {
+            let mut all = NUMBERS
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(n) = all.numbers.get(id) {
+                return Some(*n);
+            }
+            let n = u16::try_from(all.ids.len())
+                .ok()
+                .filter(|_| all.ids.len() < Self::MAX)?;
+            let id: Arc<str> = Arc::from(id);
+            all.ids.push(id.clone());
+            all.numbers.insert(id, n);
+            Some(n)
+        })
+    }
+
+    fn id(n: u16) -> Option<Arc<str>> {
+        NUMBERS
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .ids
+            .get(usize::from(n))
+            .cloned()
+    }
+}
+
+static NUMBERS: LazyLock<RwLock<RequirementNumbers>> = LazyLock::new(Default::default);
+
+#[derive(Serialize, Deserialize)]
+enum PackedRequirement<'a> {
+    Number(u16),
+    Text(&'a str),
+}
+
 #[derive(Serialize, Deserialize)]
 struct PackedRecord<'a> {
-    requirement: &'a str,
+    #[serde(borrow)]
+    requirement: PackedRequirement<'a>,
     major: u32,
     minor: u32,
     completed_at: Stamp,
@@ -119,6 +259,7 @@ struct PackedRecord<'a> {
 
 #[derive(Serialize, Deserialize)]
 struct PackedStanding<'a> {
+    subject: &'a str,
     #[serde(borrow)]
     records: Vec<PackedRecord<'a>>,
     /// The directory entry, as JSON.
@@ -128,13 +269,20 @@ struct PackedStanding<'a> {
     first_access: Option<Stamp>,
 }
 
-/// The bytes the cache keeps for `standing`.
-pub fn pack_standing(standing: &Standing) -> Result<Arc<[u8]>, PackError> {
+/// The bytes the cache keeps for `subject`'s `standing`, served until `until`.
+pub fn pack_standing(
+    subject: &SubjectKey,
+    standing: &Standing,
+    until: DateTime<Utc>,
+) -> Result<Arc<[u8]>, PackError> {
     let records = standing
         .records
         .iter()
         .map(|r| PackedRecord {
-            requirement: &r.requirement.0,
+            requirement: RequirementNumbers::number(&r.requirement.0).map_or(
+                PackedRequirement::Text(&r.requirement.0),
+                PackedRequirement::Number,
+            ),
             major: r.version.major,
             minor: r.version.minor,
             completed_at: Stamp::of(r.completed_at),
@@ -150,6 +298,7 @@ pub fn pack_standing(standing: &Standing) -> Result<Arc<[u8]>, PackError> {
         serde_json::to_string(&standing.exemptions)?
     };
     let packed = PackedStanding {
+        subject: subject.as_str(),
         records,
         person: standing
             .person
@@ -159,19 +308,29 @@ pub fn pack_standing(standing: &Standing) -> Result<Arc<[u8]>, PackError> {
         exemptions,
         first_access: standing.first_access.map(Stamp::of),
     };
-    Ok(postcard::to_allocvec(&packed)?.into())
+    with_until(until, &packed)
 }
 
-/// `subject`'s standing packed in `bytes`, its records without evidence or recorder.
+/// `subject`'s standing packed in `bytes`, its records without evidence or recorder. An error
+/// when the bytes were packed for another subject.
 pub fn unpack_standing(subject: &SubjectKey, bytes: &[u8]) -> Result<Standing, PackError> {
-    let p: PackedStanding<'_> = postcard::from_bytes(bytes)?;
+    let p: PackedStanding<'_> = postcard::from_bytes(body(bytes)?)?;
+    if p.subject != subject.as_str() {
+        return Err(PackError::OtherSubject);
+    }
     let records = p
         .records
         .into_iter()
         .map(|r| {
+            let requirement = match r.requirement {
+                PackedRequirement::Number(n) => RequirementNumbers::id(n)
+                    .ok_or(PackError::Requirement)?
+                    .to_string(),
+                PackedRequirement::Text(id) => id.to_owned(),
+            };
             Ok(Record {
                 subject: subject.clone(),
-                requirement: RequirementId(r.requirement.to_owned()),
+                requirement: RequirementId(requirement),
                 version: Version {
                     major: r.major,
                     minor: r.minor,
@@ -239,7 +398,7 @@ mod tests {
     #[test]
     fn a_session_unpacks_as_its_token_free_copy() {
         let full = session();
-        let bytes = pack_session(&full).unwrap();
+        let bytes = pack_session(&full, at(60, 0)).unwrap();
         let back = unpack_session(&bytes).unwrap();
         assert_eq!(back.principal, full.principal);
         assert_eq!(back.csrf, full.csrf);
@@ -258,7 +417,7 @@ mod tests {
             (None, "", None)
         );
         assert!(
-            bytes.len() < 160,
+            bytes.len() < 150,
             "{} bytes for a session without tokens",
             bytes.len()
         );
@@ -269,7 +428,7 @@ mod tests {
         let mut s = session();
         s.principal = Principal::bare(sk("x@y"));
         s.access_expires_at = None;
-        let back = unpack_session(&pack_session(&s).unwrap()).unwrap();
+        let back = unpack_session(&pack_session(&s, at(60, 0)).unwrap()).unwrap();
         assert_eq!(back.principal, s.principal);
         assert_eq!(back.access_expires_at, None);
     }
@@ -320,8 +479,9 @@ mod tests {
             exemptions: vec![exemption.clone()],
             first_access: Some(at(1, 2)),
         };
-        let back =
-            unpack_standing(&sk("ann@example.com"), &pack_standing(&standing).unwrap()).unwrap();
+        let ann = sk("ann@example.com");
+        let bytes = pack_standing(&ann, &standing, at(60, 0)).unwrap();
+        let back = unpack_standing(&ann, &bytes).unwrap();
         let mut expected = standing.records.clone();
         for r in &mut expected {
             r.evidence.clear();
@@ -333,17 +493,122 @@ mod tests {
         assert_eq!(back.exemptions, vec![exemption]);
         assert_eq!(back.first_access, Some(at(1, 2)));
 
-        let empty =
-            unpack_standing(&sk("z@y"), &pack_standing(&Standing::default()).unwrap()).unwrap();
+        assert!(matches!(
+            unpack_standing(&sk("bob@example.com"), &bytes),
+            Err(PackError::OtherSubject)
+        ));
+        let empty = pack_standing(&sk("z@y"), &Standing::default(), at(60, 0)).unwrap();
+        let empty = unpack_standing(&sk("z@y"), &empty).unwrap();
         assert!(empty.records.is_empty() && empty.exemptions.is_empty());
         assert_eq!((empty.person, empty.first_access), (None, None));
     }
 
     #[test]
     fn bytes_that_are_not_a_packing_are_an_error_not_a_panic() {
-        for bytes in [&b""[..], b"\xff\xff\xff", b"\x01"] {
+        for bytes in [
+            &b""[..],
+            b"\xff\xff\xff",
+            b"\x01",
+            b"\0\0\0\0\0\0\0\0",
+            b"\0\0\0\0\0\0\0\0\x01",
+        ] {
             assert!(unpack_session(bytes).is_err());
             assert!(unpack_standing(&sk("a@b"), bytes).is_err());
         }
+        assert_eq!(until(b"\x01"), None);
+        assert!(!serves_at(b"", at(0, 0)));
+    }
+
+    #[test]
+    fn a_packing_is_served_until_the_second_it_names_rounded_down() {
+        let bytes = pack_session(&session(), at(60, 900_000_000)).unwrap();
+        assert_eq!(until(&bytes), Some(at(60, 0).timestamp()));
+        assert!(serves_at(&bytes, at(59, 999_999_999)));
+        assert!(!serves_at(&bytes, at(60, 0)), "never past the limit");
+        assert!(!serves_at(&bytes, at(61, 0)));
+    }
+
+    #[test]
+    fn an_email_like_the_subject_and_a_random_form_token_are_kept_compactly() {
+        let mut s = session();
+        s.csrf = crate::auth::session::random_token();
+        s.principal.email = Some("someone-else@example.com".into());
+        let other = pack_session(&s, at(60, 0)).unwrap();
+        assert_eq!(unpack_session(&other).unwrap().principal, s.principal);
+        s.principal.email = Some(s.principal.subject.as_str().to_owned());
+        let same = pack_session(&s, at(60, 0)).unwrap();
+        let back = unpack_session(&same).unwrap();
+        assert_eq!(back.principal, s.principal);
+        assert_eq!(back.csrf, s.csrf, "the token spells the same");
+        assert!(
+            same.len() + 20 < other.len(),
+            "{} / {}",
+            same.len(),
+            other.len()
+        );
+
+        let text = pack_session(&session(), at(60, 0)).unwrap();
+        assert!(text.len() < same.len(), "a short token is kept as its text");
+        // Text that decodes to 32 bytes but spells them differently is kept as text.
+        let mut odd = session();
+        odd.csrf = format!("{}B", "A".repeat(42));
+        assert_eq!(
+            unpack_session(&pack_session(&odd, at(60, 0)).unwrap())
+                .unwrap()
+                .csrf,
+            odd.csrf
+        );
+    }
+
+    #[test]
+    fn requirement_ids_are_numbered_once_and_read_back_after_others_are_numbered() {
+        let ann = sk("ann@example.com");
+        let standing = |ids: &[&str]| Standing {
+            records: ids.iter().map(|id| record(id)).collect(),
+            ..Standing::default()
+        };
+        let first =
+            pack_standing(&ann, &standing(&["numbered-a", "numbered-b"]), at(60, 0)).unwrap();
+        let later =
+            pack_standing(&ann, &standing(&["numbered-c", "numbered-a"]), at(60, 0)).unwrap();
+        let ids = |bytes: &[u8]| {
+            unpack_standing(&ann, bytes)
+                .unwrap()
+                .records
+                .into_iter()
+                .map(|r| r.requirement.0)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&first), ["numbered-a", "numbered-b"]);
+        assert_eq!(ids(&later), ["numbered-c", "numbered-a"]);
+        let long = "x".repeat(60);
+        let bytes = pack_standing(&ann, &standing(&[&long]), at(60, 0)).unwrap();
+        assert!(bytes.len() < 60, "a numbered id is not kept as text");
+        assert_eq!(ids(&bytes), [long]);
+        // A number never given out is an error, not a panic.
+        let forged = with_until(
+            at(60, 0),
+            &PackedStanding {
+                subject: "ann@example.com",
+                records: vec![PackedRecord {
+                    requirement: PackedRequirement::Number(u16::MAX),
+                    major: 1,
+                    minor: 0,
+                    completed_at: Stamp(0, 0),
+                    expires_at: None,
+                    source: Source::Api,
+                    recorded_at: Stamp(0, 0),
+                    revoked_at: None,
+                }],
+                person: None,
+                exemptions: String::new(),
+                first_access: None,
+            },
+        )
+        .unwrap();
+        assert!(matches!(
+            unpack_standing(&ann, &forged),
+            Err(PackError::Requirement)
+        ));
     }
 }
