@@ -20,9 +20,10 @@ pub struct Session {
     /// The provider's session id (the ID token's `sid`), which back-channel logout names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_sid: Option<String>,
-    /// True on the copy the decision cache keeps (`store::packed`): its provider tokens and
-    /// provider session id were left out to save memory. Such a copy is never written back; whoever needs the
-    /// tokens (refresh, sign-out) reads the session from the store again.
+    /// True on the copy the decision cache keeps (`store::packed`): its provider tokens,
+    /// provider session id and the principal's `provider_sub` (empty) were left out to save
+    /// memory. Such a copy is never written back; whoever needs them (refresh, sign-out) reads
+    /// the session from the store again.
     #[serde(skip)]
     pub tokens_elided: bool,
 }

@@ -77,7 +77,7 @@ struct Entry<V> {
 
 /// How many unpacked standings, and as many sessions, are kept beside the packed ones: the
 /// people with requests in flight, served without unpacking (about 2 KiB each).
-const HOT_ENTRIES: usize = 512;
+const HOT_ENTRIES: usize = 256;
 
 /// A packed entry's key: 16 bytes, kept inline in the cache's table.
 type Key = [u8; 16];

@@ -3,7 +3,9 @@
 //!
 //! Every packing starts with the second (since the epoch) until which the cache may serve it, so
 //! that a cache entry is nothing but its key and one shared byte slice. A session is packed
-//! without its provider tokens and provider session id (it unpacks with `tokens_elided` set); an
+//! without its provider tokens, provider session id and provider subject, which only a refresh
+//! or a sign-out needs and which read the stored session (it unpacks with `tokens_elided` set,
+//! and an empty `provider_sub`); an
 //! email equal to the subject is kept once, and a form token that is 32 random bytes is kept as
 //! those bytes. A standing is packed with its subject (checked when it is unpacked), without each
 //! record's evidence and recorder (managers and auditors read those from the store), and with
@@ -121,7 +123,6 @@ impl<'a> PackedToken<'a> {
 #[derive(Serialize, Deserialize)]
 struct PackedSession<'a> {
     subject: &'a str,
-    provider_sub: &'a str,
     #[serde(borrow)]
     email: PackedEmail<'a>,
     name: Option<&'a str>,
@@ -145,7 +146,6 @@ pub fn pack_session(session: &Session, until: DateTime<Utc>) -> Result<Arc<[u8]>
     };
     let packed = PackedSession {
         subject: p.subject.as_str(),
-        provider_sub: &p.provider_sub,
         email,
         name: p.name.as_deref(),
         groups: p.groups.iter().map(String::as_str).collect(),
@@ -159,7 +159,7 @@ pub fn pack_session(session: &Session, until: DateTime<Utc>) -> Result<Arc<[u8]>
     with_until(until, &packed)
 }
 
-/// The session packed in `bytes`, without its tokens (`tokens_elided`).
+/// The session packed in `bytes`, without its tokens and provider subject (`tokens_elided`).
 pub fn unpack_session(bytes: &[u8]) -> Result<Session, PackError> {
     let p: PackedSession<'_> = postcard::from_bytes(body(bytes)?)?;
     let email = match p.email {
@@ -170,7 +170,7 @@ pub fn unpack_session(bytes: &[u8]) -> Result<Session, PackError> {
     Ok(Session {
         principal: Principal {
             subject: SubjectKey::parse(p.subject)?,
-            provider_sub: p.provider_sub.to_owned(),
+            provider_sub: String::new(),
             email,
             name: p.name.map(str::to_owned),
             groups: p.groups.into_iter().map(str::to_owned).collect(),
@@ -400,7 +400,9 @@ mod tests {
         let full = session();
         let bytes = pack_session(&full, at(60, 0)).unwrap();
         let back = unpack_session(&bytes).unwrap();
-        assert_eq!(back.principal, full.principal);
+        let mut expected = full.principal.clone();
+        expected.provider_sub = String::new();
+        assert_eq!(back.principal, expected, "without the provider subject");
         assert_eq!(back.csrf, full.csrf);
         assert_eq!(
             (back.access_expires_at, back.created_at, back.expires_at),
@@ -427,6 +429,7 @@ mod tests {
     fn a_session_without_optional_parts_round_trips() {
         let mut s = session();
         s.principal = Principal::bare(sk("x@y"));
+        s.principal.provider_sub = String::new();
         s.access_expires_at = None;
         let back = unpack_session(&pack_session(&s, at(60, 0)).unwrap()).unwrap();
         assert_eq!(back.principal, s.principal);
@@ -531,6 +534,7 @@ mod tests {
     #[test]
     fn an_email_like_the_subject_and_a_random_form_token_are_kept_compactly() {
         let mut s = session();
+        s.principal.provider_sub = String::new();
         s.csrf = crate::auth::session::random_token();
         s.principal.email = Some("someone-else@example.com".into());
         let other = pack_session(&s, at(60, 0)).unwrap();
