@@ -203,14 +203,23 @@ impl RequirementNumbers {
     pub const MAX: usize = 4096;
 
     fn number(id: &str) -> Option<u16> {
-        let known = NUMBERS
+        Self::number_in(&NUMBERS, id)
+    }
+
+    fn id(n: u16) -> Option<Arc<str>> {
+        Self::id_in(&NUMBERS, n)
+    }
+
+    /// `id`'s number in `numbers`, given out now if it has none and there is room.
+    fn number_in(numbers: &RwLock<Self>, id: &str) -> Option<u16> {
+        let known = numbers
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .numbers
             .get(id)
             .copied();
         known.or_else(|| {
-            let mut all = NUMBERS
+            let mut all = numbers
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             if let Some(n) = all.numbers.get(id) {
@@ -226,8 +235,8 @@ impl RequirementNumbers {
         })
     }
 
-    fn id(n: u16) -> Option<Arc<str>> {
-        NUMBERS
+    fn id_in(numbers: &RwLock<Self>, n: u16) -> Option<Arc<str>> {
+        numbers
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .ids
@@ -590,29 +599,59 @@ mod tests {
         assert!(bytes.len() < 60, "a numbered id is not kept as text");
         assert_eq!(ids(&bytes), [long]);
         // A number never given out is an error, not a panic.
-        let forged = with_until(
-            at(60, 0),
-            &PackedStanding {
-                subject: "ann@example.com",
-                records: vec![PackedRecord {
-                    requirement: PackedRequirement::Number(u16::MAX),
-                    major: 1,
-                    minor: 0,
-                    completed_at: Stamp(0, 0),
-                    expires_at: None,
-                    source: Source::Api,
-                    recorded_at: Stamp(0, 0),
-                    revoked_at: None,
-                }],
-                person: None,
-                exemptions: String::new(),
-                first_access: None,
-            },
-        )
-        .unwrap();
+        let forged = ann_with_one_record(PackedRequirement::Number(u16::MAX));
         assert!(matches!(
             unpack_standing(&ann, &forged),
             Err(PackError::Requirement)
         ));
+    }
+
+    /// ann@example.com's standing, packed by hand with one record for `requirement`.
+    fn ann_with_one_record(requirement: PackedRequirement<'_>) -> Arc<[u8]> {
+        let record = PackedRecord {
+            requirement,
+            major: 1,
+            minor: 0,
+            completed_at: Stamp(0, 0),
+            expires_at: None,
+            source: Source::Api,
+            recorded_at: Stamp(0, 0),
+            revoked_at: None,
+        };
+        let standing = PackedStanding {
+            subject: "ann@example.com",
+            records: vec![record],
+            person: None,
+            exemptions: String::new(),
+            first_access: None,
+        };
+        with_until(at(60, 0), &standing).unwrap()
+    }
+
+    #[test]
+    fn numbers_run_out_at_the_limit_and_ids_without_one_are_packed_as_text() {
+        // A table of its own: the process-wide one is shared with the other tests.
+        let numbers = RwLock::new(RequirementNumbers::default());
+        for n in 0..RequirementNumbers::MAX {
+            let id = format!("filler-{n}");
+            assert_eq!(
+                RequirementNumbers::number_in(&numbers, &id),
+                u16::try_from(n).ok()
+            );
+        }
+        assert_eq!(
+            RequirementNumbers::number_in(&numbers, "one-too-many"),
+            None
+        );
+        assert_eq!(RequirementNumbers::number_in(&numbers, "filler-7"), Some(7));
+        assert_eq!(
+            RequirementNumbers::id_in(&numbers, 7).as_deref(),
+            Some("filler-7")
+        );
+        assert_eq!(RequirementNumbers::id_in(&numbers, u16::MAX), None);
+        // What an id without a number is packed as reads back as itself.
+        let text = ann_with_one_record(PackedRequirement::Text("one-too-many"));
+        let back = unpack_standing(&sk("ann@example.com"), &text).unwrap();
+        assert_eq!(back.records[0].requirement.0, "one-too-many");
     }
 }
