@@ -10,9 +10,13 @@
 use anyhow::{Context, bail};
 use chrono::{Duration, Utc};
 use clearance::auth::session::{Session, Sessions, random_token};
-use clearance::domain::{Principal, Record, Source, SubjectKey};
+use clearance::domain::{Record, Source};
 use futures_util::StreamExt;
 use std::io::Write;
+
+#[path = "support/people.rs"]
+mod people;
+use people::principal;
 
 /// How many people are written at the same time.
 const AT_ONCE: usize = 64;
@@ -23,18 +27,6 @@ fn token(seed: usize, len: usize) -> String {
     (0..len)
         .map(|i| char::from(alphabet[(seed.wrapping_mul(31).wrapping_add(i * 7)) % 64]))
         .collect()
-}
-
-fn principal(i: usize) -> anyhow::Result<Principal> {
-    let email = format!("person{i}@bench.example");
-    let mut p = Principal::bare(SubjectKey::parse(&email)?);
-    p.provider_sub = format!("{i:08x}-7d3c-4b7e-9a51-bench");
-    p.email = Some(email);
-    p.name = Some(format!("Bench Person {i}"));
-    p.groups = vec!["staff".into(), format!("team-{}", i % 50)];
-    p.person_type = Some("employee".into());
-    p.manager = Some(format!("manager{}@bench.example", i % 500));
-    Ok(p)
 }
 
 async fn person(

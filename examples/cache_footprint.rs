@@ -8,11 +8,14 @@
 use chrono::{Duration, Utc};
 use clearance::auth::session::Session;
 use clearance::config::CacheSettings;
-use clearance::domain::{Principal, Record, RequirementId, Source, SubjectKey, Version};
+use clearance::domain::{Record, RequirementId, Source, Version};
 use clearance::store::Standing;
 use clearance::store::cache::DecisionCache;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+#[path = "support/people.rs"]
+mod people;
 
 /// The system allocator, counting the bytes it has handed out and not had back.
 struct Counting;
@@ -91,15 +94,8 @@ fn main() -> anyhow::Result<()> {
     PEAK.store(live_before, Ordering::Relaxed);
     let blocks_before = BLOCKS.load(Ordering::Relaxed);
     for i in 0..people {
-        let email = format!("person{i}@bench.example");
-        let subject = SubjectKey::parse(&email)?;
-        let mut principal = Principal::bare(subject.clone());
-        principal.provider_sub = format!("{i:08x}-7d3c-4b7e-9a51-bench");
-        principal.email = Some(email);
-        principal.name = Some(format!("Bench Person {i}"));
-        principal.groups = vec!["staff".into(), format!("team-{}", i % 50)];
-        principal.person_type = Some("employee".into());
-        principal.manager = Some(format!("manager{}@bench.example", i % 500));
+        let principal = people::principal(i)?;
+        let subject = principal.subject.clone();
         let records = requirements
             .iter()
             .map(|(id, version)| {
