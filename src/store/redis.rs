@@ -93,6 +93,14 @@ pub(super) struct Change {
 /// How often a revocation retries when the record changed under it.
 const REVOKE_ATTEMPTS: usize = 5;
 
+/// The layout [`RedisStore::migrate_legacy_layout`] leaves behind; written to
+/// [`RedisStore::layout_key`] when the move is done, so that later starts skip it.
+const LAYOUT_VERSION: u32 = 2;
+
+/// Keys asked for per SCAN, and subjects added to the index per SADD, when moving an older
+/// layout.
+const MIGRATION_BATCH: usize = 1000;
+
 /// Stores backed by Redis: one server, a Redis Cluster, or the primary that Sentinel names.
 #[derive(Clone)]
 pub struct RedisStore {
@@ -308,16 +316,23 @@ impl RedisStore {
     }
 
     /// Moves what an older version wrote outside today's layout (one Redis only: a cluster
-    /// never held it). Idempotent, and a no-op on a cluster or when there is nothing to move:
-    /// the directory and the notification keys get their hash tags, subjects with records or
-    /// a profile are added to the subjects index, and the old single audit chain (`Paudit:*`)
-    /// stays where it is and is registered as the `legacy` chain, so that it is still verified
-    /// and exported. Returns how many keys or index entries it moved or added.
+    /// never held it), once: when it is done, [`Self::layout_key`] says so, and later starts
+    /// read only that key. The directory and the notification keys get their hash tags,
+    /// subjects with records or a profile are added to the subjects index, and the old single
+    /// audit chain (`Paudit:*`) stays where it is and is registered as the `legacy` chain, so
+    /// that it is still verified and exported. Keys are scanned and indexed in batches of
+    /// [`MIGRATION_BATCH`], so the move never holds every key in memory. Returns how many keys
+    /// or index entries it moved or added (0 when there was nothing to move).
     pub async fn migrate_legacy_layout(&self) -> Result<u64, StoreError> {
         if self.conn.0.is_cluster() {
             return Ok(0);
         }
         let mut conn = self.conn.clone();
+        let done: Option<String> = conn.get(self.layout_key()).await.map_err(unavailable)?;
+        let version = done.and_then(|version| version.parse::<u32>().ok());
+        if version.is_some_and(|version| version >= LAYOUT_VERSION) {
+            return Ok(0);
+        }
         let p = &self.prefix;
         let mut moved = 0;
         let renames = [
@@ -341,30 +356,9 @@ impl RedisStore {
             }
         }
         for suffix in ["records", "profile"] {
-            let pattern = format!("{p}{{*}}:{suffix}");
-            let keys: Vec<String> = {
-                let mut iter: redis::AsyncIter<String> =
-                    conn.scan_match(&pattern).await.map_err(unavailable)?;
-                let mut keys = Vec::new();
-                while let Some(key) = futures_util::StreamExt::next(&mut iter).await {
-                    keys.push(key.map_err(unavailable)?);
-                }
-                keys
-            };
-            for key in keys {
-                let subject = key
-                    .strip_prefix(p.as_str())
-                    .and_then(|k| k.strip_prefix('{'))
-                    .and_then(|k| k.split_once('}'))
-                    .and_then(|(s, _)| SubjectKey::parse(s).ok());
-                if let Some(subject) = subject {
-                    let added: u64 = conn
-                        .sadd(self.subjects_key(), subject.as_str())
-                        .await
-                        .map_err(unavailable)?;
-                    moved += added;
-                }
-            }
+            moved += self
+                .index_subjects_of(&format!("{p}{{*}}:{suffix}"))
+                .await?;
         }
         let legacy: bool = conn
             .exists(self.audit_head_key(&ChainId::Legacy))
@@ -377,7 +371,55 @@ impl RedisStore {
                 .map_err(unavailable)?;
             moved += added;
         }
+        conn.set::<_, _, ()>(self.layout_key(), LAYOUT_VERSION)
+            .await
+            .map_err(unavailable)?;
         Ok(moved)
+    }
+
+    /// Adds the subject of every per-subject key matching `pattern` to the subjects index, a
+    /// batch at a time. Returns how many subjects were new to the index.
+    async fn index_subjects_of(&self, pattern: &str) -> Result<u64, StoreError> {
+        let mut scan = self.conn.clone();
+        let mut index = self.conn.clone();
+        let options = redis::ScanOptions::default()
+            .with_pattern(pattern)
+            .with_count(MIGRATION_BATCH);
+        let mut keys: redis::AsyncIter<String> =
+            scan.scan_options(options).await.map_err(unavailable)?;
+        let mut added = 0;
+        let mut batch = Vec::with_capacity(MIGRATION_BATCH);
+        loop {
+            let next = futures_util::StreamExt::next(&mut keys).await;
+            let last = next.is_none();
+            if let Some(key) = next {
+                let key = key.map_err(unavailable)?;
+                let subject = key
+                    .strip_prefix(self.prefix.as_str())
+                    .and_then(|k| k.strip_prefix('{'))
+                    .and_then(|k| k.split_once('}'))
+                    .and_then(|(s, _)| SubjectKey::parse(s).ok());
+                batch.extend(subject);
+            }
+            if !batch.is_empty() && (last || batch.len() >= MIGRATION_BATCH) {
+                let members: Vec<&str> = batch.iter().map(SubjectKey::as_str).collect();
+                let new: u64 = index
+                    .sadd(self.subjects_key(), members)
+                    .await
+                    .map_err(unavailable)?;
+                added += new;
+                batch.clear();
+            }
+            if last {
+                return Ok(added);
+            }
+        }
+    }
+
+    /// Which layout the data is in: [`LAYOUT_VERSION`] once [`Self::migrate_legacy_layout`]
+    /// has run to the end.
+    pub(super) fn layout_key(&self) -> String {
+        format!("{}{{/clearance}}:layout", self.prefix)
     }
 
     /// The registry of chains: a set of chain names, written before a chain's first entry.

@@ -432,8 +432,42 @@ async fn an_older_layout_is_moved_and_its_audit_chain_kept() {
     }
     let _: () = conn.set("t:audit:head", head.encode()).await.unwrap();
 
-    assert!(s.migrate_legacy_layout().await.unwrap() > 0);
+    // More people with records than one batch of the move holds.
+    let mut pipe = redis::pipe();
+    for n in 0..2_500 {
+        pipe.set(format!("t:{{p{n}@example.com}}:records"), "{}")
+            .ignore();
+    }
+    let _: () = pipe.query_async(&mut conn).await.unwrap();
+
+    // The directory, the 5 notification keys absent but one, 2,501 subjects and the chain.
+    assert_eq!(s.migrate_legacy_layout().await.unwrap(), 3 + 2_501 + 1);
+    let marker: String = conn.get("t:{/clearance}:layout").await.unwrap();
+    assert_eq!(marker, "2", "the move is marked as done");
+    // Later starts read only the marker, even if an older version wrote again meanwhile.
+    let _: () = conn
+        .set("t:{late@example.com}:profile", "{}")
+        .await
+        .unwrap();
     assert_eq!(s.migrate_legacy_layout().await.unwrap(), 0, "once");
+    let indexed: usize = conn.scard("t:{/clearance}:subjects").await.unwrap();
+    assert_eq!(indexed, 2_501);
+    // Removing the marker asks for the move again; what is done already is not counted.
+    let _: () = conn.del("t:{/clearance}:layout").await.unwrap();
+    assert_eq!(
+        s.migrate_legacy_layout().await.unwrap(),
+        1,
+        "only the late subject"
+    );
+    let _: () = conn
+        .del(&["t:{late@example.com}:profile", "t:{/clearance}:layout"][..])
+        .await
+        .unwrap();
+    let others: Vec<String> = (0..2_500)
+        .map(|n| format!("p{n}@example.com"))
+        .chain(["late@example.com".to_string()])
+        .collect();
+    let _: () = conn.srem("t:{/clearance}:subjects", others).await.unwrap();
     let moved = s
         .person(&old)
         .await
