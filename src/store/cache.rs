@@ -15,6 +15,7 @@
 
 use super::Standing;
 use super::packed::{self, pack_session, pack_standing, unpack_session, unpack_standing};
+use super::table::{Key, PackedTable};
 use crate::config::CacheSettings;
 use crate::domain::{Session, SubjectKey};
 use chrono::{DateTime, Utc};
@@ -62,7 +63,7 @@ pub fn next_change(standing: &Standing, now: DateTime<Utc>) -> Option<DateTime<U
 }
 
 /// Packed bytes to keep, or nothing (logged) when packing failed.
-fn keepable(bytes: Result<Arc<[u8]>, super::packed::PackError>) -> Option<Arc<[u8]>> {
+fn keepable(bytes: Result<Box<[u8]>, super::packed::PackError>) -> Option<Box<[u8]>> {
     bytes
         .map_err(|e| tracing::warn!(error.message = %e, "not kept in the decision cache"))
         .ok()
@@ -79,12 +80,10 @@ struct Entry<V> {
 /// people with requests in flight, served without unpacking (about 2 KiB each).
 const HOT_ENTRIES: usize = 256;
 
-/// A packed entry's key: 16 bytes, kept inline in the cache's table.
-type Key = [u8; 16];
-
 /// Standings and sessions kept by one instance, packed (`store::packed`: one allocation each,
 /// only what a decision reads, starting with the second until which it is served; sessions
-/// without their tokens, records without evidence), so that 100,000 people take little memory.
+/// without their tokens, records without evidence) in two [`PackedTable`]s, so that 100,000
+/// people take little memory.
 /// The most recently used few ([`HOT_ENTRIES`]) are also kept unpacked, so that a person's
 /// requests in quick succession share one unpacked copy; the others are unpacked on a hit.
 ///
@@ -92,8 +91,8 @@ type Key = [u8; 16];
 /// 128-bit keyed hash of the subject; a standing's packing holds its subject, and one packed for
 /// another subject is never served.
 pub struct DecisionCache {
-    standings: quick_cache::sync::Cache<Key, Arc<[u8]>>,
-    sessions: quick_cache::sync::Cache<Key, Arc<[u8]>>,
+    standings: PackedTable,
+    sessions: PackedTable,
     hot_standings: quick_cache::sync::Cache<SubjectKey, Entry<Arc<Standing>>>,
     hot_sessions: quick_cache::sync::Cache<Key, Entry<Arc<Session>>>,
     /// The two keys of the subjects' hash, random per process.
@@ -121,15 +120,11 @@ pub struct Ticket(u64);
 impl DecisionCache {
     /// A cache that serves nothing until [`DecisionCache::resume`] (the subscription is up).
     pub fn new(settings: &CacheSettings) -> Self {
-        let standings = quick_cache::sync::Cache::new(settings.max_subjects);
-        let sessions = quick_cache::sync::Cache::new(settings.max_sessions);
         // Room for every entry up front: the tables never grow by doubling (which would leave
         // the old table behind at the peak), and unused room is address space, not memory.
-        standings.reserve(settings.max_subjects);
-        sessions.reserve(settings.max_sessions);
         Self {
-            standings,
-            sessions,
+            standings: PackedTable::new(settings.max_subjects),
+            sessions: PackedTable::new(settings.max_sessions),
             hot_standings: quick_cache::sync::Cache::new(
                 HOT_ENTRIES.min(settings.max_subjects).max(1),
             ),
@@ -220,17 +215,17 @@ impl DecisionCache {
             return Some(hot.value);
         }
         let key = self.subject_key(subject);
-        let unpacked = self
-            .standings
-            .get(&key)
-            .filter(|bytes| packed::serves_at(bytes, now))
-            .and_then(|bytes| {
-                let standing = unpack_standing(subject, &bytes).ok()?;
-                Some(Entry {
-                    value: Arc::new(standing),
-                    until: DateTime::from_timestamp(packed::until(&bytes)?, 0)?,
-                })
-            });
+        let unpacked = self.standings.read(&key, |bytes| {
+            if !packed::serves_at(bytes, now) {
+                return None;
+            }
+            let standing = unpack_standing(subject, bytes).ok()?;
+            Some(Entry {
+                value: Arc::new(standing),
+                until: DateTime::from_timestamp(packed::until(bytes)?, 0)?,
+            })
+        });
+        let unpacked = unpacked.flatten();
         let Some(entry) = unpacked else {
             self.forget_standing(subject, &key);
             crate::metrics::cache_miss("standing");
@@ -280,19 +275,18 @@ impl DecisionCache {
             return;
         };
         let key = self.subject_key(subject);
-        let Some(bytes) = self.standings.get(&key) else {
+        let noted = self.standings.read(&key, |bytes| {
+            let mut standing = unpack_standing(subject, bytes).ok()?;
+            standing.first_access.get_or_insert(at);
+            let until = DateTime::from_timestamp(packed::until(bytes)?, 0)?;
+            keepable(pack_standing(subject, &standing, until))
+        });
+        let Some(noted) = noted else {
             return;
         };
-        let noted = unpack_standing(subject, &bytes)
-            .ok()
-            .and_then(|mut standing| {
-                standing.first_access.get_or_insert(at);
-                let until = DateTime::from_timestamp(packed::until(&bytes)?, 0)?;
-                keepable(pack_standing(subject, &standing, until))
-            });
         match noted {
             Some(value) => {
-                self.standings.replace(key, value, false).ok();
+                self.standings.replace(&key, value);
                 // The unpacked copy lacks the first access: the next hit unpacks the new one.
                 self.hot_standings.remove(subject);
                 // An invalidation (and maybe a fresher read) came in between: drop the copy.
@@ -312,17 +306,17 @@ impl DecisionCache {
             crate::metrics::cache_hit("session");
             return Some(hot.value);
         }
-        let unpacked = self
-            .sessions
-            .get(&key)
-            .filter(|bytes| packed::serves_at(bytes, now))
-            .and_then(|bytes| {
-                let session = unpack_session(&bytes).ok()?;
-                Some(Entry {
-                    value: Arc::new(session),
-                    until: DateTime::from_timestamp(packed::until(&bytes)?, 0)?,
-                })
-            });
+        let unpacked = self.sessions.read(&key, |bytes| {
+            if !packed::serves_at(bytes, now) {
+                return None;
+            }
+            let session = unpack_session(bytes).ok()?;
+            Some(Entry {
+                value: Arc::new(session),
+                until: DateTime::from_timestamp(packed::until(bytes)?, 0)?,
+            })
+        });
+        let unpacked = unpacked.flatten();
         let Some(entry) = unpacked else {
             self.sessions.remove(&key);
             self.hot_sessions.remove(&key);

@@ -13,6 +13,7 @@ mod redis_conn;
 mod redis_followup;
 mod redis_metrics;
 mod redis_outbox;
+pub mod table;
 
 pub use redis_metrics::RoundTrips;
 
