@@ -328,8 +328,8 @@ impl RedisStore {
             return Ok(0);
         }
         let mut conn = self.conn.clone();
-        let done: Option<String> = conn.get(self.layout_key()).await.map_err(unavailable)?;
-        let version = done.and_then(|version| version.parse::<u32>().ok());
+        let marker: Option<String> = conn.get(self.layout_key()).await.map_err(unavailable)?;
+        let version = marker.and_then(|version| version.parse::<u32>().ok());
         if version.is_some_and(|version| version >= LAYOUT_VERSION) {
             return Ok(0);
         }
