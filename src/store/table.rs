@@ -43,8 +43,9 @@ struct Shard {
 }
 
 impl PackedTable {
-    /// A table that holds at most `max` entries. Its slots are allocated now, zeroed by the
-    /// system, so that the pages are only made resident as entries are written to them.
+    /// A table that holds at most `max` entries. Its slots are allocated now and never again:
+    /// the keys are zeroed by the system (their pages become resident as entries arrive), the
+    /// empty boxes are written here (16 bytes per slot, resident from the start).
     pub fn new(max: usize) -> Self {
         let mut shards = 1;
         while shards < MAX_SHARDS && max / (shards * 2) >= MIN_SHARD_ENTRIES {
