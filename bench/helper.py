@@ -8,7 +8,7 @@
       dev-interactions login and consent forms), as a browser would, and prints the value of a
       Cookie header carrying the session (e.g. "_clearance=...").
   helper.py append RESULTS_JSONL --case C --body B --round R --wrk WRK_OUTPUT
-                   [--rss GROUP=KB ...] [--cpu GROUP=SECONDS ...] [--redis-commands N]
+                   [--rss GROUP=KB ...] [--cpu GROUP=SECONDS ...] [--sys GROUP=SECONDS ...] [--redis-commands N]
       Adds one measured run (wrk's BENCH_JSON line plus RSS, CPU and the number of commands
       Redis processed meanwhile) to RESULTS_JSONL.
   helper.py rate RESULTS_JSONL CASE BODY
@@ -212,19 +212,21 @@ def pairs(values, cast):
 
 
 def cmd_append(path, args):
-    opts = {"--rss": [], "--cpu": []}
+    opts = {"--rss": [], "--cpu": [], "--sys": []}
     it = iter(args)
     for flag in it:
         value = next(it, None)
         if value is None:
             fail(f"{flag} needs a value")
-        if flag in ("--rss", "--cpu"):
+        if flag in ("--rss", "--cpu", "--sys"):
             opts[flag].append(value)
         else:
             opts[flag] = value
     run = wrk_run(opts["--wrk"], opts["--case"], opts["--body"], int(opts["--round"]))
     run["peak_rss_kib"] = pairs(opts["--rss"], int)
     run["cpu_s"] = pairs(opts["--cpu"], float)
+    # The part of cpu_s spent in the kernel (system time).
+    run["sys_s"] = pairs(opts["--sys"], float)
     run["redis_commands"] = int(opts.get("--redis-commands", 0))
     wrk = run["wrk"]
     with open(path, "a", encoding="utf-8") as f:
@@ -307,6 +309,11 @@ def median_of(runs, case, body):
             g: med(lambda r, g=g: r["cpu_s"].get(g, 0) / max(r["wrk"]["requests"], 1)) * 1e6
             for g in cpu_groups
         },
+        # Of which in the kernel (system time): for a proxy mostly the loopback TCP stack.
+        "sys_us_per_request": {
+            g: med(lambda r, g=g: r.get("sys_s", {}).get(g, 0) / max(r["wrk"]["requests"], 1)) * 1e6
+            for g in cpu_groups
+        },
         "redis_commands_per_request": med(
             lambda r: r.get("redis_commands", 0) / max(r["wrk"]["requests"], 1)),
         "requests": requests,
@@ -349,21 +356,23 @@ def cmd_report(results_path, meta_path, out_path):
 
     medians = {b: {c: median_of(runs, c, b) for c in CASES} for b in bodies}
     print(f"\nMedian over {meta.get('rounds')} round(s) (requests/s; latency in ms; peak RSS in "
-          "MiB; CPU time in µs and Redis commands per request):\n")
+          "MiB; CPU time in µs per request, of which in the kernel in brackets; Redis commands per "
+          "request):\n")
     rows = []
     for b in bodies:
         for c, title in CASES.items():
             m = medians[b][c]
             if m is None:
                 continue
-            cpu = m["cpu_us_per_request"]
+            cpu, sys_ = m["cpu_us_per_request"], m["sys_us_per_request"]
+            cpu_cell = lambda g: (f"{cpu[g]:.0f} ({sys_.get(g, 0):.0f})"  # noqa: E731
+                                  if g in cpu else "-")
             rows.append([
                 f"{c} {title}", b, f"{m['requests_per_s']:.0f}",
                 f"{m['latency_ms']['p50']:.2f}", f"{m['latency_ms']['p99']:.2f}",
                 f"{m['latency_ms']['p999']:.2f}", m["non_2xx"], m["socket_errors"],
                 rss_cell(m["peak_rss_mib"], "clearance"), rss_cell(m["peak_rss_mib"], "proxy"),
-                f"{cpu['clearance']:.0f}" if "clearance" in cpu else "-",
-                f"{cpu['proxy']:.0f}" if "proxy" in cpu else "-",
+                cpu_cell("clearance"), cpu_cell("proxy"),
                 f"{m['redis_commands_per_request']:.2f}",
                 "FAILED" if m["failed"] else "ok",
             ])

@@ -92,10 +92,15 @@ impl RequestId {
     pub fn for_request(req: &actix_web::HttpRequest, trusted: &[ipnet::IpNet]) -> Self {
         forwarded::trusted_header(req, trusted, "x-request-id")
             .filter(|v| is_safe_request_id(v))
-            .map_or_else(
-                || Self(uuid::Uuid::new_v4().to_string()),
-                |v| Self(v.to_owned()),
-            )
+            .map_or_else(Self::random, |v| Self(v.to_owned()))
+    }
+
+    /// A new random (version 4) UUID, from the thread's cryptographic generator (`rand`'s,
+    /// seeded from the operating system) rather than a `getrandom` system call per request.
+    fn random() -> Self {
+        let uuid = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        Self(uuid.hyphenated().encode_lower(&mut text).to_owned())
     }
 }
 
@@ -323,4 +328,24 @@ pub fn app(
             }
             .instrument(span)
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_request_ids_are_distinct_version_4_uuids() {
+        let a = RequestId::random().0;
+        let b = RequestId::random().0;
+        assert_ne!(a, b);
+        for id in [&a, &b] {
+            let parsed = uuid::Uuid::parse_str(id).expect("a UUID");
+            assert_eq!(parsed.get_version_num(), 4, "{id}");
+            assert_eq!(parsed.get_variant(), uuid::Variant::RFC4122, "{id}");
+            assert_eq!(id.len(), 36);
+            assert_eq!(id, &id.to_lowercase());
+            assert!(is_safe_request_id(id));
+        }
+    }
 }
