@@ -60,7 +60,16 @@ pub struct SignedIn {
     pub id_token: Option<String>,
     pub access_token: String,
     pub refresh_token: Option<String>,
-    pub access_expires_at: Option<DateTime<Utc>>,
+    /// How long the access token lives, as the provider said (`expires_in`).
+    pub access_lifetime: Option<chrono::Duration>,
+}
+
+impl SignedIn {
+    /// When the access token expires, counted from `now`: the time of whoever decides when to
+    /// refresh it (the gate's clock), never this module's own.
+    pub fn access_expires_at(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.access_lifetime.map(|lifetime| now + lifetime)
+    }
 }
 
 struct Provider {
@@ -451,10 +460,9 @@ fn signed_in(
         id_token,
         access_token: response.access_token().secret().clone(),
         refresh_token: response.refresh_token().map(|t| t.secret().clone()),
-        access_expires_at: response
+        access_lifetime: response
             .expires_in()
-            .and_then(|d| chrono::Duration::from_std(d).ok())
-            .map(|d| Utc::now() + d),
+            .and_then(|d| chrono::Duration::from_std(d).ok()),
     }
 }
 

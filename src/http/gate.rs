@@ -277,9 +277,9 @@ async fn identify_session(
                     }
                     session.principal = principal;
                 }
+                session.access_expires_at = signed.access_expires_at(state.clock.now());
                 session.access_token = signed.access_token;
                 session.refresh_token = signed.refresh_token;
-                session.access_expires_at = signed.access_expires_at;
                 if signed.id_token.is_some() {
                     session.id_token = signed.id_token;
                 }

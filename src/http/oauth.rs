@@ -138,6 +138,7 @@ pub async fn callback(
         .get("sid")
         .and_then(serde_json::Value::as_str)
         .map(str::to_owned);
+    let access_expires_at = signed.access_expires_at(state.clock.now());
     let session = Session {
         principal,
         provider_sid,
@@ -145,7 +146,7 @@ pub async fn callback(
         id_token: signed.id_token,
         access_token: signed.access_token,
         refresh_token: signed.refresh_token,
-        access_expires_at: signed.access_expires_at,
+        access_expires_at,
         created_at: now,
         expires_at: now + lifetime,
         csrf: random_token(),

@@ -273,6 +273,12 @@ async fn a_cached_session_still_refreshes_and_signs_out_with_its_tokens() {
     for _ in 0..2 {
         assert_eq!(browser.get(&info_url).await.unwrap().status, 200);
     }
+    // The new token's lifetime counts from the gate's clock, so it is not due again at once.
+    let (_, after) = stored_session(&world).await;
+    assert_eq!(
+        after["access_token"], refreshed["access_token"],
+        "refreshed once, not on every request"
+    );
     let (_, end, query) = sign_out(&world, &browser).await;
     assert_eq!(
         query.get("id_token_hint").map(String::as_str),
