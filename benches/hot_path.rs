@@ -275,6 +275,7 @@ fn header_rewrite(c: &mut Criterion) {
         proto: "https",
         host: "wiki.example.com",
         request_id: "3f2a9c1e-5d7b-4a08-b6e4-0c1d2e3f4a5b",
+        extra_identity: &[],
     };
     let person = principal();
     let out = upstream_request_headers(&incoming, &own, &forwarding, Some(&person), false);

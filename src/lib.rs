@@ -40,6 +40,8 @@ pub fn build_state(settings: Settings, store: SharedStore) -> anyhow::Result<App
         BearerConfig {
             issuer: settings.oidc.issuer.as_str().to_owned(),
             audiences: settings.bearer.audiences.clone(),
+            client_id: settings.oidc.client_id.clone(),
+            require_at_jwt: settings.bearer.require_at_jwt,
             leeway: settings.bearer.leeway,
             refetch_cooldown: settings.oidc.jwks_refetch_cooldown,
         },

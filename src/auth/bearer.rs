@@ -56,6 +56,12 @@ pub struct BearerConfig {
     pub issuer: String,
     /// `aud` must contain at least one of these. Empty: every token is refused.
     pub audiences: Vec<String>,
+    /// The OpenID client id: a token whose `aud` names it is an ID token (OpenID Connect Core
+    /// §2 requires an ID token's `aud` to contain the client id) and is refused.
+    pub client_id: String,
+    /// Refuse a token whose header `typ` is not `at+jwt` (RFC 9068): for providers that
+    /// issue every access token that way (`bearer.require_at_jwt`).
+    pub require_at_jwt: bool,
     /// Clock-skew allowance for `exp` and `nbf` (whole seconds are used).
     pub leeway: Duration,
     /// Minimum time between two JWKS refetches caused by unknown `kid`s, and between retries
@@ -200,6 +206,7 @@ enum Reason {
 struct TokenHeader {
     alg: Algorithm,
     kid: Option<String>,
+    typ: Option<String>,
 }
 
 /// Verifies JWT access tokens against the issuer's JWKS. `Send + Sync`; share it behind an
@@ -280,9 +287,17 @@ impl BearerVerifier {
     }
 
     /// Verifies a JWT access token (as returned by [`bearer_token`]) and returns all its claims.
+    ///
+    /// An ID token is never an access token: one whose `aud` names the client id, that carries
+    /// `nonce` or `at_hash`, whose `typ` claim says `ID` (Keycloak), or, with
+    /// `require_at_jwt`, whose header `typ` is not `at+jwt`, is refused whatever else it says.
     pub async fn verify(&self, token: &str) -> Result<Map<String, Value>, BearerError> {
-        self.decode(token, &self.config.audiences, &["exp", "iss", "aud"])
-            .await
+        let claims = self
+            .decode(token, &self.config.audiences, &["exp", "iss", "aud"])
+            .await?;
+        let typ = inspect_header(token)?.typ;
+        refuse_id_token(&claims, typ.as_deref(), &self.config)?;
+        Ok(claims)
     }
 
     /// Verifies an OpenID Connect back-channel logout token: signed by the issuer (key by `kid`,
@@ -529,6 +544,51 @@ fn select(
     }
 }
 
+/// Refuses an ID token (or anything shaped like one) presented as an access token.
+fn refuse_id_token(
+    claims: &Map<String, Value>,
+    header_typ: Option<&str>,
+    config: &BearerConfig,
+) -> Result<(), BearerError> {
+    let refuse = |why: &str| {
+        Err(BearerError::InvalidToken(format!(
+            "an ID token is not an access token ({why})"
+        )))
+    };
+    let names_client = match claims.get("aud") {
+        Some(Value::String(aud)) => *aud == config.client_id,
+        Some(Value::Array(auds)) => auds
+            .iter()
+            .any(|a| a.as_str() == Some(config.client_id.as_str())),
+        _ => false,
+    };
+    if !config.client_id.is_empty() && names_client {
+        return refuse("its aud names the client id");
+    }
+    if claims.contains_key("nonce") {
+        return refuse("it carries a nonce");
+    }
+    if claims.contains_key("at_hash") {
+        return refuse("it carries at_hash");
+    }
+    if claims
+        .get("typ")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t.eq_ignore_ascii_case("id"))
+    {
+        return refuse("its typ claim is ID");
+    }
+    if config.require_at_jwt {
+        let at_jwt = header_typ.is_some_and(|t| {
+            t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt")
+        });
+        if !at_jwt {
+            return refuse("its header typ is not at+jwt");
+        }
+    }
+    Ok(())
+}
+
 /// Reads the protected header without trusting it: compact JWS only, a supported asymmetric
 /// `alg`, no `crit`.
 fn inspect_header(token: &str) -> Result<TokenHeader, BearerError> {
@@ -566,7 +626,8 @@ fn inspect_header(token: &str) -> Result<TokenHeader, BearerError> {
         Some(Value::String(kid)) => Some(kid.clone()),
         Some(_) => return Err(invalid("the token's kid is not a string")),
     };
-    Ok(TokenHeader { alg, kid })
+    let typ = header.get("typ").and_then(Value::as_str).map(str::to_owned);
+    Ok(TokenHeader { alg, kid, typ })
 }
 
 /// Turns one JWKS entry into a verifying key with its pinned algorithm, or says why not.
@@ -856,6 +917,8 @@ ysMt1Qevvco/TSIp0cLVvUAhXTqhRANCAATxqDFHNeAP/4oF+3Jas60SyBxfBhSt
         BearerConfig {
             issuer: ISSUER.into(),
             audiences: vec!["https://other.test".into(), AUDIENCE.into()],
+            client_id: "clearance-web".into(),
+            require_at_jwt: false,
             leeway: Duration::ZERO,
             refetch_cooldown: Duration::from_secs(60),
         }
@@ -974,6 +1037,50 @@ ysMt1Qevvco/TSIp0cLVvUAhXTqhRANCAATxqDFHNeAP/4oF+3Jas60SyBxfBhSt
             &claims(json!({ "aud": ["https://x.test", AUDIENCE] })),
         );
         verifier.verify(&token).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn id_tokens_are_not_access_tokens() {
+        let (_server, verifier) = setup(json!({ "keys": [rsa_jwk("k1")] })).await;
+        // Only the client id: not for this service at all.
+        let id_token = rs256("k1", &claims(json!({ "aud": "clearance-web" })));
+        assert!(invalid(verifier.verify(&id_token).await).contains("aud"));
+        for (changes, why) in [
+            (json!({ "aud": [AUDIENCE, "clearance-web"] }), "aud"),
+            (json!({ "nonce": "n-1" }), "nonce"),
+            (json!({ "at_hash": "abc" }), "at_hash"),
+            (json!({ "typ": "ID" }), "typ"),
+        ] {
+            let token = rs256("k1", &claims(changes.clone()));
+            let message = invalid(verifier.verify(&token).await);
+            assert!(
+                message.contains("ID token") && message.contains(why),
+                "{changes}: {message}"
+            );
+        }
+        verifier
+            .verify(&rs256("k1", &claims(json!({ "typ": "Bearer" }))))
+            .await
+            .expect("an access token");
+        // With require_at_jwt, the header's typ must say at+jwt.
+        let server = JwksServer::start(json!({ "keys": [rsa_jwk("k1")] })).await;
+        let strict = verifier_with(
+            BearerConfig {
+                require_at_jwt: true,
+                ..config()
+            },
+            &server,
+        );
+        let plain = rs256("k1", &claims(json!({})));
+        assert!(invalid(strict.verify(&plain).await).contains("at+jwt"));
+        let mut header = jsonwebtoken::Header::new(Algorithm::RS256);
+        header.kid = Some("k1".into());
+        header.typ = Some("at+jwt".into());
+        let at_jwt = jsonwebtoken::encode(&header, &claims(json!({})), &rsa_key()).unwrap();
+        strict
+            .verify(&at_jwt)
+            .await
+            .expect("an at+jwt access token");
     }
 
     #[tokio::test]

@@ -1,6 +1,6 @@
 //! Turning verified token claims into a [`Principal`], using the configured claim names.
 
-use crate::config::ClaimNames;
+use crate::config::{ClaimNames, IdentityRules, OidcSettings};
 use crate::domain::{Principal, SubjectKey};
 use serde_json::{Map, Value};
 
@@ -11,6 +11,30 @@ pub enum ClaimsError {
     MissingSubject(String),
     #[error("the `{claim}` claim cannot be used as a subject: {reason}")]
     BadSubject { claim: String, reason: String },
+    /// The identity rests on an e-mail address the provider has not verified.
+    #[error(
+        "your sign-in provider has not verified the e-mail address {0}, so Clearance cannot accept it as who you are (ask your IAM team to verify it at the provider)"
+    )]
+    EmailUnverified(String),
+    /// The e-mail address is outside `oidc.allowed_email_domains`.
+    #[error("the e-mail address {0} is not in one of this company's domains")]
+    EmailDomain(String),
+    /// `oidc.allowed_email_domains` is set, and the sign-in carries no e-mail address at all.
+    #[error("the sign-in carries no e-mail address to check against this company's domains")]
+    NoEmail,
+    /// The `tid` claim is missing or not in `oidc.allowed_tenants`.
+    #[error("the sign-in comes from a tenant ({0}) that is not this company's")]
+    Tenant(String),
+    /// The `hd` claim is missing or not in `oidc.allowed_hosted_domains`.
+    #[error("the sign-in comes from a hosted domain ({0}) that is not this company's")]
+    HostedDomain(String),
+}
+
+impl ClaimsError {
+    /// Whether the claims name nobody (a machine's token), rather than a person who is refused.
+    pub fn names_nobody(&self) -> bool {
+        matches!(self, Self::MissingSubject(_) | Self::BadSubject { .. })
+    }
 }
 
 fn text(claims: &Map<String, Value>, name: &str) -> Option<String> {
@@ -41,6 +65,94 @@ fn groups(claims: &Map<String, Value>, name: &str) -> Vec<String> {
             .collect(),
         _ => Vec::new(),
     }
+}
+
+/// The person the claims describe, if the claims may admit anybody at all
+/// ([`admissible`]), then mapped with the configured claim names ([`principal_from_claims`]).
+pub fn person_from_claims(
+    claims: &Map<String, Value>,
+    oidc: &OidcSettings,
+) -> Result<Principal, ClaimsError> {
+    let principal = principal_from_claims(claims, &oidc.claims)?;
+    admissible(claims, &oidc.claims, &oidc.identity)?;
+    Ok(principal)
+}
+
+/// Whether `email_verified` says yes (a boolean, or the string "true" some providers send).
+fn verified(claims: &Map<String, Value>) -> bool {
+    match claims.get("email_verified") {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
+        _ => false,
+    }
+}
+
+fn domain_allowed(address: &str, allowed: &[String]) -> bool {
+    let Some((_, domain)) = address.rsplit_once('@') else {
+        return false;
+    };
+    let domain = domain.to_ascii_lowercase();
+    allowed.iter().any(|a| match a.strip_prefix('.') {
+        Some(parent) => domain == parent || domain.ends_with(a.as_str()),
+        None => domain == *a,
+    })
+}
+
+/// Checks that verified claims may admit anybody: an identity resting on an e-mail claim (the
+/// subject, or the address sent in the e-mail header) needs `email_verified: true` unless
+/// `rules.allow_unverified_email`; every address must be in `rules.email_domains` (when set);
+/// `tid` and `hd` must be allowed (when set).
+pub fn admissible(
+    claims: &Map<String, Value>,
+    names: &ClaimNames,
+    rules: &IdentityRules,
+) -> Result<(), ClaimsError> {
+    let email = text(claims, &names.email);
+    let subject_is_email = names.subject == names.email || names.subject == "email";
+    let subject = text(claims, &names.subject);
+    if !rules.allow_unverified_email && (email.is_some() || subject_is_email) && !verified(claims) {
+        let address = email
+            .clone()
+            .or_else(|| subject.clone())
+            .unwrap_or_default();
+        return Err(ClaimsError::EmailUnverified(address));
+    }
+    if !rules.email_domains.is_empty() {
+        let addresses: Vec<&String> = email
+            .iter()
+            .chain(subject.iter().filter(|s| s.contains('@')))
+            .collect();
+        if addresses.is_empty() {
+            return Err(ClaimsError::NoEmail);
+        }
+        if let Some(outside) = addresses
+            .into_iter()
+            .find(|a| !domain_allowed(a, &rules.email_domains))
+        {
+            return Err(ClaimsError::EmailDomain(outside.clone()));
+        }
+    }
+    if !rules.tenants.is_empty() {
+        let tid = text(claims, "tid").unwrap_or_default();
+        if !rules.tenants.iter().any(|t| t.eq_ignore_ascii_case(&tid)) {
+            return Err(ClaimsError::Tenant(if tid.is_empty() {
+                "none".into()
+            } else {
+                tid
+            }));
+        }
+    }
+    if !rules.hosted_domains.is_empty() {
+        let hd = text(claims, "hd").unwrap_or_default().to_ascii_lowercase();
+        if !rules.hosted_domains.contains(&hd) {
+            return Err(ClaimsError::HostedDomain(if hd.is_empty() {
+                "none".into()
+            } else {
+                hd
+            }));
+        }
+    }
+    Ok(())
 }
 
 /// Builds the principal from merged ID-token and userinfo claims.
@@ -118,5 +230,118 @@ mod tests {
         let p = principal_from_claims(&map(json!({"email": "a@b", "groups": "x, y"})), &names())
             .unwrap();
         assert_eq!(p.groups, vec!["x", "y"]);
+    }
+
+    fn rules() -> IdentityRules {
+        IdentityRules::default()
+    }
+
+    #[test]
+    fn an_email_identity_needs_a_verified_address() {
+        let unverified =
+            map(json!({"sub": "s", "email": "ceo@example.com", "email_verified": false}));
+        assert_eq!(
+            admissible(&unverified, &names(), &rules()),
+            Err(ClaimsError::EmailUnverified("ceo@example.com".into()))
+        );
+        let absent = map(json!({"sub": "s", "email": "ceo@example.com"}));
+        assert!(
+            admissible(&absent, &names(), &rules()).is_err(),
+            "absent is not verified"
+        );
+        for yes in [json!(true), json!("true"), json!("TRUE")] {
+            let ok = map(json!({"sub": "s", "email": "ceo@example.com", "email_verified": yes}));
+            assert_eq!(admissible(&ok, &names(), &rules()), Ok(()));
+        }
+        let relaxed = IdentityRules {
+            allow_unverified_email: true,
+            ..rules()
+        };
+        assert_eq!(admissible(&unverified, &names(), &relaxed), Ok(()));
+        // The subject from another claim and no e-mail header: nothing rests on an address.
+        let mut n = names();
+        n.subject = "oid".into();
+        let no_email = map(json!({"sub": "s", "oid": "1234"}));
+        assert_eq!(admissible(&no_email, &n, &rules()), Ok(()));
+        // ... but an e-mail claim present still goes into the e-mail header: checked.
+        let with_email = map(json!({"sub": "s", "oid": "1234", "email": "x@example.com"}));
+        assert!(admissible(&with_email, &n, &rules()).is_err());
+    }
+
+    #[test]
+    fn domains_tenants_and_hosted_domains() {
+        let domains = IdentityRules {
+            email_domains: vec!["example.com".into(), ".corp.example".into()],
+            ..rules()
+        };
+        let claims = |email: &str| map(json!({"sub": "s", "email": email, "email_verified": true}));
+        assert_eq!(
+            admissible(&claims("a@example.com"), &names(), &domains),
+            Ok(())
+        );
+        assert_eq!(
+            admissible(&claims("a@EXAMPLE.com"), &names(), &domains),
+            Ok(())
+        );
+        assert_eq!(
+            admissible(&claims("a@corp.example"), &names(), &domains),
+            Ok(())
+        );
+        assert_eq!(
+            admissible(&claims("a@eu.corp.example"), &names(), &domains),
+            Ok(())
+        );
+        for outside in [
+            "a@evil.example",
+            "a@example.com.evil",
+            "a@sub.example.com",
+            "a@xcorp.example",
+        ] {
+            assert_eq!(
+                admissible(&claims(outside), &names(), &domains),
+                Err(ClaimsError::EmailDomain(outside.into())),
+                "{outside}"
+            );
+        }
+        let mut n = names();
+        n.subject = "oid".into();
+        n.email = "mail".into();
+        assert_eq!(
+            admissible(&map(json!({"oid": "1"})), &n, &domains),
+            Err(ClaimsError::NoEmail)
+        );
+        let tenants = IdentityRules {
+            tenants: vec!["72f988bf-0000".into()],
+            allow_unverified_email: true,
+            ..rules()
+        };
+        let tid = |t: Value| map(json!({"sub": "s", "email": "a@b.example", "tid": t}));
+        assert_eq!(
+            admissible(&tid(json!("72f988bf-0000")), &names(), &tenants),
+            Ok(())
+        );
+        assert_eq!(
+            admissible(&tid(json!("other")), &names(), &tenants),
+            Err(ClaimsError::Tenant("other".into()))
+        );
+        assert_eq!(
+            admissible(
+                &map(json!({"sub": "s", "email": "a@b.example"})),
+                &names(),
+                &tenants
+            ),
+            Err(ClaimsError::Tenant("none".into()))
+        );
+        let hosted = IdentityRules {
+            hosted_domains: vec!["example.com".into()],
+            allow_unverified_email: true,
+            ..rules()
+        };
+        let hd = |h: &str| map(json!({"sub": "s", "email": "a@example.com", "hd": h}));
+        assert_eq!(admissible(&hd("Example.com"), &names(), &hosted), Ok(()));
+        assert_eq!(
+            admissible(&hd("gmail.com"), &names(), &hosted),
+            Err(ClaimsError::HostedDomain("gmail.com".into()))
+        );
     }
 }

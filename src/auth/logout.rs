@@ -94,8 +94,13 @@ pub fn jti_memory(leeway: Duration) -> Duration {
     LOGOUT_TOKEN_MAX_AGE + leeway * 2
 }
 
-/// Ends every session of the set on every instance and audits it as `sessions.ended` (`how`:
-/// `sign_out_everywhere` or `backchannel_logout`). Returns how many sessions were live.
+/// How long the end of a person's bearer tokens is kept: longer than any access token lives
+/// (an hour is usual; docs/SECURITY.md asks for less than this).
+pub const TOKENS_ENDED_KEPT: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Ends every session of the set on every instance, and every bearer token their owners were
+/// issued until `now`, and audits it as `sessions.ended` (`how`: `sign_out_everywhere` or
+/// `backchannel_logout`). Returns how many sessions were live.
 pub async fn end_sessions(
     store: &dyn Store,
     which: &SessionsOf,
@@ -104,6 +109,10 @@ pub async fn end_sessions(
     now: DateTime<Utc>,
 ) -> Result<usize, StoreError> {
     let ended = store.end_sessions(which).await?;
+    for subject in &ended.subjects {
+        store.end_tokens(subject, now, TOKENS_ENDED_KEPT).await?;
+    }
+    let ended = ended.live;
     let subject = match which {
         SessionsOf::Subject(s) => Some(s.as_str().to_owned()),
         SessionsOf::ProviderSubject(sub) => Some(sub.clone()),
@@ -238,5 +247,16 @@ mod tests {
             .unwrap();
         assert_eq!(ended, 1);
         assert_eq!(store.get_session("b1").await.unwrap(), None);
+
+        // Their bearer tokens end with them: Ann's and Bob's, nobody else's.
+        let bob = SubjectKey::parse("bob@x").unwrap();
+        let carl = SubjectKey::parse("carl@x").unwrap();
+        for (who, ended) in [(&ann, Some(now())), (&bob, Some(now())), (&carl, None)] {
+            assert_eq!(
+                store.standing(who).await.unwrap().tokens_ended,
+                ended,
+                "{who}"
+            );
+        }
     }
 }

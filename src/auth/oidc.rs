@@ -11,13 +11,40 @@ use openidconnect::core::{
 use openidconnect::{
     AccessToken, AccessTokenHash, AuthorizationCode, ClaimsVerificationError, ClientId,
     ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, Nonce,
-    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, ProviderMetadataWithLogout,
-    RedirectUrl, RefreshToken, Scope, SignatureVerificationError, TokenResponse,
+    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, Scope,
+    SignatureVerificationError, TokenResponse,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// Discovery metadata beyond what `openidconnect` reads: RFC 9207's
+/// `authorization_response_iss_parameter_supported`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct IssParameterMetadata {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    authorization_response_iss_parameter_supported: Option<bool>,
+}
+
+impl openidconnect::AdditionalProviderMetadata for IssParameterMetadata {}
+
+/// The provider's discovery document: the standard fields, RP-initiated logout's
+/// `end_session_endpoint` and RFC 9207's `iss` support.
+type ProviderMetadataWithLogout = openidconnect::ProviderMetadata<
+    openidconnect::LogoutProviderMetadata<IssParameterMetadata>,
+    openidconnect::core::CoreAuthDisplay,
+    openidconnect::core::CoreClientAuthMethod,
+    openidconnect::core::CoreClaimName,
+    openidconnect::core::CoreClaimType,
+    openidconnect::core::CoreGrantType,
+    openidconnect::core::CoreJweContentEncryptionAlgorithm,
+    openidconnect::core::CoreJweKeyManagementAlgorithm,
+    openidconnect::core::CoreJsonWebKey,
+    openidconnect::core::CoreResponseMode,
+    openidconnect::core::CoreResponseType,
+    openidconnect::core::CoreSubjectIdentifierType,
+>;
 
 type Client = CoreClient<
     EndpointSet,
@@ -200,6 +227,31 @@ impl Oidc {
         self.provider
             .load_full()
             .ok_or_else(|| AuthError::ProviderUnavailable("no metadata".into()))
+    }
+
+    /// Checks the `iss` parameter of an authorization response (RFC 9207): when present it must
+    /// be the issuer; when the provider advertises `authorization_response_iss_parameter_supported`
+    /// it must be present. Protects against a mix-up with another provider's response.
+    pub async fn check_response_issuer(&self, iss: Option<&str>) -> Result<(), AuthError> {
+        let provider = self.provider().await?;
+        let advertised = provider
+            .metadata
+            .additional_metadata()
+            .additional_metadata
+            .authorization_response_iss_parameter_supported
+            .unwrap_or(false);
+        let issuer = provider.metadata.issuer().as_str();
+        let same = |i: &str| i.trim_end_matches('/') == issuer.trim_end_matches('/');
+        match iss {
+            Some(i) if same(i) => Ok(()),
+            Some(_) => Err(AuthError::Rejected(
+                "the sign-in response names another issuer (iss)".into(),
+            )),
+            None if advertised => Err(AuthError::Rejected(
+                "the sign-in response lacks the iss parameter its provider promises".into(),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// The provider's JWKS URL (loading the metadata first if needed).

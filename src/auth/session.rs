@@ -97,10 +97,12 @@ pub fn open_sealed(key: &actix_web::cookie::Key, name: &str, value: &str) -> Opt
         .map(|c| c.value().to_owned())
 }
 
-/// The value of the first cookie called `name` in the `Cookie` headers, read as actix-web's
-/// `HttpRequest::cookie` reads it (name and value trimmed, one pair of surrounding quotes
-/// removed, both percent-decoded; pairs that do not decode are skipped), without parsing and
-/// copying every other cookie of the request.
+/// The value of the first cookie called exactly `name` in the `Cookie` headers, read as
+/// actix-web's `HttpRequest::cookie` reads the value (trimmed, one pair of surrounding quotes
+/// removed, percent-decoded; pairs whose value does not decode are skipped), without parsing
+/// and copying every other cookie of the request. The NAME is compared as sent, never
+/// percent-decoded: `%5Fclearance` is not `_clearance` (a cookie another site or script set
+/// under an encoded spelling must not be taken for the session).
 pub fn request_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<Cow<'a, str>> {
     for header in headers.get_all(header::COOKIE) {
         let Ok(text) = std::str::from_utf8(header.as_bytes()) else {
@@ -110,7 +112,7 @@ pub fn request_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<Cow<'a, 
             let Some((key, value)) = pair.split_once('=') else {
                 continue;
             };
-            if percent_decode_str(key.trim()).decode_utf8().ok().as_deref() != Some(name) {
+            if key.trim() != name {
                 continue;
             }
             let value = value.trim();
@@ -355,7 +357,6 @@ mod tests {
             &["_clearance=\""],
             &["_clearance=a%2Bb%3D"],
             &["_clearance=%FF; _clearance=second"],
-            &["%5Fclearance=encoded-name"],
             &["_clearance_login=other"],
             &["_clearance"],
             &["=nameless; _clearance=x=y"],
@@ -373,6 +374,25 @@ mod tests {
             let ours = request_cookie(req.headers(), "_clearance").map(Cow::into_owned);
             let actix = req.cookie("_clearance").map(|c| c.value().to_owned());
             assert_eq!(ours, actix, "Cookie headers {headers:?}");
+        }
+    }
+
+    #[test]
+    fn an_encoded_spelling_of_the_name_is_not_the_session_cookie() {
+        for header in [
+            "%5Fclearance=encoded-name",
+            "%5fclearance=encoded-name",
+            "_clearanc%65=encoded-name",
+            "%5F%63learance=x",
+        ] {
+            let req = actix_web::test::TestRequest::default()
+                .insert_header((header::COOKIE, header))
+                .to_http_request();
+            assert_eq!(
+                request_cookie(req.headers(), "_clearance"),
+                None,
+                "{header}"
+            );
         }
     }
 

@@ -26,6 +26,9 @@ fn default_groups_claim() -> String {
 fn default_person_type_claim() -> String {
     "employee_type".into()
 }
+fn default_unknown_person_type() -> String {
+    "strictest".into()
+}
 fn default_manager_claim() -> String {
     "manager".into()
 }
@@ -165,6 +168,10 @@ pub struct ServerFile {
     /// On SIGTERM/SIGINT, how long requests in flight may take to finish, seconds.
     #[serde(default = "default_shutdown_timeout")]
     pub shutdown_timeout_secs: u64,
+    /// Identity headers of your own, besides the built-in list (docs/SECURITY.md): removed from
+    /// every proxied request in every spelling, and a forward-auth request carrying one is refused.
+    #[serde(default)]
+    pub extra_identity_headers: Vec<String>,
 }
 
 impl Default for ServerFile {
@@ -179,6 +186,7 @@ impl Default for ServerFile {
             trusted_proxies: Vec::new(),
             allowed_redirect_hosts: Vec::new(),
             shutdown_timeout_secs: default_shutdown_timeout(),
+            extra_identity_headers: Vec::new(),
         }
     }
 }
@@ -289,6 +297,22 @@ pub struct OidcFile {
     /// Allow an `http://` issuer that is not on loopback (never do this in production).
     #[serde(default)]
     pub allow_insecure_issuer: bool,
+    /// Accept an e-mail claim that the provider has not marked `email_verified: true`.
+    #[serde(default)]
+    pub allow_unverified_email: bool,
+    /// Only people whose e-mail domain is one of these (`.example.com`: and subdomains).
+    #[serde(default)]
+    pub allowed_email_domains: Vec<String>,
+    /// Only sign-ins whose `tid` claim (Entra ID tenant) is one of these.
+    #[serde(default)]
+    pub allowed_tenants: Vec<String>,
+    /// Only sign-ins whose `hd` claim (Google Workspace domain) is one of these.
+    #[serde(default)]
+    pub allowed_hosted_domains: Vec<String>,
+    /// What a person of unknown type is held to: `strictest` (every requirement any type has)
+    /// or `untyped` (only requirements that name no person type).
+    #[serde(default = "default_unknown_person_type")]
+    pub unknown_person_type: String,
 }
 
 impl Default for OidcFile {
@@ -309,6 +333,11 @@ impl Default for OidcFile {
             refresh_before_secs: default_refresh_before(),
             jwks_refetch_cooldown_secs: default_jwks_cooldown(),
             allow_insecure_issuer: false,
+            allow_unverified_email: false,
+            allowed_email_domains: Vec::new(),
+            allowed_tenants: Vec::new(),
+            allowed_hosted_domains: Vec::new(),
+            unknown_person_type: default_unknown_person_type(),
         }
     }
 }
@@ -444,9 +473,14 @@ pub struct BearerFile {
     /// the gate (and passed to the upstream), and people must use the browser sign-in.
     #[serde(default = "default_true")]
     pub enabled: bool,
-    /// Accepted `aud` values; default: the OIDC client id.
+    /// Accepted `aud` values: your API's identifier at the provider. None (the default): bearer
+    /// tokens are off. Never the OIDC client id, which is what ID tokens are issued for.
     #[serde(default)]
     pub audiences: Vec<String>,
+    /// Refuse access tokens whose header `typ` is not `at+jwt` (RFC 9068), for providers that
+    /// issue every access token that way.
+    #[serde(default)]
+    pub require_at_jwt: bool,
     /// Clock leeway for `exp` and `nbf`, seconds.
     #[serde(default = "default_leeway")]
     pub leeway_secs: u64,
@@ -460,6 +494,7 @@ impl Default for BearerFile {
         Self {
             enabled: true,
             audiences: Vec::new(),
+            require_at_jwt: false,
             leeway_secs: default_leeway(),
             machine_clients: Vec::new(),
         }

@@ -14,8 +14,8 @@ pub mod settings_types {
 
 pub use settings::{
     AdminToken, BearerSettings, CacheSettings, ClaimNames, DenialSettings, ForwardAuthMode,
-    MachineAccess, MachineClient, OidcSettings, RedisSettings, RedisTopology, SessionSettings,
-    Settings,
+    IdentityRules, MachineAccess, MachineClient, OidcSettings, RedisSettings, RedisTopology,
+    SessionSettings, Settings,
 };
 pub use settings::{XapiCredential, XapiSettings};
 

@@ -50,6 +50,9 @@ pub struct Settings {
     pub redirect_hosts: Vec<String>,
     /// Peers whose forwarded headers are believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `server.extra_identity_headers`: identity headers of the deployment's own, besides the
+    /// built-in list, never taken from a client.
+    pub identity_headers: Vec<String>,
     /// How `/oauth2/auth` answers when the path does not name a mode.
     pub forward_auth_mode: ForwardAuthMode,
     pub bearer: BearerSettings,
@@ -82,8 +85,10 @@ pub struct XapiCredential {
 /// Bearer-token settings, validated.
 #[derive(Clone, Debug)]
 pub struct BearerSettings {
+    /// `bearer.enabled`, and at least one audience configured.
     pub enabled: bool,
     pub audiences: Vec<String>,
+    pub require_at_jwt: bool,
     pub leeway: Duration,
     pub machine_clients: Vec<MachineClient>,
 }
@@ -226,6 +231,21 @@ pub struct ClaimNames {
     pub manager: String,
 }
 
+/// Who may be admitted at all, whatever their induction: checked on the claims of every
+/// sign-in and every bearer token (`auth::claims::admissible`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IdentityRules {
+    /// `oidc.allow_unverified_email`: accept an e-mail claim without `email_verified: true`.
+    pub allow_unverified_email: bool,
+    /// `oidc.allowed_email_domains`, lowercased: `example.com` (exactly) or `.example.com`
+    /// (it and its subdomains). Empty: any domain.
+    pub email_domains: Vec<String>,
+    /// `oidc.allowed_tenants`: the `tid` claim (Entra ID) must be one of these. Empty: not checked.
+    pub tenants: Vec<String>,
+    /// `oidc.allowed_hosted_domains`: the `hd` claim (Google) must be one of these. Empty: not checked.
+    pub hosted_domains: Vec<String>,
+}
+
 #[derive(Clone)]
 pub struct OidcSettings {
     pub issuer: Url,
@@ -235,6 +255,8 @@ pub struct OidcSettings {
     pub redirect_url: Url,
     pub post_logout_redirect_url: Url,
     pub claims: ClaimNames,
+    /// Who may be admitted at all (verified e-mail, company domains and tenants).
+    pub identity: IdentityRules,
     pub refresh_before: Duration,
     pub jwks_refetch_cooldown: Duration,
 }
@@ -893,6 +915,14 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
             ),
         }
     }
+    for (i, name) in f.server.extra_identity_headers.iter().enumerate() {
+        if actix_web::http::header::HeaderName::from_bytes(name.trim().as_bytes()).is_err() {
+            p.add(
+                format!("server.extra_identity_headers[{i}]"),
+                format!("{name:?} is not a header name"),
+            );
+        }
+    }
     let forward_auth_mode = match f.forward_auth.default_mode.as_deref() {
         None => ForwardAuthMode::Nginx,
         Some(raw) => ForwardAuthMode::parse(raw).unwrap_or_else(|| {
@@ -904,6 +934,16 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
         }),
     };
 
+    for (i, aud) in f.bearer.audiences.iter().enumerate() {
+        if aud.trim().is_empty() {
+            p.add(format!("bearer.audiences[{i}]"), "must not be empty");
+        } else if *aud == f.oidc.client_id {
+            p.add(
+                format!("bearer.audiences[{i}]"),
+                "must not be the OIDC client id: ID tokens are issued for it, and an ID token is not an access token; name your API's own audience",
+            );
+        }
+    }
     let mut machine_clients = Vec::new();
     for (i, m) in f.bearer.machine_clients.iter().enumerate() {
         let key = |field: &str| format!("bearer.machine_clients[{i}].{field}");
@@ -937,6 +977,19 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
         });
     }
 
+    let identity = identity_rules(&mut p, &f.oidc);
+    let untyped_escape = match f.oidc.unknown_person_type.as_str() {
+        "strictest" => false,
+        "untyped" => true,
+        other => {
+            p.add(
+                "oidc.unknown_person_type",
+                format!("{other:?} must be \"strictest\" (the default) or \"untyped\""),
+            );
+            false
+        }
+    };
+
     let mut seen = HashSet::new();
     let mut requirements = Vec::new();
     for (i, r) in f.requirements.iter().enumerate() {
@@ -949,6 +1002,9 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
         if let Some(r) = requirement(&mut p, i, r) {
             requirements.push(r);
         }
+    }
+    for r in &mut requirements {
+        r.applies_to.untyped_escape = untyped_escape;
     }
     let policy = Policy { requirements };
     let xapi = xapi(&mut p, &f.xapi, &policy);
@@ -1020,7 +1076,6 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
         return Err(ConfigError::Invalid(p.0));
     };
     let ms = Duration::from_millis;
-    let client_id_for_audience = f.oidc.client_id.clone();
     Ok(Settings {
         listen,
         admin_listen,
@@ -1053,6 +1108,7 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
                 person_type: f.oidc.person_type_claim,
                 manager: f.oidc.manager_claim,
             },
+            identity,
             refresh_before: Duration::from_secs(f.oidc.refresh_before_secs),
             jwks_refetch_cooldown: Duration::from_secs(f.oidc.jwks_refetch_cooldown_secs),
         },
@@ -1084,14 +1140,14 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
         routes: Arc::new(RouteTable::new(routes)),
         redirect_hosts,
         trusted_proxies,
+        identity_headers: f.server.extra_identity_headers,
         forward_auth_mode,
         bearer: BearerSettings {
-            enabled: f.bearer.enabled,
-            audiences: if f.bearer.audiences.is_empty() {
-                vec![client_id_for_audience]
-            } else {
-                f.bearer.audiences
-            },
+            // No audience of its own: bearer tokens are off (an ID token's audience is the
+            // client id, so that default would admit ID tokens).
+            enabled: f.bearer.enabled && !f.bearer.audiences.is_empty(),
+            audiences: f.bearer.audiences,
+            require_at_jwt: f.bearer.require_at_jwt,
             leeway: Duration::from_secs(f.bearer.leeway_secs),
             machine_clients,
         },
@@ -1100,6 +1156,69 @@ pub(super) fn validate(f: FileConfig) -> Result<Settings, ConfigError> {
         limits,
         followup,
     })
+}
+
+/// `[oidc]`'s admission rules: domains must look like domains, tenants and hosted domains
+/// must not be empty strings.
+fn identity_rules(p: &mut Problems, f: &super::file::OidcFile) -> IdentityRules {
+    let mut email_domains = Vec::new();
+    for (i, raw) in f.allowed_email_domains.iter().enumerate() {
+        let domain = raw.trim().to_ascii_lowercase();
+        let bare = domain.strip_prefix('.').unwrap_or(&domain);
+        let valid = !bare.is_empty()
+            && bare.contains('.')
+            && bare.split('.').all(|l| {
+                !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if valid {
+            email_domains.push(domain);
+        } else {
+            p.add(
+                format!("oidc.allowed_email_domains[{i}]"),
+                format!("{raw:?} must be a domain like example.com, or .example.com for it and its subdomains"),
+            );
+        }
+    }
+    let non_empty = |p: &mut Problems, key: &str, list: &[String]| -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, raw) in list.iter().enumerate() {
+            if raw.trim().is_empty() {
+                p.add(format!("oidc.{key}[{i}]"), "must not be empty");
+            } else {
+                out.push(raw.trim().to_owned());
+            }
+        }
+        out
+    };
+    IdentityRules {
+        allow_unverified_email: f.allow_unverified_email,
+        email_domains,
+        tenants: non_empty(p, "allowed_tenants", &f.allowed_tenants),
+        hosted_domains: non_empty(p, "allowed_hosted_domains", &f.allowed_hosted_domains)
+            .into_iter()
+            .map(|d| d.to_ascii_lowercase())
+            .collect(),
+    }
+}
+
+impl Settings {
+    /// Settings that relax one of Clearance's fail-closed defaults, in words for an admin:
+    /// `check-config` prints them and `serve` logs them at start.
+    pub fn relaxations(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.oidc.identity.allow_unverified_email {
+            out.push("oidc.allow_unverified_email = true: people are admitted on e-mail addresses their provider has not verified; anyone who can set an address at the provider can sign in as its owner".to_owned());
+        }
+        if self
+            .policy
+            .requirements
+            .iter()
+            .any(|r| r.applies_to.untyped_escape)
+        {
+            out.push("oidc.unknown_person_type = \"untyped\": a person whose type is unknown escapes every requirement that names person types".to_owned());
+        }
+        out
+    }
 }
 
 fn version_of(v: &VersionFile) -> Result<Version, String> {

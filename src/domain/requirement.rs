@@ -128,6 +128,11 @@ impl<'de> Deserialize<'de> for Version {
 }
 
 /// Who a requirement applies to. Empty lists mean "anyone"; both lists must match when both are set.
+///
+/// A person whose type is unknown (no claim at sign-in, no directory entry) is selected by a
+/// `person_types` list whatever it names: unknown means held to every requirement any person
+/// type has (fail closed). `untyped_escape` (the `oidc.unknown_person_type = "untyped"`
+/// setting, off by default) relaxes that for a deployment that has decided so.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Selector {
@@ -140,6 +145,10 @@ pub struct Selector {
     /// People in any of these groups are never selected.
     #[serde(default)]
     pub except_groups: Vec<String>,
+    /// A person of unknown type escapes a `person_types` list (set from configuration, never
+    /// written in a requirement).
+    #[serde(skip)]
+    pub untyped_escape: bool,
 }
 
 impl Selector {
@@ -152,15 +161,18 @@ impl Selector {
             return false;
         }
         if !self.person_types.is_empty() {
-            let Some(kind) = principal.person_type.as_deref() else {
-                return false;
-            };
-            if !self
-                .person_types
-                .iter()
-                .any(|t| t.eq_ignore_ascii_case(kind))
-            {
-                return false;
+            match principal.person_type.as_deref().filter(|t| !t.is_empty()) {
+                // Unknown type: held to it, unless the deployment relaxed that.
+                None => return !self.untyped_escape,
+                Some(kind) => {
+                    if !self
+                        .person_types
+                        .iter()
+                        .any(|t| t.eq_ignore_ascii_case(kind))
+                    {
+                        return false;
+                    }
+                }
             }
         }
         true
@@ -290,9 +302,19 @@ mod tests {
         assert!(s.matches(&person(&[], Some("temp"))));
         assert!(!s.matches(&person(&[], Some("employee"))));
         assert!(
-            !s.matches(&person(&[], None)),
-            "unknown type is not selected by a type list"
+            s.matches(&person(&[], None)),
+            "an unknown type is held to every type's requirements"
         );
+        assert!(
+            s.matches(&person(&[], Some(""))),
+            "an empty type is unknown"
+        );
+        let relaxed = Selector {
+            untyped_escape: true,
+            ..s.clone()
+        };
+        assert!(!relaxed.matches(&person(&[], None)), "relaxed by setting");
+        assert!(relaxed.matches(&person(&[], Some("temp"))));
     }
 
     #[test]

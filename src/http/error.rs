@@ -60,6 +60,9 @@ pub enum AppError {
     ProviderUnavailable(String),
     /// The sign-in failed at or after the provider (bad code, invalid token ...).
     SignInFailed(String),
+    /// The provider vouched for someone Clearance may not admit at all (an unverified e-mail
+    /// address, a foreign domain or tenant): 401 with a page saying why.
+    IdentityRefused(String),
     UpstreamUnreachable(String),
     UpstreamTimeout,
     Internal(String),
@@ -107,6 +110,16 @@ impl From<crate::auth::bearer::BearerError> for AppError {
     }
 }
 
+impl From<crate::auth::claims::ClaimsError> for AppError {
+    fn from(e: crate::auth::claims::ClaimsError) -> Self {
+        if e.names_nobody() {
+            Self::SignInFailed(e.to_string())
+        } else {
+            Self::IdentityRefused(e.to_string())
+        }
+    }
+}
+
 impl From<AuthError> for AppError {
     fn from(e: AuthError) -> Self {
         match e {
@@ -132,7 +145,8 @@ impl AppError {
             | Self::Unauthorized(_)
             | Self::XapiUnauthorized(_)
             | Self::WebhookRejected(_)
-            | Self::BearerRejected { .. } => StatusCode::UNAUTHORIZED,
+            | Self::BearerRejected { .. }
+            | Self::IdentityRefused(_) => StatusCode::UNAUTHORIZED,
             Self::Blocked(_) | Self::UntrustedProxy(_) | Self::Deactivated | Self::Forbidden(_) => {
                 StatusCode::FORBIDDEN
             }
@@ -173,6 +187,7 @@ impl AppError {
             Self::DocumentUnavailable(_) => "document_unavailable",
             Self::ProviderUnavailable(_) => "provider_unavailable",
             Self::SignInFailed(_) => "sign_in_failed",
+            Self::IdentityRefused(_) => "identity_not_accepted",
             Self::UpstreamUnreachable(_) => "upstream_unreachable",
             Self::UpstreamTimeout => "upstream_timeout",
             Self::Internal(_) => "internal_error",
@@ -223,6 +238,10 @@ impl AppError {
                 "Sign-in is unavailable right now: Clearance cannot reach the sign-in provider. This is an outage, not a problem with your account. If you are already signed in, you can keep working. Please try again in a few minutes.".into(),
             ),
             Self::SignInFailed(m) => ("Sign-in failed", format!("{m}. Please start again.")),
+            Self::IdentityRefused(m) => (
+                "Your sign-in cannot be accepted",
+                format!("You signed in at the provider, but Clearance cannot admit this identity: {m}."),
+            ),
             Self::UpstreamUnreachable(_) => (
                 "The application is not responding",
                 "Clearance admitted you, but the application behind it could not be reached. This is an outage of the application.".into(),

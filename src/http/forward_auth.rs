@@ -5,10 +5,11 @@
 //! proxy; from any other peer the call is refused and nothing is evaluated.
 
 use super::AppState;
+use super::authority::check_authority;
 use super::error::{AppError, HttpError, IntoHttp};
 use super::forwarded::{peer_is_trusted, trusted_header};
 use super::gate::{Admission, Recording, Target, admit, start_url};
-use super::normalize::normalize_path;
+use super::normalize::{PathError, canonical_target_path};
 use super::oauth::checked_rd;
 use super::proxy::{IDENTITY_HEADER_NAMES, each_identity_header};
 use crate::config::ForwardAuthMode;
@@ -57,7 +58,7 @@ fn split_url(raw: &str) -> Option<Original> {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    if host.is_empty() || host.contains('@') {
+    if check_authority(host).is_err() {
         return None;
     }
     let (raw_path, query) = split_query(path_query);
@@ -69,9 +70,10 @@ fn split_url(raw: &str) -> Option<Original> {
     })
 }
 
+/// Splits a request target at its first `?`. A `#` stays where it is: it never belongs in a
+/// request target, and the path check refuses it (the query is not judged, so a `#` there is
+/// refused by [`original`]).
 fn split_query(path_query: &str) -> (String, Option<String>) {
-    // A fragment never reaches a server; drop one if a proxy passed it along.
-    let path_query = path_query.split('#').next().unwrap_or("");
     match path_query.split_once('?') {
         Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
         None => (path_query.to_owned(), None),
@@ -98,6 +100,8 @@ fn original(
         if !uri.starts_with('/') {
             return Err(missing("a path in X-Forwarded-Uri"));
         }
+        check_authority(host)
+            .map_err(|e| AppError::bad_request("invalid_host", format!("X-Forwarded-Host: {e}")))?;
         let (raw_path, query) = split_query(uri);
         Ok(Original {
             scheme: super::forwarded::scheme(req, trusted).to_owned(),
@@ -106,12 +110,12 @@ fn original(
             query,
         })
     };
-    match mode {
+    let original = match mode {
         ForwardAuthMode::Nginx => match forwarded("x-original-url") {
             Some(url) => split_url(url).ok_or_else(|| {
                 AppError::bad_request(
                     "forward_auth_request_incomplete",
-                    "X-Original-URL must be an absolute http(s) URL.",
+                    "X-Original-URL must be an absolute http(s) URL whose host is host[:port].",
                 )
             }),
             None => from_x_forwarded(),
@@ -136,6 +140,38 @@ fn original(
                 query: req.uri().query().map(str::to_owned),
             })
         }
+    }?;
+    if original.query.as_deref().is_some_and(|q| q.contains('#')) {
+        return Err(invalid_path(PathError::Fragment));
+    }
+    refuse_foreign_identity(req, &state.settings().identity_headers)?;
+    Ok(original)
+}
+
+fn invalid_path(e: PathError) -> AppError {
+    AppError::bad_request("invalid_path", e.to_string())
+}
+
+/// Refuses a request that carries an identity header (in any spelling) that some gatekeeper
+/// sets and some app trusts: the proxy in front passes the client's headers on to the app, and
+/// Clearance cannot remove them there, so such a request is not judged at all. Clearance's own
+/// six, spelled exactly so, are the exception: every admitted answer carries all six (empty
+/// when unknown) and the proxy must replace the client's copies with them (docs/FORWARD_AUTH.md).
+fn refuse_foreign_identity(req: &HttpRequest, extra: &[String]) -> Result<(), AppError> {
+    let foreign = req.headers().keys().find(|name| {
+        !IDENTITY_HEADER_NAMES.contains(name)
+            && super::headers::is_identity_header_with(name.as_str(), extra)
+    });
+    match foreign {
+        Some(name) => Err(AppError::bad_request(
+            "identity_header_from_client",
+            format!(
+                "The request carries {}, an identity header that only a gatekeeper may set; \
+                 requests with one are refused.",
+                name.as_str()
+            ),
+        )),
+        None => Ok(()),
     }
 }
 
@@ -197,8 +233,9 @@ async fn decide(
         }
         Err(e) => return Err(e).http(&req),
     };
-    let path = normalize_path(&original.raw_path)
-        .map_err(|e| AppError::bad_request("invalid_path", e.to_string()))
+    // The proxy sends the upstream the raw target: judge it only when it is canonical already.
+    let path = canonical_target_path(&original.raw_path)
+        .map_err(invalid_path)
         .http(&req)?;
     let settings = state.settings();
     let route = route_for(&state, &settings, &original.host, path.as_str());
@@ -292,8 +329,8 @@ pub async fn blocked(
             })
             .http(&req)?
     };
-    let path = normalize_path(&original.raw_path)
-        .map_err(|e| AppError::bad_request("invalid_path", e.to_string()))
+    let path = canonical_target_path(&original.raw_path)
+        .map_err(invalid_path)
         .http(&req)?;
     let settings = state.settings();
     let route = route_for(&state, &settings, &original.host, path.as_str());
@@ -324,7 +361,8 @@ mod tests {
         assert_eq!(o.scheme, "https");
         assert_eq!(o.host, "App.example.com:8443");
         assert_eq!(o.raw_path, "/a/%2e%2e/b");
-        assert_eq!(o.query.as_deref(), Some("x=/public"));
+        // A fragment is kept, to be refused (a request target never has one).
+        assert_eq!(o.query.as_deref(), Some("x=/public#frag"));
         assert!(split_url("ftp://x/").is_none());
         assert!(split_url("https://user@evil/").is_none());
         assert!(split_url("/relative").is_none());

@@ -7,7 +7,7 @@ use super::normalize::{NormalizedPath, normalize_path};
 use super::pages::{BlockedItem, BlockedPerson, BlockedView, WarningView};
 use super::proxy::{self, Upstreams};
 use super::{AppState, RequestId};
-use crate::auth::claims::principal_from_claims;
+use crate::auth::claims::person_from_claims;
 use crate::auth::oidc::AuthError;
 use crate::auth::session::{Lookup, Session, Sessions};
 use crate::config::MachineAccess;
@@ -72,6 +72,9 @@ pub struct Authenticated {
     pub machine: bool,
     /// The person's standing, when it was read together with their session.
     pub standing: Option<Arc<Standing>>,
+    /// A person's bearer token: when it was issued (`iat`, else `nbf`), checked against the end
+    /// of their tokens (sign out everywhere, back-channel logout) with their standing.
+    pub bearer_issued: Option<Option<DateTime<Utc>>>,
 }
 
 /// The host the client asked for (never taken from forwarded headers here).
@@ -140,6 +143,7 @@ pub async fn authenticate(
         exempt: false,
         machine: false,
         standing,
+        bearer_issued: None,
     })
 }
 
@@ -150,21 +154,38 @@ async fn bearer_identity(state: &AppState, header_value: &str) -> Result<Authent
         state.bearer.set_jwks_uri(state.oidc.jwks_uri().await?);
     }
     let claims = state.bearer.verify(token).await?;
-    if let Ok(principal) = principal_from_claims(&claims, &state.settings().oidc.claims) {
-        return Ok(Authenticated {
-            principal: principal.into(),
-            csrf: None,
-            exempt: false,
-            machine: false,
-            standing: None,
-        });
+    let settings = state.settings();
+    match person_from_claims(&claims, &settings.oidc) {
+        Ok(principal) => {
+            let principal = completed_from_last_sign_in(state, principal, &claims).await?;
+            let issued = ["iat", "nbf"]
+                .iter()
+                .find_map(|k| claims.get(*k).and_then(serde_json::Value::as_i64))
+                .and_then(|t| DateTime::from_timestamp(t, 0));
+            return Ok(Authenticated {
+                principal: principal.into(),
+                csrf: None,
+                exempt: false,
+                machine: false,
+                standing: None,
+                bearer_issued: Some(issued),
+            });
+        }
+        // A person the provider vouches for, whom Clearance may not admit.
+        Err(e) if !e.names_nobody() => {
+            return Err(AppError::BearerRejected {
+                challenge: crate::auth::bearer::BearerError::InvalidToken(e.to_string())
+                    .www_authenticate(),
+                message: e.to_string(),
+            });
+        }
+        Err(_) => {}
     }
     // No person in the token: a client-credentials token, admitted only if configured.
     let client_id = ["client_id", "azp"]
         .iter()
         .find_map(|k| claims.get(*k).and_then(|v| v.as_str()))
         .unwrap_or("");
-    let settings = state.settings();
     let machine = settings
         .bearer
         .machine_clients
@@ -192,6 +213,7 @@ async fn bearer_identity(state: &AppState, header_value: &str) -> Result<Authent
                 exempt: true,
                 machine: true,
                 standing: None,
+                bearer_issued: None,
             })
         }
         MachineAccess::ActsFor(person) => {
@@ -207,9 +229,46 @@ async fn bearer_identity(state: &AppState, header_value: &str) -> Result<Authent
                 exempt: false,
                 machine: true,
                 standing: None,
+                bearer_issued: None,
             })
         }
     }
+}
+
+/// A bearer token's person, completed from their last sign-in: access tokens rarely carry the
+/// person type, the manager or the groups, and a person is the same person whichever credential
+/// they carry. What the token says wins; what it does not say comes from the profile kept at
+/// sign-in (the directory, read with the standing, then overrides the type as for sessions).
+/// The profile is read only when something is missing.
+async fn completed_from_last_sign_in(
+    state: &AppState,
+    mut principal: Principal,
+    claims: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Principal, AppError> {
+    let names = &state.settings().oidc.claims;
+    let has_groups = claims.contains_key(&names.groups);
+    if principal.person_type.is_some() && principal.manager.is_some() && has_groups {
+        return Ok(principal);
+    }
+    let Some(profile) = state.store.profile(&principal.subject).await? else {
+        return Ok(principal);
+    };
+    if principal.person_type.is_none() {
+        principal.person_type = profile.person_type;
+    }
+    if principal.manager.is_none() {
+        principal.manager = profile.manager;
+    }
+    if !has_groups {
+        principal.groups = profile.groups;
+    }
+    if principal.email.is_none() {
+        principal.email = profile.email;
+    }
+    if principal.name.is_none() {
+        principal.name = profile.name;
+    }
+    Ok(principal)
 }
 
 /// Finds the request's session and refreshes its tokens when they are about to expire.
@@ -268,14 +327,21 @@ async fn identify_session(
             .await
         {
             Ok(signed) => {
-                if let Ok(principal) =
-                    principal_from_claims(&signed.claims, &state.settings().oidc.claims)
-                {
-                    if principal.subject != session.principal.subject {
-                        state.sessions.destroy(&id).await?;
-                        return Err(invalid_session(state, sign_in_url));
+                match person_from_claims(&signed.claims, &state.settings().oidc) {
+                    Ok(principal) => {
+                        if principal.subject != session.principal.subject {
+                            state.sessions.destroy(&id).await?;
+                            return Err(invalid_session(state, sign_in_url));
+                        }
+                        session.principal = principal;
                     }
-                    session.principal = principal;
+                    // The provider now vouches for less (the address unverified, another
+                    // tenant): the session ends.
+                    Err(e) if !e.names_nobody() => {
+                        state.sessions.destroy(&id).await?;
+                        return Err(e.into());
+                    }
+                    Err(_) => {}
                 }
                 session.access_expires_at = signed.access_expires_at(state.clock.now());
                 session.access_token = signed.access_token;
@@ -589,6 +655,7 @@ async fn decide(
         csrf,
         exempt,
         standing,
+        bearer_issued,
         ..
     } = who;
     if exempt {
@@ -604,6 +671,19 @@ async fn decide(
         Some(standing) => standing,
         None => state.store.decision_standing(&principal.subject).await?,
     };
+    if let (Some(issued), Some(ended)) = (bearer_issued, standing.tokens_ended)
+        && issued.is_none_or(|at| at <= ended)
+    {
+        return Err(AppError::BearerRejected {
+            challenge: crate::auth::bearer::BearerError::InvalidToken(
+                "the token was issued before its holder was signed out".into(),
+            )
+            .www_authenticate(),
+            message:
+                "the token was issued before its holder was signed out everywhere; get a new one"
+                    .into(),
+        });
+    }
     let now = state.clock.now();
     let mut principal = principal;
     if let Some(person) = &standing.person {
@@ -795,6 +875,7 @@ pub async fn gate(
             principal: admission.principal(),
             request_id: &request_id,
             trusted: &settings.trusted_proxies,
+            extra_identity: &settings.identity_headers,
         },
         &upstreams,
     )

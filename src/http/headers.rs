@@ -21,14 +21,17 @@
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use std::borrow::Cow;
 
-/// Exact (canonical) names of identity headers that downstream applications commonly trust.
+/// Exact (canonical) names of identity headers that downstream applications commonly trust:
+/// those of the gatekeepers people replace with Clearance, so that an app that used to sit
+/// behind one of them cannot be told who the client is by the client.
 const IDENTITY_HEADERS: &[&str] = &[
-    // oauth2-proxy style
+    // oauth2-proxy style (and its legacy `GAP-Auth`)
     "x-forwarded-user",
     "x-forwarded-email",
     "x-forwarded-groups",
     "x-forwarded-preferred-username",
     "x-forwarded-access-token",
+    "gap-auth",
     // Authelia / Apache mod_auth style
     "remote-user",
     "remote-email",
@@ -38,21 +41,55 @@ const IDENTITY_HEADERS: &[&str] = &[
     "x-remote-email",
     "x-remote-groups",
     "x-remote-name",
+    // IBM WebSEAL, CA SiteMinder, Oracle Access Manager
+    "iv-user",
+    "iv-user-l",
+    "iv-groups",
+    "iv-creds",
+    "sm-user",
+    "smuser",
+    "sm-universalid",
+    "oam-remote-user",
+    // Teleport application access
+    "teleport-jwt-assertion",
+    // Kong
+    "x-credential-identifier",
     // Generic
     "x-user",
     "x-email",
-    "x-authenticated-user",
-    "x-authenticated-userid",
 ];
 
 /// Canonical prefixes of identity header families.
 const IDENTITY_PREFIXES: &[&str] = &[
     "x-auth-request-",
     "x-clearance-",
+    // Generic: `x-authenticated-user`, `-userid`, `-scope`, `-groups` (Kong, Istio setups).
+    "x-authenticated-",
     // Pomerium (`x-pomerium-jwt-assertion`, `x-pomerium-claim-*`) and Grafana's auth proxy
     // (`x-webauth-user`): trusted by apps that were previously behind those proxies.
     "x-pomerium-",
     "x-webauth-",
+    // Google Cloud IAP: `x-goog-authenticated-user-email`, `-user-id`, `x-goog-iap-jwt-assertion`.
+    "x-goog-authenticated-",
+    "x-goog-iap-",
+    // Cloudflare Access: `cf-access-authenticated-user-email`, `cf-access-jwt-assertion`.
+    "cf-access-",
+    // Apache mod_auth_openidc: `oidc-claim-*`, `oidc-access-token`, `oidc-id-token-payload`.
+    "oidc-",
+    // Azure App Service authentication: `x-ms-client-principal[-id|-name|-idp]`, `x-ms-token-*`.
+    "x-ms-client-principal",
+    "x-ms-token-",
+    // AWS Application Load Balancer: `x-amzn-oidc-data`, `-identity`, `-accesstoken`.
+    "x-amzn-oidc-",
+    // Vouch Proxy: `x-vouch-user`, `x-vouch-idp-claims-*`.
+    "x-vouch-",
+    // Kong consumers: `x-consumer-id`, `x-consumer-username`, `x-consumer-custom-id`.
+    "x-consumer-",
+    // Tailscale Serve and ngrok's edge authentication.
+    "tailscale-user-",
+    "ngrok-auth-",
+    // JWT assertions forwarded by API gateways (WSO2 `x-jwt-assertion`, `x-jwt-payload`).
+    "x-jwt-",
 ];
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1 plus the legacy `proxy-connection`, `keep-alive` and
@@ -261,7 +298,13 @@ pub fn strip_cookies(headers: &mut HeaderMap, names: &[&str]) {
                 .next()
                 .unwrap_or_default()
                 .trim_ascii();
-            if !names.iter().any(|n| n.as_bytes() == name) {
+            // Also a name that percent-decodes to one of ours: some app frameworks decode
+            // cookie names, and must never see a copy of Clearance's cookies.
+            let decoded = percent_encoding::percent_decode(name).collect::<Vec<u8>>();
+            if !names
+                .iter()
+                .any(|n| n.as_bytes() == name || n.as_bytes() == decoded.as_slice())
+            {
                 kept.push(pair);
             }
         }
@@ -338,6 +381,31 @@ mod tests {
             "x-pomerium-jwt-assertion",
             "x-pomerium-claim-email",
             "x-webauth-user",
+            "x-goog-authenticated-user-email",
+            "x-goog-authenticated-user-id",
+            "x-goog-iap-jwt-assertion",
+            "cf-access-authenticated-user-email",
+            "cf-access-jwt-assertion",
+            "oidc-claim-email",
+            "oidc-claim-sub",
+            "oidc-access-token",
+            "x-ms-client-principal",
+            "x-ms-client-principal-name",
+            "x-ms-client-principal-id",
+            "x-ms-token-aad-id-token",
+            "x-amzn-oidc-identity",
+            "x-amzn-oidc-data",
+            "x-vouch-user",
+            "x-consumer-username",
+            "x-authenticated-userid",
+            "x-authenticated-scope",
+            "tailscale-user-login",
+            "ngrok-auth-user-email",
+            "iv-user",
+            "sm-user",
+            "gap-auth",
+            "x-jwt-assertion",
+            "teleport-jwt-assertion",
         ];
         for base in bases {
             let spellings = [
@@ -600,6 +668,16 @@ mod tests {
             vec!["content-type", "set-cookie", "x-upstream"]
         );
         assert_eq!(values(&out, "set-cookie"), vec!["a=1", "b=2"]);
+    }
+
+    #[test]
+    fn strip_cookies_removes_encoded_spellings_of_the_names() {
+        let mut headers = map(&[(
+            "cookie",
+            "%5Fclearance=x; _clearanc%65=y; keep=1; %5F%63learance_login=z",
+        )]);
+        strip_cookies(&mut headers, &["_clearance", "_clearance_login"]);
+        assert_eq!(values(&headers, "cookie"), vec!["keep=1"]);
     }
 
     #[test]

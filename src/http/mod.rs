@@ -2,6 +2,7 @@
 //! catch-all gate that admits or refuses requests to upstreams.
 
 pub mod api;
+pub mod authority;
 pub mod documents;
 pub mod error;
 pub mod evidence;
@@ -266,8 +267,13 @@ pub fn app(
         .wrap_fn(|req, srv| {
             use actix_web::ResponseError as _;
             use futures_util::future::{Either, FutureExt as _};
-            // Limits come first: a refused request costs no store or provider round trip.
-            match limits::refusal(&req) {
+            // The authority, then limits, come first: a refused request costs no store or
+            // provider round trip, and nothing routes on a Host that could be read two ways.
+            let refused = authority::check_request(req.request())
+                .map_err(|e| error::AppError::bad_request("invalid_host", e.to_string()))
+                .err()
+                .or_else(|| limits::refusal(&req));
+            match refused {
                 None => Either::Left(srv.call(req).map(|r| r.map(|res| res.map_into_left_body()))),
                 Some(e) => {
                     let response = error::HttpError::new(e, req.request()).error_response();

@@ -135,6 +135,23 @@ pub enum PathError {
     /// A `..` segment that would climb above the root.
     #[error("the request path climbs above the root")]
     AboveRoot,
+    /// Forward-auth only: a `.` or `..` segment, in any spelling (`%2e`, `.%2E` …).
+    #[error(
+        "the request path contains a dot segment ('.' or '..'), which forward-auth does not judge"
+    )]
+    DotSegment,
+    /// Forward-auth only: a `;` in a path segment (a path parameter).
+    #[error("the request path contains ';', which forward-auth does not judge")]
+    PathParameter,
+    /// Forward-auth only: an empty segment (`//`).
+    #[error("the request path contains an empty segment ('//'), which forward-auth does not judge")]
+    EmptySegment,
+    /// Forward-auth only: an encoded `?` (`%3F`) or `#` (`%23`).
+    #[error("the request path contains an encoded '?' or '#', which forward-auth does not judge")]
+    EncodedDelimiter,
+    /// A raw `#` (a fragment never belongs in a request target).
+    #[error("the request target contains '#', which never belongs in a request")]
+    Fragment,
 }
 
 /// A request path in canonical form: decoded once, validated, dot segments resolved and
@@ -219,6 +236,58 @@ pub fn normalize_path(raw_path: &str) -> Result<NormalizedPath, PathError> {
         out.push('/');
     }
     Ok(NormalizedPath(out))
+}
+
+/// The path of a request that Clearance judges but does not forward (forward-auth), which must
+/// already be in canonical form: the upstream receives the raw target from the proxy in front,
+/// so judging any normalised spelling of it would judge a path the upstream may resolve
+/// differently (`/public/..;/admin`, `/%2e%2e/admin`, `//admin` …). Such a path is refused.
+///
+/// Canonical here means: every rule of [`normalize_path`] holds, and in addition
+///
+/// * no `;` anywhere (no path parameters, which Tomcat and Jetty strip and nginx does not);
+/// * no empty segment (`//`); only the last segment may be empty (a trailing `/`);
+/// * no segment that is `.` or `..`, raw or after decoding (`%2e`, `.%2E`, `%2E%2e` …);
+/// * no encoded `?` (`%3F`) or `#` (`%23`), on top of the encoded `/`, `\`, `;` and NUL,
+///   double encoding and non-UTF-8 that [`normalize_path`] refuses already.
+///
+/// With these, the segments the upstream sees are exactly the segments judged: the only
+/// difference left between the raw path and the returned one is how escapes are spelled
+/// inside a segment (`%c3%a9` or `%C3%A9`, `%61` or `a`), which every decoder reads alike.
+pub fn canonical_target_path(raw_path: &str) -> Result<NormalizedPath, PathError> {
+    if raw_path.contains('#') {
+        return Err(PathError::Fragment);
+    }
+    if raw_path.contains(';') {
+        return Err(PathError::PathParameter);
+    }
+    let normalized = normalize_path(raw_path)?;
+    let Some(rest) = raw_path.strip_prefix('/') else {
+        return Err(PathError::NotOriginForm);
+    };
+    let segments: Vec<&str> = rest.split('/').collect();
+    let last_index = segments.len().saturating_sub(1);
+    for (index, raw_segment) in segments.iter().enumerate() {
+        if raw_segment.is_empty() {
+            if index == last_index {
+                continue;
+            }
+            return Err(PathError::EmptySegment);
+        }
+        let segment = decode_segment(raw_segment)?;
+        if segment == "." || segment == ".." {
+            return Err(PathError::DotSegment);
+        }
+        if segment.contains(['?', '#']) {
+            return Err(PathError::EncodedDelimiter);
+        }
+    }
+    // By construction the judged path has the same segments as the raw one.
+    let judged_segments = normalized.as_str().split('/').count();
+    if judged_segments != segments.len() + 1 {
+        return Err(PathError::AmbiguousSegment);
+    }
+    Ok(normalized)
 }
 
 fn check_raw_chars(raw_path: &str) -> Result<(), PathError> {
@@ -725,5 +794,91 @@ mod tests {
             assert_eq!(again.as_str(), out, "{raw:?}");
         }
         assert!(accepted > 1_000, "only {accepted} inputs were accepted");
+    }
+
+    fn target(raw: &str) -> Result<String, PathError> {
+        canonical_target_path(raw).map(NormalizedPath::into_string)
+    }
+
+    #[test]
+    fn canonical_targets_are_judged_as_they_are() {
+        for (raw, judged) in [
+            ("/", "/"),
+            ("/admin", "/admin"),
+            ("/admin/", "/admin/"),
+            ("/a/b/c.html", "/a/b/c.html"),
+            ("/my%20file.txt", "/my%20file.txt"),
+            ("/caf%c3%a9", "/caf%C3%A9"),
+            ("/%61dmin", "/admin"),
+            ("/a:b@c", "/a:b@c"),
+            ("/a%3Ab", "/a:b"),
+            ("/.well-known/x", "/.well-known/x"),
+            ("/..foo/x", "/..foo/x"),
+        ] {
+            assert_eq!(target(raw), Ok(judged.to_owned()), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn non_canonical_targets_are_refused_not_normalised() {
+        for (raw, why) in [
+            ("/public/..;/admin", PathError::PathParameter),
+            ("/lms/..;/admin", PathError::PathParameter),
+            ("/admin;x=1", PathError::PathParameter),
+            ("/admin;", PathError::PathParameter),
+            ("/;/admin", PathError::PathParameter),
+            ("/public/../admin", PathError::DotSegment),
+            ("/public/./admin", PathError::DotSegment),
+            ("/public/%2e%2e/admin", PathError::DotSegment),
+            ("/public/%2E%2e/admin", PathError::DotSegment),
+            ("/public/.%2e/admin", PathError::DotSegment),
+            ("/public/%2e/admin", PathError::DotSegment),
+            ("/admin/..", PathError::DotSegment),
+            ("/admin/.", PathError::DotSegment),
+            ("//admin", PathError::EmptySegment),
+            ("/public//admin", PathError::EmptySegment),
+            ("/admin%3Fx", PathError::EncodedDelimiter),
+            ("/admin%23x", PathError::EncodedDelimiter),
+            ("/admin#x", PathError::Fragment),
+            ("/public/%252e%252e/admin", PathError::DoubleEncoding),
+            ("/admin%2Fpanel", PathError::EncodedSlash),
+            ("/admin%5Cpanel", PathError::Backslash),
+            ("/public\\..\\admin", PathError::Backslash),
+            ("/admin%00", PathError::ControlCharacter),
+            ("/%C0%AE%C0%AE/admin", PathError::InvalidUtf8),
+            ("/admin%3Bx", PathError::EncodedSemicolon),
+            ("/../admin", PathError::AboveRoot),
+        ] {
+            assert_eq!(target(raw), Err(why), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn property_canonical_targets_keep_their_segments() {
+        let tokens = [
+            "/", "a", "b", ".", "..", "%2e", "%2E", ";", "%3f", "%23", "%20", "%41", "//", "..;",
+        ];
+        let counts = ["1", "2", "3", "4", "5", "6"];
+        let mut rng = XorShift(0x0bad_cafe_f00d_1234);
+        for _ in 0..20_000 {
+            let mut raw = String::from("/");
+            let count: usize = rng.pick(&counts).parse().expect("digit");
+            for _ in 0..count {
+                raw.push_str(rng.pick(&tokens));
+            }
+            let Ok(path) = canonical_target_path(&raw) else {
+                continue;
+            };
+            // What is judged has exactly the raw path's segments, each decoding the same.
+            let raw_segments: Vec<_> = raw.split('/').collect();
+            let judged: Vec<_> = path.as_str().split('/').collect();
+            assert_eq!(raw_segments.len(), judged.len(), "{raw:?} -> {path}");
+            for (r, j) in raw_segments.iter().zip(&judged) {
+                let r = percent_encoding::percent_decode_str(r).decode_utf8_lossy();
+                let j = percent_encoding::percent_decode_str(j).decode_utf8_lossy();
+                assert_eq!(r, j, "{raw:?} -> {path}");
+                assert!(r != "." && r != "..", "{raw:?}");
+            }
+        }
     }
 }

@@ -5,7 +5,7 @@ use super::AppState;
 use super::error::{AppError, HttpError, IntoHttp};
 use super::gate::{self, Authenticated};
 use crate::auth::bearer::BearerError;
-use crate::auth::claims::principal_from_claims;
+use crate::auth::claims::person_from_claims;
 use crate::auth::logout;
 use crate::auth::oidc::PendingLogin;
 use crate::auth::redirect::safe_redirect;
@@ -58,6 +58,8 @@ pub async fn start(
 pub struct CallbackQuery {
     code: Option<String>,
     state: Option<String>,
+    /// RFC 9207: the issuer of this response.
+    iss: Option<String>,
     error: Option<String>,
     error_description: Option<String>,
 }
@@ -117,13 +119,18 @@ pub async fn callback(
     let pending: PendingLogin = serde_json::from_str(&pending)
         .map_err(|e| AppError::Internal(format!("login state: {e}")))
         .http(&req)?;
+    state
+        .oidc
+        .check_response_issuer(query.iss.as_deref())
+        .await
+        .http(&req)?;
     let signed = state
         .oidc
         .complete(code.clone(), &pending)
         .await
         .http(&req)?;
-    let principal = principal_from_claims(&signed.claims, &state.settings().oidc.claims)
-        .map_err(|e| AppError::SignInFailed(e.to_string()))
+    let principal = person_from_claims(&signed.claims, &state.settings().oidc)
+        .map_err(AppError::from)
         .http(&req)?;
 
     // Session fixation: whatever session this browser had is ended; the new one gets a new id.

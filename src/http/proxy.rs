@@ -73,7 +73,7 @@ fn sets_own_cookie(value: &HeaderValue, own: &[String]) -> bool {
 pub fn each_identity_header(principal: &Principal, mut set: impl FnMut(HeaderName, &str)) {
     let subject = principal.subject.as_str();
     let email = principal.email.as_deref().unwrap_or_default();
-    let groups = principal.groups.join(",");
+    let groups = groups_header_value(&principal.groups);
     let name = principal.name.as_deref().unwrap_or_default();
     set(X_AUTH_REQUEST_USER, subject);
     set(X_AUTH_REQUEST_EMAIL, email);
@@ -81,6 +81,26 @@ pub fn each_identity_header(principal: &Principal, mut set: impl FnMut(HeaderNam
     set(X_AUTH_REQUEST_PREFERRED_USERNAME, name);
     set(X_FORWARDED_USER, subject);
     set(X_FORWARDED_EMAIL, email);
+}
+
+/// The groups header's value: the groups joined with `,`, each with `%` written `%25` and `,`
+/// written `%2C`, so that a group whose name holds a comma is never read as two groups (and
+/// a reader that percent-decodes each item gets the names back exactly).
+pub fn groups_header_value(groups: &[String]) -> String {
+    let mut out = String::new();
+    for (i, group) in groups.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        for c in group.chars() {
+            match c {
+                '%' => out.push_str("%25"),
+                ',' => out.push_str("%2C"),
+                c => out.push(c),
+            }
+        }
+    }
+    out
 }
 
 /// The names [`each_identity_header`] sets.
@@ -103,6 +123,8 @@ pub struct Hop<'a> {
     pub principal: Option<&'a Principal>,
     pub request_id: &'a str,
     pub trusted: &'a [ipnet::IpNet],
+    /// `server.extra_identity_headers`: removed from the client's request like the built-in ones.
+    pub extra_identity: &'a [String],
 }
 
 /// What the proxy tells the upstream about one request, already resolved against the trusted
@@ -115,6 +137,8 @@ pub struct Forwarding<'a> {
     /// The host the client asked for (`X-Forwarded-Host`, and `Host` with `preserve_host`).
     pub host: &'a str,
     pub request_id: &'a str,
+    /// `server.extra_identity_headers`: removed like the built-in identity headers.
+    pub extra_identity: &'a [String],
 }
 
 /// The request filter: the headers sent upstream, built from the client's `incoming` headers.
@@ -132,7 +156,7 @@ pub fn upstream_request_headers(
     principal: Option<&Principal>,
     preserve_host: bool,
 ) -> header::HeaderMap {
-    let mut headers = sanitize_request_headers(incoming, &[]);
+    let mut headers = sanitize_request_headers(incoming, forwarding.extra_identity);
     strip_cookies(&mut headers, own_cookies);
     let mut set = |name: HeaderName, value: &str| match HeaderValue::from_str(value) {
         Ok(v) => {
@@ -186,6 +210,7 @@ pub async fn forward(
         principal,
         request_id,
         trusted,
+        extra_identity,
     } = hop;
     let declared_length = content_length(req.headers());
     if let (Some(max), Some(len)) = (upstreams.max_body, declared_length)
@@ -210,6 +235,7 @@ pub async fn forward(
         proto: forwarded::scheme(req, trusted),
         host: &host,
         request_id,
+        extra_identity,
     };
     let headers =
         upstream_request_headers(req.headers(), &own, &forwarding, principal, preserve_host);
@@ -297,6 +323,7 @@ mod tests {
         proto: "https",
         host: "wiki.example.com",
         request_id: "req-1",
+        extra_identity: &[],
     };
 
     fn alice() -> Principal {
@@ -353,6 +380,27 @@ mod tests {
     }
 
     /// The reverse proxy sends the same identity headers as forward-auth answers with.
+    #[test]
+    fn a_group_with_a_comma_stays_one_group() {
+        let groups = [
+            "staff".to_owned(),
+            "r&d, europe".to_owned(),
+            "100%".to_owned(),
+        ];
+        let value = groups_header_value(&groups);
+        assert_eq!(value, "staff,r&d%2C europe,100%25");
+        let back: Vec<String> = value
+            .split(',')
+            .map(|g| {
+                percent_encoding::percent_decode_str(g)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+            .collect();
+        assert_eq!(back, groups);
+        assert_eq!(groups_header_value(&[]), "");
+    }
+
     #[test]
     fn the_proxy_sets_every_identity_header_forward_auth_sets() {
         let out = upstream_request_headers(&map(&[]), &[], &FORWARDING, Some(&alice()), false);

@@ -1,8 +1,8 @@
 //! An in-process store for `clearance demo` and unit tests; same contract as the Redis store.
 
 use super::{
-    AuditChain, DenialLog, FollowUpStore, Health, Outbox, OutboxBatch, RecordStore, SessionOwner,
-    SessionStore, SessionsOf, Standing, StoreError, audit_event,
+    AuditChain, DenialLog, EndedSessions, FollowUpStore, Health, Outbox, OutboxBatch, RecordStore,
+    SessionOwner, SessionStore, SessionsOf, Standing, StoreError, audit_event,
 };
 use crate::domain::audit::{AuditEvent, ChainHead, ChainId, seal};
 use crate::domain::notify::Message;
@@ -38,6 +38,7 @@ struct Inner {
     cases: HashMap<SubjectKey, Vec<Case>>,
     actions: HashMap<SubjectKey, Vec<Action>>,
     first_access: HashMap<SubjectKey, chrono::DateTime<chrono::Utc>>,
+    tokens_ended: HashMap<SubjectKey, chrono::DateTime<chrono::Utc>>,
     outbox: OutboxState,
 }
 
@@ -315,10 +316,10 @@ impl SessionStore for MemoryStore {
         Ok(true)
     }
 
-    async fn end_sessions(&self, which: &SessionsOf) -> Result<usize, StoreError> {
+    async fn end_sessions(&self, which: &SessionsOf) -> Result<EndedSessions, StoreError> {
         let mut inner = self.lock()?;
         let now = Instant::now();
-        let ids: Vec<String> = inner
+        let ids: Vec<(String, SubjectKey)> = inner
             .session_owners
             .iter()
             .filter(|(_, owner)| match which {
@@ -326,20 +327,40 @@ impl SessionStore for MemoryStore {
                 SessionsOf::ProviderSubject(sub) => &owner.provider_sub == sub,
                 SessionsOf::ProviderSession(sid) => owner.provider_sid.as_ref() == Some(sid),
             })
-            .map(|(id, _)| id.clone())
+            .map(|(id, owner)| (id.clone(), owner.subject.clone()))
             .collect();
-        let mut ended = 0;
-        for id in ids {
+        let mut ended = EndedSessions::default();
+        for (id, subject) in ids {
             inner.session_owners.remove(&id);
             if inner
                 .sessions
                 .remove(&id)
                 .is_some_and(|(_, until)| until > now)
             {
-                ended += 1;
+                ended.live += 1;
+            }
+            if !ended.subjects.contains(&subject) {
+                ended.subjects.push(subject);
             }
         }
+        if let SessionsOf::Subject(subject) = which
+            && !ended.subjects.contains(subject)
+        {
+            ended.subjects.push(subject.clone());
+        }
         Ok(ended)
+    }
+
+    async fn end_tokens(
+        &self,
+        subject: &SubjectKey,
+        at: chrono::DateTime<chrono::Utc>,
+        _keep: Duration,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        let kept = inner.tokens_ended.entry(subject.clone()).or_insert(at);
+        *kept = (*kept).max(at);
+        Ok(())
     }
 
     async fn get_session(&self, id: &str) -> Result<Option<String>, StoreError> {
@@ -453,6 +474,7 @@ impl FollowUpStore for MemoryStore {
                 .cloned()
                 .collect(),
             first_access: inner.first_access.get(subject).copied(),
+            tokens_ended: inner.tokens_ended.get(subject).copied(),
         })
     }
 

@@ -105,6 +105,15 @@ pub struct SessionOwner {
     pub provider_sid: Option<String>,
 }
 
+/// What [`SessionStore::end_sessions`] ended.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EndedSessions {
+    /// How many of the sessions were still live.
+    pub live: usize,
+    /// The people they belonged to, each once.
+    pub subjects: Vec<SubjectKey>,
+}
+
 /// A set of sessions to end together.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SessionsOf {
@@ -132,8 +141,17 @@ pub trait SessionStore: Send + Sync {
     /// decision cache (whose copies are packed and token-free).
     async fn get_session(&self, id: &str) -> Result<Option<String>, StoreError>;
     async fn delete_session(&self, id: &str) -> Result<(), StoreError>;
-    /// Ends every session of the set (on every instance) and returns how many were live.
-    async fn end_sessions(&self, which: &SessionsOf) -> Result<usize, StoreError>;
+    /// Ends every session of the set (on every instance): how many were live, and whose.
+    async fn end_sessions(&self, which: &SessionsOf) -> Result<EndedSessions, StoreError>;
+    /// Refuses, on every instance, each bearer token of `subject` issued at or before `at`
+    /// (read back with the person's standing, [`Standing::tokens_ended`]). Kept for `keep`, the
+    /// longest an access token may live.
+    async fn end_tokens(
+        &self,
+        subject: &SubjectKey,
+        at: DateTime<Utc>,
+        keep: Duration,
+    ) -> Result<(), StoreError>;
     /// Takes a one-time name (a logout token's `jti`) for `ttl`: true the first time, false
     /// while it is still taken (a replay).
     async fn use_once(&self, name: &str, ttl: Duration) -> Result<bool, StoreError>;
@@ -178,6 +196,9 @@ pub struct Standing {
     pub exemptions: Vec<Exemption>,
     /// The first time the gate admitted them to a gated route, if it ever did.
     pub first_access: Option<chrono::DateTime<chrono::Utc>>,
+    /// The last "sign out everywhere" or back-channel logout of theirs: a bearer token issued
+    /// at or before it is refused ([`SessionStore::end_tokens`]).
+    pub tokens_ended: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Managers' follow-up and audit evidence: the directory, denial cases and actions, exemptions,

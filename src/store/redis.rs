@@ -27,8 +27,8 @@ use super::cache::{self, DecisionCache, Invalidation};
 use super::redis_conn::Conn;
 use super::redis_metrics::{MeasuredConnection, RoundTrips};
 use super::{
-    DenialLog, Health, RecordStore, SessionOwner, SessionStore, SessionsOf, StoreError,
-    parse_session,
+    DenialLog, EndedSessions, Health, RecordStore, SessionOwner, SessionStore, SessionsOf,
+    StoreError, parse_session,
 };
 use crate::config::{DenialSettings, RedisSettings};
 use crate::domain::audit::{AuditEvent, ChainHead, ChainId, seal};
@@ -948,16 +948,23 @@ impl SessionStore for RedisStore {
         Ok(taken.is_some())
     }
 
-    async fn end_sessions(&self, which: &SessionsOf) -> Result<usize, StoreError> {
+    async fn end_sessions(&self, which: &SessionsOf) -> Result<EndedSessions, StoreError> {
         let key = self.sessions_key(which);
         let mut conn = self.conn.clone();
         let ids: Vec<String> = conn.zrange(&key, 0, -1).await.map_err(unavailable)?;
+        let mut ended = EndedSessions::default();
+        if let SessionsOf::Subject(subject) = which {
+            ended.subjects.push(subject.clone());
+        }
         if ids.is_empty() {
-            return Ok(0);
+            return Ok(ended);
         }
         let mut cmds = Vec::with_capacity(ids.len() * 2 + 2);
+        // GETDEL: the sessions' owners are who the caller ends the tokens of.
         for id in &ids {
-            cmds.push(redis::Cmd::del(self.session_key(id)));
+            let mut getdel = redis::cmd("GETDEL");
+            getdel.arg(self.session_key(id));
+            cmds.push(getdel);
         }
         for id in &ids {
             cmds.push(redis::Cmd::publish(
@@ -972,11 +979,40 @@ impl SessionStore for RedisStore {
         for id in &ids {
             self.forget(&Invalidation::Session(id.clone()));
         }
-        Ok(replies
-            .iter()
-            .take(ids.len())
-            .filter(|r| matches!(r, redis::Value::Int(n) if *n > 0))
-            .count())
+        for reply in replies.iter().take(ids.len()) {
+            let text = match reply {
+                redis::Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+                redis::Value::SimpleString(text) => text.clone(),
+                _ => continue,
+            };
+            ended.live += 1;
+            // A session that cannot be read still ended; its owner is then unknown.
+            if let Ok(session) = parse_session(&text)
+                && !ended.subjects.contains(&session.principal.subject)
+            {
+                ended.subjects.push(session.principal.subject.clone());
+            }
+        }
+        Ok(ended)
+    }
+
+    async fn end_tokens(
+        &self,
+        subject: &SubjectKey,
+        at: chrono::DateTime<chrono::Utc>,
+        keep: Duration,
+    ) -> Result<(), StoreError> {
+        let stamp = at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let cmds = vec![
+            redis::Cmd::pset_ex(self.tokens_ended_key(subject), stamp, ttl_ms(keep)),
+            redis::Cmd::publish(
+                self.channel(),
+                cache::invalidation_message(&Invalidation::Subject(subject.clone())),
+            ),
+        ];
+        self.send_apart(cmds).await?;
+        self.forget(&Invalidation::Subject(subject.clone()));
+        Ok(())
     }
 
     async fn put_login(&self, state: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {

@@ -10,6 +10,8 @@
 //!   `Pcases:subjects`: set of subjects who ever had a case (written before the case)
 //! - `P{subject}:actions`: list of actions (JSON), oldest first
 //! - `P{subject}:first_access`: RFC 3339 time of the first admission to a gated route (`SET NX`)
+//! - `P{subject}:tokens_ended`: RFC 3339 time of the last sign-out everywhere or back-channel
+//!   logout: bearer tokens issued at or before it are refused (written by `end_tokens`, with a TTL)
 
 use super::cache::{Invalidation, Ticket};
 use super::redis::{Change, Guard, Op, RedisStore, to_json, unavailable};
@@ -74,12 +76,17 @@ impl RedisStore {
     fn first_access_key(&self, subject: &SubjectKey) -> String {
         format!("{}{{{subject}}}:first_access", self.prefix)
     }
+    pub(super) fn tokens_ended_key(&self, subject: &SubjectKey) -> String {
+        format!("{}{{{subject}}}:tokens_ended", self.prefix)
+    }
 
-    /// Adds the reads of a subject's own keys (one slot): records, exemptions, first access.
+    /// Adds the reads of a subject's own keys (one slot): records, exemptions, first access,
+    /// the end of their tokens.
     fn standing_reads(&self, pipe: &mut redis::Pipeline, subject: &SubjectKey) {
         pipe.hvals(self.records_key(subject))
             .hvals(self.exemptions_key(subject))
-            .get(self.first_access_key(subject));
+            .get(self.first_access_key(subject))
+            .get(self.tokens_ended_key(subject));
     }
 
     /// Reads a subject's standing from Redis (no cache), keeping it in the cache under
@@ -94,21 +101,25 @@ impl RedisStore {
         let mut pipe = redis::pipe();
         self.standing_reads(&mut pipe, subject);
         let mut conn = self.conn.clone();
-        let (records, exemptions, first_access, person) = if self.conn.0.is_cluster() {
+        let (records, exemptions, first_access, tokens_ended, person) = if self.conn.0.is_cluster()
+        {
             let mut directory = self.conn.clone();
-            let own = pipe.query_async::<(Vec<String>, Vec<String>, Option<String>)>(&mut conn);
+            let own = pipe
+                .query_async::<(Vec<String>, Vec<String>, Option<String>, Option<String>)>(
+                    &mut conn,
+                );
             let directory_key = self.directory_key();
             let person = directory.hget::<_, _, Option<String>>(&directory_key, subject.as_str());
-            let ((records, exemptions, first_access), person) =
+            let ((records, exemptions, first_access, tokens_ended), person) =
                 futures_util::future::try_join(own, person)
                     .await
                     .map_err(unavailable)?;
-            (records, exemptions, first_access, person)
+            (records, exemptions, first_access, tokens_ended, person)
         } else {
             pipe.hget(self.directory_key(), subject.as_str());
             pipe.query_async(&mut conn).await.map_err(unavailable)?
         };
-        let standing = standing_from(records, exemptions, first_access, person)?;
+        let standing = standing_from(records, exemptions, first_access, tokens_ended, person)?;
         self.kept_standing(subject, &standing, now, ticket);
         Ok(standing)
     }
@@ -137,6 +148,7 @@ fn standing_from(
     records: Vec<String>,
     exemptions: Vec<String>,
     first_access: Option<String>,
+    tokens_ended: Option<String>,
     person: Option<String>,
 ) -> Result<Standing, StoreError> {
     Ok(Standing {
@@ -145,6 +157,9 @@ fn standing_from(
         exemptions: parse_all("exemption", exemptions)?,
         first_access: first_access
             .map(|t| parse_time("first access", &t))
+            .transpose()?,
+        tokens_ended: tokens_ended
+            .map(|t| parse_time("tokens ended", &t))
             .transpose()?,
     })
 }
@@ -202,17 +217,19 @@ impl FollowUpStore for RedisStore {
                 pipe.hget(self.directory_key(), subject.as_str());
                 let mut conn = self.conn.clone();
                 #[allow(clippy::type_complexity)]
-                let (session, pttl, records, exemptions, first_access, person): (
+                let (session, pttl, records, exemptions, first_access, tokens_ended, person): (
                     Option<String>,
                     i64,
                     Vec<String>,
                     Vec<String>,
                     Option<String>,
                     Option<String>,
+                    Option<String>,
                 ) = pipe.query_async(&mut conn).await.map_err(unavailable)?;
                 let session = session.as_deref().map(parse_session).transpose()?;
                 self.kept_session(session_id, session.as_deref(), pttl, now, ticket);
-                let standing = standing_from(records, exemptions, first_access, person)?;
+                let standing =
+                    standing_from(records, exemptions, first_access, tokens_ended, person)?;
                 self.kept_standing(subject, &standing, now, ticket);
                 Ok((session, Arc::new(standing)))
             }

@@ -35,6 +35,8 @@ async fn verifier_for(provider: &OidcProvider) -> BearerVerifier {
         BearerConfig {
             issuer: discovery["issuer"].as_str().expect("issuer").to_owned(),
             audiences: vec![ProviderConfig::API_AUDIENCE.to_owned()],
+            client_id: "clearance".into(),
+            require_at_jwt: false,
             leeway: Duration::from_secs(5),
             refetch_cooldown: Duration::from_secs(60),
         },
@@ -168,6 +170,7 @@ impl Forger {
             "jti": "forged",
             "sub": "sub-alice",
             "email": PERSON,
+            "email_verified": true,
             "iat": now(),
             "exp": now() + 60,
             "client_id": ProviderConfig::API_CLIENT_ID,

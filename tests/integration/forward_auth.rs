@@ -337,15 +337,34 @@ async fn spoofed_spellings_and_stripped_headers_never_change_a_decision() {
         vec![("X.Forwarded.Uri", "/status")],
         vec![("X_Forwarded_Host", "public.example")],
         vec![("x-original-url", "https://app.example.test/status")],
-        vec![
-            ("x-auth-request-user", "bob@example.com"),
-            ("X_Auth_Request_User", "bob@example.com"),
-        ],
+        // Clearance's own names, spelled exactly: the proxy replaces them with the answer's.
+        vec![("x-auth-request-user", "bob@example.com")],
         vec![("forwarded", "host=public.example;proto=https")],
     ];
     for extra in &tricks {
         let r = traefik(&world, "traefik", PROXY, "/docs", Some(&cookie), extra).await;
         assert_eq!(r.status, 403, "{extra:?}: {}", r.body);
+    }
+    // Identity headers the proxy would pass on to the app unchanged (other spellings of
+    // Clearance's own, other gatekeepers'): the request is refused, whoever sends it.
+    for (name, value) in [
+        ("X_Auth_Request_User", "bob@example.com"),
+        ("x.forwarded.email", "bob@example.com"),
+        (
+            "X-Goog-Authenticated-User-Email",
+            "accounts.google.com:bob@example.com",
+        ),
+        ("Cf-Access-Authenticated-User-Email", "bob@example.com"),
+        ("OIDC-Claim-email", "bob@example.com"),
+        ("X-MS-CLIENT-PRINCIPAL-NAME", "bob@example.com"),
+        ("Remote-User", "bob"),
+    ] {
+        for who in [None, Some(cookie.as_str())] {
+            let r = traefik(&world, "traefik", PROXY, "/status", who, &[(name, value)]).await;
+            assert_eq!(r.status, 400, "{name} ({who:?}): {}", r.body);
+            assert!(r.body.contains("identity_header_from_client"), "{}", r.body);
+            assert!(r.header("x-auth-request-user").is_none(), "{name}");
+        }
     }
     // A Connection header that names X-Forwarded-Uri makes a hop drop it: the request is then
     // incomplete and refused, never evaluated against some default.
@@ -361,59 +380,103 @@ async fn spoofed_spellings_and_stripped_headers_never_change_a_decision() {
     assert!(r.body.contains("forward_auth_request_incomplete"));
 }
 
+/// Request targets that are not in canonical form, each a way some proxy and app would read
+/// differently from a normaliser: refused, never judged (the upstream receives the raw target).
+pub const NON_CANONICAL: &[&str] = &[
+    "/status/../docs",
+    "/status/./docs",
+    "/status/%2e%2e/docs",
+    "/status/%2E%2e/docs",
+    "/status/.%2e/docs",
+    "/status/%2e/docs",
+    "/lms/..;/docs",
+    "/lms/..;x=y/docs",
+    "/status;x/../docs",
+    "/docs;jsessionid=1",
+    "//docs",
+    "/status//docs",
+    "/docs#/status",
+    "/docs%23/status",
+    "/docs%3F/status",
+    "/status%2f..%2fdocs",
+    "/status/%252e%252e/docs",
+    "/../docs",
+    "/status\\..\\docs",
+    "/status/%5c../docs",
+    "/docs%00",
+    "/status/%c0%ae%c0%ae/docs",
+    "/lms/.",
+    "/lms/..",
+];
+
 #[tokio::test]
-async fn path_tricks_never_reach_a_weaker_route() {
+async fn path_tricks_are_refused_for_everyone() {
     let world = world().await;
-    let cookie = alice_cookie(&world).await;
+    let blocked = alice_cookie(&world).await;
+    // Carl, compliant on this host (the routes need only the training).
+    let browser = Browser::new();
+    sign_in(&world, &browser, "carl@example.com", "/echo/open/x").await;
+    let compliant = format!(
+        "_clearance={}",
+        browser
+            .cookie(&world.gate.host_port(), "_clearance")
+            .unwrap()
+    );
+    let r = record(
+        &world,
+        "carl@example.com",
+        "security-awareness",
+        "2026.1",
+        Utc::now(),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
     const PROXY: [u8; 4] = [127, 0, 0, 2];
-    // /status is public and /lms is induction-only; /docs needs training Alice lacks.
-    for uri in [
-        "/status/../docs",
-        "/status/%2e%2e/docs",
-        "/status/%2E%2e/docs",
-        "/lms/..;/docs",
-        "/status;x/../docs",
-        "//docs",
-        "/STATUS",
-        "/docs#/status",
-        "/docs%23/status",
-        "/docs?x=/status",
-        "/docs?/../status",
-    ] {
-        let r = traefik(&world, "traefik", PROXY, uri, Some(&cookie), &[]).await;
+    let people = [
+        ("anonymous", None),
+        ("blocked", Some(blocked.as_str())),
+        ("compliant", Some(compliant.as_str())),
+    ];
+    for (who, cookie) in people {
+        for uri in NON_CANONICAL {
+            for mode in ["traefik", "caddy"] {
+                let r = traefik(&world, mode, PROXY, uri, cookie, &[]).await;
+                assert_eq!(r.status, 400, "{who} {mode} {uri}: {}", r.body);
+                assert!(r.body.contains("invalid_path"), "{who} {uri}: {}", r.body);
+                assert!(r.header("x-auth-request-user").is_none(), "{who} {uri}");
+            }
+            // nginx's X-Original-URL carries the same raw target.
+            let r = answer(
+                client_from(PROXY)
+                    .get(format!("{}/oauth2/auth/nginx", world.gate.url()))
+                    .header("x-original-url", format!("https://{APP}{uri}"))
+                    .header("cookie", cookie.unwrap_or("")),
+            )
+            .await;
+            assert_eq!(r.status, 400, "{who} nginx {uri}: {}", r.body);
+            assert!(r.header("x-auth-request-user").is_none(), "{who} {uri}");
+        }
+        // Canonical targets are judged as they are: /STATUS is not /status, and a query is
+        // never part of the path.
+        for uri in ["/STATUS", "/docs?x=/status", "/docs?/../status", "/docs/"] {
+            let r = traefik(&world, "traefik", PROXY, uri, cookie, &[]).await;
+            let (status, user) = match who {
+                "anonymous" => (302, None),
+                "blocked" => (403, None),
+                _ => (200, Some("carl@example.com")),
+            };
+            assert_eq!(r.status, status, "{who} {uri}: {}", r.body);
+            assert_eq!(r.header("x-auth-request-user"), user, "{who} {uri}");
+        }
+        let r = traefik(&world, "traefik", PROXY, "/status/x", cookie, &[]).await;
+        assert_eq!(r.status, 200, "{who}: the public route");
         assert_eq!(
-            r.status, 403,
-            "{uri} must be judged as the gated route: {}",
-            r.body
+            r.header("x-auth-request-user"),
+            Some(""),
+            "{who}: nobody, on a public route"
         );
+        let r = traefik(&world, "traefik", PROXY, "/lms/a", cookie, &[]).await;
+        let expected = if cookie.is_some() { 200 } else { 302 };
+        assert_eq!(r.status, expected, "{who}: the induction route");
     }
-    for uri in [
-        "/status%2f..%2fdocs",
-        "/status/%252e%252e/docs",
-        "/../docs",
-        "/status\\..\\docs",
-    ] {
-        let r = traefik(&world, "traefik", PROXY, uri, Some(&cookie), &[]).await;
-        assert_eq!(r.status, 400, "{uri}: {}", r.body);
-    }
-    // The normal ones still work.
-    assert_eq!(
-        traefik(&world, "traefik", PROXY, "/status/./x", None, &[])
-            .await
-            .status,
-        200
-    );
-    assert_eq!(
-        traefik(
-            &world,
-            "traefik",
-            PROXY,
-            "/lms/../lms/a",
-            Some(&cookie),
-            &[]
-        )
-        .await
-        .status,
-        200
-    );
 }

@@ -297,6 +297,17 @@ impl World {
         Self::start_clocked(provider_config, server_extra, extra, None).await
     }
 
+    /// [`World::start_with`], with the validated settings changed by `tune` before the gate
+    /// starts (for settings of sections the test configuration already has, like `[oidc]`).
+    pub async fn start_tuned(
+        provider_config: impl FnOnce(ProviderConfig) -> ProviderConfig,
+        extra: &str,
+        tune: impl FnOnce(&mut clearance::config::Settings),
+    ) -> Self {
+        let redis = RedisServer::start().await;
+        Self::boot(redis, None, provider_config, "", extra, None, tune).await
+    }
+
     /// [`World::start_with`] with the gate's clock injected.
     pub async fn start_clocked(
         provider_config: impl FnOnce(ProviderConfig) -> ProviderConfig,
@@ -305,13 +316,22 @@ impl World {
         clock: Option<Arc<dyn clearance::http::Clock>>,
     ) -> Self {
         let redis = RedisServer::start().await;
-        Self::boot(redis, None, provider_config, server_extra, extra, clock).await
+        Self::boot(
+            redis,
+            None,
+            provider_config,
+            server_extra,
+            extra,
+            clock,
+            |_| {},
+        )
+        .await
     }
 
     /// Every real service plus a gate whose Redis is `topology` (a cluster, or a primary behind
     /// Sentinel); `redis` is one of its servers, kept as the world's (direct looks go to it).
     pub async fn start_on(redis: RedisServer, topology: clearance::config::RedisTopology) -> Self {
-        Self::boot(redis, Some(topology), |p| p, "", "", None).await
+        Self::boot(redis, Some(topology), |p| p, "", "", None, |_| {}).await
     }
 
     async fn boot(
@@ -321,6 +341,7 @@ impl World {
         server_extra: &str,
         extra: &str,
         clock: Option<Arc<dyn clearance::http::Clock>>,
+        tune: impl FnOnce(&mut clearance::config::Settings),
     ) -> Self {
         let port = free_port();
         let gate_url = format!("http://127.0.0.1:{port}");
@@ -343,6 +364,7 @@ impl World {
         if let Some(topology) = topology {
             settings.redis.topology = topology;
         }
+        tune(&mut settings);
         let gate = Gate::start_clocked(port, settings, clock);
         gate.wait_ready().await;
         Self {

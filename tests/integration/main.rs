@@ -17,6 +17,7 @@ mod followup;
 mod forward_auth;
 mod gate;
 mod hostile;
+mod identity;
 mod journey;
 mod manage;
 mod metrics;

@@ -13,7 +13,9 @@
 use std::collections::BTreeSet;
 
 use crate::gate::{ADMIN_TOKEN, World};
-use crate::support::{Browser, CLIENT_SECRET, Caddy, Nginx, free_port, host_port, repo_root};
+use crate::support::{
+    Browser, CLIENT_SECRET, Caddy, Nginx, free_port, host_port, query_param, repo_root,
+};
 use crate::{blocked_items, complete_everything, denials};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -135,12 +137,6 @@ impl Proxy {
     }
 }
 
-fn query_param(url: &url::Url, name: &str) -> Option<String> {
-    url.query_pairs()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-}
-
 /// Values someone might send to pass as another person.
 const SPOOFED: [(&str, &str); 8] = [
     ("x-auth-request-user", "mallory@example.com"),
@@ -164,8 +160,14 @@ fn assert_no_spoofed_value(echo: &Value, proxy: Proxy) {
     }
 }
 
-/// The whole journey through `proxy_url` (the proxy in front of `world`'s Clearance).
-async fn journey(world: &World, proxy: Proxy, proxy_url: &str, proxy_logs: impl Fn() -> String) {
+/// The whole journey through `proxy_url` (the proxy in front of `world`'s Clearance). Returns
+/// the session of Alice, compliant at the end.
+async fn journey(
+    world: &World,
+    proxy: Proxy,
+    proxy_url: &str,
+    proxy_logs: impl Fn() -> String,
+) -> String {
     let proxy_hp = host_port(&url::Url::parse(proxy_url).unwrap());
     let browser = Browser::new();
 
@@ -368,6 +370,87 @@ async fn journey(world: &World, proxy: Proxy, proxy_url: &str, proxy_logs: impl 
         assert_eq!(r.status, 302, "{}", r.body);
         assert_eq!(r.header("location"), Some("/echo/private"));
     }
+    browser
+        .cookie(&proxy_hp, "_clearance")
+        .expect("alice's session")
+}
+
+/// Request targets that are not in canonical form, sent through the proxy exactly as written
+/// (raw HTTP: an HTTP client library would resolve the dot segments itself), anonymously, as a
+/// compliant person and as a blocked one: each refused, and the app never reached. nginx
+/// refuses them itself with 400 (the example's `if ($request_uri ...)`), except non-UTF-8,
+/// which it passes on: Clearance refuses that, and nginx answers a refusal of `auth_request`
+/// other than 401/403 with 500. Caddy answers 400 itself or passes Clearance's 400 on.
+async fn non_canonical_targets_are_refused(
+    world: &World,
+    proxy: Proxy,
+    proxy_url: &str,
+    compliant: &str,
+    proxy_logs: impl Fn() -> String,
+) {
+    let proxy_hp = host_port(&url::Url::parse(proxy_url).unwrap());
+    let port: u16 = proxy_hp.rsplit(':').next().unwrap().parse().unwrap();
+    // Carl, signed in through the proxy and blocked (he has nothing on file).
+    let carl = Browser::new();
+    let first = carl.get(format!("{proxy_url}/echo/private")).await.unwrap();
+    let page = crate::support::login_at_provider(&carl, first, "carl@example.com")
+        .await
+        .expect("carl signs in");
+    assert_eq!(
+        page.status, 403,
+        "{proxy:?}: carl is blocked: {}",
+        page.body
+    );
+    let blocked = carl
+        .cookie(&proxy_hp, "_clearance")
+        .expect("carl's session");
+    let people = [
+        ("anonymous", String::new()),
+        ("compliant", format!("Cookie: _clearance={compliant}\r\n")),
+        ("blocked", format!("Cookie: _clearance={blocked}\r\n")),
+    ];
+    let targets = crate::forward_auth::NON_CANONICAL;
+    assert!(targets.len() >= 15);
+    for (who, cookie) in &people {
+        for target in targets {
+            let before = world.upstream.request_count();
+            let request = format!(
+                "GET {target} HTTP/1.1\r\nHost: {proxy_hp}\r\nAccept: text/html\r\n{cookie}Connection: close\r\n\r\n"
+            );
+            let r = crate::support::raw::send(port, request.as_bytes()).await;
+            let allowed: &[u16] = match (proxy, target.contains("%c0")) {
+                (Proxy::Nginx, true) => &[500],
+                _ => &[400],
+            };
+            assert!(
+                allowed.contains(&r.status),
+                "{proxy:?} {who} {target}: {} (expected {allowed:?})\n{}\n{}",
+                r.status,
+                r.text.chars().take(400).collect::<String>(),
+                proxy_logs()
+            );
+            assert_eq!(
+                world.upstream.request_count(),
+                before,
+                "{proxy:?} {who} {target}: the app was reached"
+            );
+            // Refused by the proxy itself (defence in depth), not only by Clearance, whose
+            // answers carry X-Request-Id; non-UTF-8 is the one class left to Clearance.
+            if !target.contains("%c0") {
+                assert!(
+                    r.header("x-request-id").is_none(),
+                    "{proxy:?} {who} {target}: the proxy passed it on: {}",
+                    r.text.chars().take(300).collect::<String>()
+                );
+            }
+        }
+        // The same request in canonical form is served as usual (the public route).
+        let request = format!(
+            "GET /status/200 HTTP/1.1\r\nHost: {proxy_hp}\r\n{cookie}Connection: close\r\n\r\n"
+        );
+        let r = crate::support::raw::send(port, request.as_bytes()).await;
+        assert_eq!(r.status, 200, "{proxy:?} {who}: {}", r.text);
+    }
 }
 
 #[tokio::test]
@@ -375,7 +458,11 @@ async fn nginx_auth_request_signs_in_blocks_and_admits() {
     let proxy_port = free_port();
     let world = clearance_behind(proxy_port).await;
     let nginx = Nginx::start(proxy_port, &proxy_config("nginx.conf", &world, proxy_port)).await;
-    journey(&world, Proxy::Nginx, &nginx.url(), || nginx.logs()).await;
+    let compliant = journey(&world, Proxy::Nginx, &nginx.url(), || nginx.logs()).await;
+    non_canonical_targets_are_refused(&world, Proxy::Nginx, &nginx.url(), &compliant, || {
+        nginx.logs()
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -383,7 +470,11 @@ async fn caddy_forward_auth_signs_in_blocks_and_admits() {
     let proxy_port = free_port();
     let world = clearance_behind(proxy_port).await;
     let caddy = Caddy::start(proxy_port, &proxy_config("Caddyfile", &world, proxy_port)).await;
-    journey(&world, Proxy::Caddy, &caddy.url(), || caddy.logs()).await;
+    let compliant = journey(&world, Proxy::Caddy, &caddy.url(), || caddy.logs()).await;
+    non_canonical_targets_are_refused(&world, Proxy::Caddy, &caddy.url(), &compliant, || {
+        caddy.logs()
+    })
+    .await;
 }
 
 // ------------------------------------------------------------------------------------------

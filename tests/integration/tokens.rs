@@ -28,6 +28,7 @@ fn settings(issuer: &str, client_id: &str) -> OidcSettings {
             person_type: "employee_type".into(),
             manager: "manager".into(),
         },
+        identity: Default::default(),
         refresh_before: Duration::from_secs(60),
         jwks_refetch_cooldown: Duration::from_secs(30),
     }

@@ -31,6 +31,13 @@ pub use proxies::{Caddy, Nginx};
 pub use redis::{RedisCluster, RedisSentinel, RedisServer, SENTINEL_MASTER, sentinel_names};
 pub use upstream::{Upstream, policy_text};
 
+/// The first value of query parameter `name` in `url`, decoded.
+pub fn query_param(url: &url::Url, name: &str) -> Option<String> {
+    url.query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
 /// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then released), and
 /// that this test process has not handed out before: tests run side by side, and the kernel
 /// would otherwise offer a released port to the next caller before the first one binds it.

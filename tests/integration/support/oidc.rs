@@ -117,6 +117,9 @@ pub struct Account {
     pub employee_type: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manager: Option<String>,
+    /// Claims a provider adds on its own (Entra ID's `tid`, Google's `hd`), in every token.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra_claims: BTreeMap<String, String>,
 }
 
 impl Account {
@@ -136,6 +139,7 @@ impl Account {
             groups: groups.iter().map(|g| (*g).to_owned()).collect(),
             employee_type: employee_type.to_owned(),
             manager: manager.map(str::to_owned),
+            extra_claims: BTreeMap::new(),
         }
     }
 }
@@ -158,6 +162,10 @@ pub struct ProviderConfig {
     /// defaults to it. `None`: only opaque access tokens (for userinfo).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_audience: Option<String>,
+    /// Which of an account's claims JWT access tokens carry, as scope names (`"email"`: the
+    /// address only). `None`: all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_token_scope: Option<String>,
 }
 
 impl ProviderConfig {
@@ -226,6 +234,7 @@ impl ProviderConfig {
             access_token_ttl: 60,
             id_token_ttl: 60,
             api_audience: None,
+            api_token_scope: None,
         }
     }
 

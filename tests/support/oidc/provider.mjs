@@ -15,8 +15,11 @@
 //       "access_token_ttl": 60,         // seconds
 //       "id_token_ttl": 60,             // seconds
 //       "api_audience": "https://api.clearance.test",   // optional, see below
-//       "api_scope": "api"              // optional, the API's scopes (space-separated)
+//       "api_scope": "api",             // optional, the API's scopes (space-separated)
+//       "api_token_scope": "email"      // optional, which claims JWT access tokens carry
 //     }
+//   Accounts may have "extra_claims": { "tid": "...", "hd": "..." }, added to every token
+//   (only those two names are released: the provider filters claims by its claims config).
 //   KEYS_OUT  optional path: the provider's PRIVATE signing JWK set ({"keys": [...]}) is
 //             written there (mode 0600) before READY. Test-only: lets tests forge tokens
 //             signed with the real key.
@@ -68,6 +71,9 @@ const accessTokenTtl = Number(config.access_token_ttl ?? 60);
 const idTokenTtl = Number(config.id_token_ttl ?? 60);
 const apiAudience = config.api_audience ? String(config.api_audience) : undefined;
 const apiScope = String(config.api_scope ?? 'api');
+// Which of the account's claims JWT access tokens carry (by scope name): all by default;
+// "email" gives tokens with only the address, as many providers issue them.
+const apiTokenScope = String(config.api_token_scope ?? 'email profile groups');
 if (apiAudience && !URL.canParse(apiAudience)) fail('api_audience must be an absolute URI');
 
 // A fresh RS256 signing key per process; a new keys_seed means a new kid, i.e. a rotation.
@@ -110,6 +116,8 @@ function claimsFor(account, scope) {
   if (scopes.has('groups')) {
     claims.groups = account.groups ?? [];
   }
+  // Claims some providers add on their own (Entra ID's tid, Google's hd), in every token.
+  Object.assign(claims, account.extra_claims ?? {});
   return claims;
 }
 
@@ -127,7 +135,8 @@ const provider = new Provider(issuer, {
   },
   scopes: ['openid', 'offline_access', 'email', 'profile', 'groups'],
   claims: {
-    openid: ['sub'],
+    // tid and hd: what Entra ID and Google add about the tenant (accounts' extra_claims).
+    openid: ['sub', 'tid', 'hd'],
     email: ['email', 'email_verified'],
     profile: ['name', 'employee_type', 'manager'],
     groups: ['groups'],
@@ -174,7 +183,7 @@ const provider = new Provider(issuer, {
     if (!token.resourceServer || !token.accountId) return undefined;
     const account = accountsBySub.get(token.accountId);
     if (!account) return undefined;
-    const { sub: _sub, ...claims } = claimsFor(account, 'email profile groups');
+    const { sub: _sub, ...claims } = claimsFor(account, apiTokenScope);
     return claims;
   },
   pkce: {
