@@ -73,6 +73,10 @@ pub fn build_state(settings: Settings, store: SharedStore) -> anyhow::Result<App
         clock: Arc::new(SystemClock),
         known_subjects: Arc::default(),
         limits: Arc::new(crate::http::limits::RateLimits::new(&limits)),
+        outbound: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(std::time::Duration::from_secs(10))
+            .build()?,
     })
 }
 

@@ -59,7 +59,7 @@ pub struct DocusignFile {
     pub templates: Vec<EsignTemplateFile>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DropboxSignFile {
     /// The API key of the account (or app owner) whose callbacks these are.
@@ -74,7 +74,35 @@ pub struct DropboxSignFile {
     /// Record signature requests sent in test mode (not legally binding) too.
     #[serde(default)]
     pub accept_test_mode: bool,
+    /// Dropbox Sign's API, asked to confirm every "all signed" callback before anything is
+    /// written. Default: `https://api.hellosign.com/v3`.
+    #[serde(default)]
+    pub api_url: Option<String>,
+    /// Callbacks whose event is older than this are refused (replays of captured events).
+    #[serde(default = "default_max_event_age")]
+    pub max_event_age_secs: u64,
 }
+
+fn default_max_event_age() -> u64 {
+    86_400
+}
+
+impl Default for DropboxSignFile {
+    fn default() -> Self {
+        Self {
+            api_key: String::new(),
+            default_requirement: None,
+            default_version: None,
+            templates: Vec::new(),
+            accept_test_mode: false,
+            api_url: None,
+            max_event_age_secs: default_max_event_age(),
+        }
+    }
+}
+
+/// Dropbox Sign's API (formerly HelloSign's).
+pub const DROPBOX_SIGN_API: &str = "https://api.hellosign.com/v3";
 
 /// An envelope or request made from `template_id` (or, for DocuSign, containing a document named
 /// `document_name`) completes `requirement` at `version`.
@@ -118,6 +146,9 @@ pub struct DropboxSignSettings {
     pub api_key: String,
     pub mapping: EsignMapping,
     pub accept_test_mode: bool,
+    /// The API's base URL, without a trailing `/` (`.../v3`).
+    pub api_url: String,
+    pub max_event_age: std::time::Duration,
 }
 
 impl std::fmt::Debug for DropboxSignSettings {
@@ -126,6 +157,8 @@ impl std::fmt::Debug for DropboxSignSettings {
             .field("api_key", &"<redacted>")
             .field("mapping", &self.mapping)
             .field("accept_test_mode", &self.accept_test_mode)
+            .field("api_url", &self.api_url)
+            .field("max_event_age", &self.max_event_age)
             .finish()
     }
 }
@@ -325,7 +358,26 @@ pub(super) fn validate(f: &WebhooksFile, policy: &Policy) -> Result<WebhookSetti
                 format!("is too short to be a Dropbox Sign API key (at least {MIN_SECRET_CHARS} characters)"),
             ));
         }
+        let api_url = d.api_url.as_deref().unwrap_or(DROPBOX_SIGN_API).trim().trim_end_matches('/');
+        match url::Url::parse(api_url) {
+            Ok(u) if u.scheme() == "https" => {}
+            Ok(u)
+                if u.scheme() == "http"
+                    && u.host_str().is_some_and(|h| h == "localhost" || h.starts_with("127.")) => {}
+            _ => p.push((
+                format!("{section}.api_url"),
+                format!("{api_url:?} must be an https:// URL (http:// only on loopback)"),
+            )),
+        }
+        if d.max_event_age_secs < 60 {
+            p.push((
+                format!("{section}.max_event_age_secs"),
+                "must be at least 60: Dropbox Sign retries a callback for a while".into(),
+            ));
+        }
         DropboxSignSettings {
+            api_url: api_url.to_owned(),
+            max_event_age: std::time::Duration::from_secs(d.max_event_age_secs),
             mapping: mapping(
                 &mut p,
                 section,

@@ -76,6 +76,12 @@ impl EsignMapping {
 pub enum EsignError {
     #[error("the callback's signature does not verify")]
     Forged,
+    /// A Dropbox Sign event older than the bound (or from the future): a replay of a captured one.
+    #[error("the event is older than {max_age_secs} seconds, or dated in the future")]
+    Stale { max_age_secs: u64 },
+    /// Dropbox Sign's API does not confirm what the callback claims.
+    #[error("{0}")]
+    Unconfirmed(String),
     #[error("{0}")]
     Malformed(String),
 }
@@ -460,17 +466,39 @@ pub fn dropbox_sign_hash_valid(
     !api_key.is_empty() && bool::from(tag.as_slice().ct_eq(&given))
 }
 
-/// Reads a Dropbox Sign callback (the `json` field's content), verifying its event hash first.
-///
-/// Only `signature_request_all_signed` yields records: one per signature whose `status_code` is
-/// `signed`, completed at its `signed_at` (else the event time). Test-mode requests are ignored
-/// unless `accept_test_mode`.
-pub fn dropbox_sign_callback(
+/// What an authentic Dropbox Sign callback asks Clearance to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DropboxSignEvent {
+    /// Nothing to record (another event type); the reason is for the log.
+    Ignored(String),
+    /// "All signed" for this signature request: confirm it through Dropbox Sign's API
+    /// ([`dropbox_sign_confirmed`]) before anything is written.
+    Confirm(DropboxSignClaim),
+}
+
+/// A signature request a callback says is fully signed. Only its id is taken from the
+/// callback: the event hash covers the event's time and type alone, so everything else in the
+/// callback could be someone else's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DropboxSignClaim {
+    pub request_id: String,
+    pub event_at: DateTime<Utc>,
+    /// Names this event, for remembering that it was processed: its time, type and request.
+    pub memory_key: String,
+}
+
+/// How far in the future an event may be dated (clock skew).
+const EVENT_SKEW_SECS: i64 = 300;
+
+/// Reads a Dropbox Sign callback (the `json` field's content): its event hash must verify, and
+/// its time must lie within `max_age` before `now` (give or take [`EVENT_SKEW_SECS`]). Only
+/// `signature_request_all_signed` asks for anything.
+pub fn dropbox_sign_event(
     json: &[u8],
     api_key: &str,
-    mapping: &EsignMapping,
-    accept_test_mode: bool,
-) -> Result<Callback, EsignError> {
+    now: DateTime<Utc>,
+    max_age: std::time::Duration,
+) -> Result<DropboxSignEvent, EsignError> {
     let callback: DsCallback = serde_json::from_slice(json).map_err(|e| {
         malformed(format!(
             "the `json` field is not a Dropbox Sign callback event: {e}"
@@ -486,8 +514,20 @@ pub fn dropbox_sign_callback(
     ) {
         return Err(EsignError::Forged);
     }
+    let max_age_secs = max_age.as_secs();
+    let stale = EsignError::Stale { max_age_secs };
+    let event_at = event_time
+        .trim()
+        .parse::<i64>()
+        .ok()
+        .and_then(|s| DateTime::from_timestamp(s, 0))
+        .ok_or_else(|| malformed("event.event_time is not a Unix time"))?;
+    let age = now.signed_duration_since(event_at).num_seconds();
+    if age > i64::try_from(max_age_secs).unwrap_or(i64::MAX) || age < -EVENT_SKEW_SECS {
+        return Err(stale);
+    }
     if event_type != "signature_request_all_signed" {
-        return Ok(Callback::Ignored(format!(
+        return Ok(DropboxSignEvent::Ignored(format!(
             "event {event_type:?} is not signature_request_all_signed"
         )));
     }
@@ -498,14 +538,52 @@ pub fn dropbox_sign_callback(
         request.signature_request_id.as_deref(),
         "signature_request.signature_request_id",
     )?;
+    let memory_key = format!("{event_time}:{event_type}:{request_id}");
+    Ok(DropboxSignEvent::Confirm(DropboxSignClaim {
+        request_id,
+        event_at,
+        memory_key,
+    }))
+}
+
+/// The response of Dropbox Sign's `GET /v3/signature_request/{id}`.
+#[derive(Deserialize)]
+struct DsApiResponse {
+    signature_request: DsRequest,
+}
+
+/// The completions of a signature request as Dropbox Sign's API describes it (`api_json`, the
+/// body of `GET /v3/signature_request/{claim.request_id}` with the account's API key), never as
+/// the callback did. Records come only from a request that is the one claimed and complete:
+/// one per signature whose `status_code` is `signed`, completed at its `signed_at` (else the
+/// event time). Test-mode requests are ignored unless `accept_test_mode`.
+pub fn dropbox_sign_confirmed(
+    api_json: &[u8],
+    claim: &DropboxSignClaim,
+    mapping: &EsignMapping,
+    accept_test_mode: bool,
+) -> Result<Callback, EsignError> {
+    let response: DsApiResponse = serde_json::from_slice(api_json).map_err(|e| {
+        EsignError::Unconfirmed(format!(
+            "Dropbox Sign's API answered with something that is not a signature request: {e}"
+        ))
+    })?;
+    let request = response.signature_request;
+    if request.signature_request_id.as_deref() != Some(claim.request_id.as_str()) {
+        return Err(EsignError::Unconfirmed(format!(
+            "Dropbox Sign's API describes another signature request than {}",
+            claim.request_id
+        )));
+    }
+    let request_id = claim.request_id.clone();
     if request.test_mode == Some(true) && !accept_test_mode {
         return Ok(Callback::Ignored(format!(
             "signature request {request_id} is in test mode (set webhooks.dropbox_sign.accept_test_mode to record these)"
         )));
     }
-    if request.is_complete == Some(false) {
-        return Ok(Callback::Ignored(format!(
-            "signature request {request_id} is not complete"
+    if request.is_complete != Some(true) {
+        return Err(EsignError::Unconfirmed(format!(
+            "Dropbox Sign's API says signature request {request_id} is not complete"
         )));
     }
     let template_ids = request.template_ids.unwrap_or_default();
@@ -514,11 +592,7 @@ pub fn dropbox_sign_callback(
             "signature request {request_id} (templates {template_ids:?}) matches no [[webhooks.dropbox_sign.templates]] entry and there is no default_requirement"
         )));
     };
-    let event_at = event_time
-        .trim()
-        .parse::<i64>()
-        .ok()
-        .and_then(|s| DateTime::from_timestamp(s, 0));
+    let event_at = Some(claim.event_at);
 
     let mut evidence = Map::new();
     evidence.insert("provider".into(), json!("dropbox_sign"));
@@ -902,6 +976,116 @@ mod tests {
             }],
             default: None,
         }
+    }
+
+    /// The event's own time, as "now".
+    fn ds_now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_795_685_412, 0).unwrap()
+    }
+
+    const DAY: std::time::Duration = std::time::Duration::from_secs(86_400);
+
+    /// A callback read, then confirmed by an API that tells the truth (the callback's own
+    /// signature request).
+    fn dropbox_sign_callback(
+        json: &[u8],
+        api_key: &str,
+        mapping: &EsignMapping,
+        accept_test_mode: bool,
+    ) -> Result<Callback, EsignError> {
+        match dropbox_sign_event(json, api_key, ds_now(), DAY)? {
+            DropboxSignEvent::Ignored(why) => Ok(Callback::Ignored(why)),
+            DropboxSignEvent::Confirm(claim) => {
+                let event: Value = serde_json::from_slice(json).unwrap();
+                let api = json!({ "signature_request": event["signature_request"] });
+                dropbox_sign_confirmed(
+                    &serde_json::to_vec(&api).unwrap(),
+                    &claim,
+                    mapping,
+                    accept_test_mode,
+                )
+            }
+        }
+    }
+
+    fn claim_of(event: &Value) -> DropboxSignClaim {
+        let body = serde_json::to_vec(event).unwrap();
+        match dropbox_sign_event(&body, API_KEY, ds_now(), DAY).unwrap() {
+            DropboxSignEvent::Confirm(claim) => claim,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn dropbox_sign_events_must_be_recent() {
+        let body = serde_json::to_vec(&ds_event("signature_request_all_signed", API_KEY)).unwrap();
+        let later = ds_now() + chrono::Duration::seconds(86_401);
+        assert_eq!(
+            dropbox_sign_event(&body, API_KEY, later, DAY),
+            Err(EsignError::Stale {
+                max_age_secs: 86_400
+            })
+        );
+        let earlier = ds_now() - chrono::Duration::seconds(301);
+        assert!(matches!(
+            dropbox_sign_event(&body, API_KEY, earlier, DAY),
+            Err(EsignError::Stale { .. })
+        ));
+        let within = ds_now() + chrono::Duration::seconds(86_400);
+        assert!(matches!(
+            dropbox_sign_event(&body, API_KEY, within, DAY),
+            Ok(DropboxSignEvent::Confirm(_))
+        ));
+        // The hash is checked first: a stale forgery is a forgery.
+        let forged = serde_json::to_vec(&ds_event("signature_request_all_signed", "x")).unwrap();
+        assert_eq!(
+            dropbox_sign_event(&forged, API_KEY, later, DAY),
+            Err(EsignError::Forged)
+        );
+    }
+
+    #[test]
+    fn only_what_the_api_confirms_is_recorded() {
+        // The callback names Mallory; the API knows the request as Erin's and her manager's.
+        let truth = ds_event("signature_request_all_signed", API_KEY);
+        let mut forged = truth.clone();
+        forged["signature_request"]["signatures"] = json!([{
+            "signer_email_address": "mallory@example.com", "status_code": "signed", "signed_at": 1795685400
+        }]);
+        let claim = claim_of(&forged);
+        let api = serde_json::to_vec(&json!({ "signature_request": truth["signature_request"] }))
+            .unwrap();
+        let Callback::Completed(c) =
+            dropbox_sign_confirmed(&api, &claim, &ds_mapping(), false).unwrap()
+        else {
+            panic!("completed");
+        };
+        let who: Vec<&str> = c.signers.iter().map(|s| s.subject.as_str()).collect();
+        assert_eq!(who, ["erin@example.com", "manager@example.com"]);
+        // Another request, or one not complete: nothing.
+        let mut other = truth["signature_request"].clone();
+        other["signature_request_id"] = json!("0000000000000000000000000000000000000000");
+        let api = serde_json::to_vec(&json!({ "signature_request": other })).unwrap();
+        assert!(matches!(
+            dropbox_sign_confirmed(&api, &claim, &ds_mapping(), false),
+            Err(EsignError::Unconfirmed(_))
+        ));
+        let mut open = truth["signature_request"].clone();
+        open["is_complete"] = json!(false);
+        let api = serde_json::to_vec(&json!({ "signature_request": open })).unwrap();
+        assert!(matches!(
+            dropbox_sign_confirmed(&api, &claim, &ds_mapping(), false),
+            Err(EsignError::Unconfirmed(_))
+        ));
+        let error = br#"{"error":{"error_msg":"Not found","error_name":"not_found"}}"#;
+        assert!(matches!(
+            dropbox_sign_confirmed(error, &claim, &ds_mapping(), false),
+            Err(EsignError::Unconfirmed(_))
+        ));
+        assert_eq!(
+            claim.memory_key,
+            "1795685412:signature_request_all_signed:fa5c8a0b0f492d768749333ad6fcc214c111e967"
+        );
     }
 
     #[test]

@@ -58,6 +58,9 @@ pub enum AppError {
     StateUnavailable(String),
     /// The OpenID provider could not be reached or its metadata is not loaded.
     ProviderUnavailable(String),
+    /// A vendor's API Clearance asks before it writes (Dropbox Sign) could not be reached: 503,
+    /// so that the caller retries.
+    VendorUnavailable(String),
     /// The sign-in failed at or after the provider (bad code, invalid token ...).
     SignInFailed(String),
     /// The provider vouched for someone Clearance may not admit at all (an unverified e-mail
@@ -156,6 +159,7 @@ impl AppError {
             Self::SignInFailed(_) => StatusCode::BAD_REQUEST,
             Self::StateUnavailable(_)
             | Self::ProviderUnavailable(_)
+            | Self::VendorUnavailable(_)
             | Self::DocumentUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -186,6 +190,7 @@ impl AppError {
             Self::StateUnavailable(_) => "state_unavailable",
             Self::DocumentUnavailable(_) => "document_unavailable",
             Self::ProviderUnavailable(_) => "provider_unavailable",
+            Self::VendorUnavailable(_) => "vendor_unavailable",
             Self::SignInFailed(_) => "sign_in_failed",
             Self::IdentityRefused(_) => "identity_not_accepted",
             Self::UpstreamUnreachable(_) => "upstream_unreachable",
@@ -236,6 +241,10 @@ impl AppError {
             Self::ProviderUnavailable(_) => (
                 "Sign-in is temporarily unavailable",
                 "Sign-in is unavailable right now: Clearance cannot reach the sign-in provider. This is an outage, not a problem with your account. If you are already signed in, you can keep working. Please try again in a few minutes.".into(),
+            ),
+            Self::VendorUnavailable(m) => (
+                "A service Clearance relies on is unavailable",
+                format!("{m}. Nothing was recorded; please send this again later."),
             ),
             Self::SignInFailed(m) => ("Sign-in failed", format!("{m}. Please start again.")),
             Self::IdentityRefused(m) => (

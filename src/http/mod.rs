@@ -70,6 +70,8 @@ pub struct AppState {
     pub denials: Arc<crate::denial_buffer::DenialBuffer>,
     /// `[limits]` rate limiters, shared by every worker.
     pub limits: Arc<limits::RateLimits>,
+    /// For calls to vendors' APIs (Dropbox Sign): 10 s timeout, no redirects.
+    pub outbound: reqwest::Client,
 }
 
 impl AppState {

@@ -2,11 +2,12 @@
 //! `POST /.clearance/webhooks/dropbox-sign` (Dropbox Sign callbacks). A fully signed agreement
 //! becomes one record per signer. The signature is checked on the exact bytes received before
 //! anything is parsed or written; what a callback means is decided by the pure
-//! [`crate::domain::esign`]; these handlers read the body, write and answer.
+//! [`crate::domain::esign`]; these handlers read the body, write and answer. A Dropbox Sign
+//! callback is only a hint: what is recorded is what Dropbox Sign's API says about the request.
 
 use super::AppState;
 use super::error::{AppError, HttpError, IntoHttp};
-use crate::domain::esign::{self, Callback, Completed, EsignError};
+use crate::domain::esign::{self, Callback, Completed, DropboxSignEvent, EsignError};
 use crate::domain::{Record, Source};
 use crate::store::StoreError;
 use actix_web::http::header;
@@ -232,13 +233,17 @@ pub async fn dropbox_sign(
     let json = json_field(content_type, &body)
         .map_err(malformed)
         .http(&req)?;
-    let callback = match esign::dropbox_sign_callback(
+    let claim = match esign::dropbox_sign_event(
         &json,
         &config.api_key,
-        &config.mapping,
-        config.accept_test_mode,
+        state.clock.now(),
+        config.max_event_age,
     ) {
-        Ok(callback) => callback,
+        Ok(DropboxSignEvent::Ignored(reason)) => {
+            tracing::info!(webhook.name = "dropbox-sign", webhook.reason = %reason, "callback acknowledged, nothing to record");
+            return Ok(dropbox_sign_ack());
+        }
+        Ok(DropboxSignEvent::Confirm(claim)) => claim,
         Err(EsignError::Forged) => {
             return Err(refused(
                 &req,
@@ -247,22 +252,107 @@ pub async fn dropbox_sign(
                 "event.event_hash is not the HMAC of event_time and event_type under webhooks.dropbox_sign.api_key",
             ));
         }
-        Err(EsignError::Malformed(m)) => return Err(malformed(m)).http(&req),
+        Err(e @ EsignError::Stale { .. }) => {
+            return Err(refused(&req, &state, "dropbox-sign", &e.to_string()));
+        }
+        Err(e) => return Err(malformed(e.to_string())).http(&req),
     };
+    // Each event is processed once: a replay is acknowledged and changes nothing. The mark is
+    // given back when the work fails, so that Dropbox Sign's retry does it.
+    let mark = format!(
+        "dropbox-sign:event:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+            claim.memory_key.as_bytes()
+        ))
+    );
+    let token = crate::auth::session::random_token();
+    let keep = config.max_event_age + std::time::Duration::from_secs(600);
+    if !state.store.once(&mark, &token, keep).await.http(&req)? {
+        tracing::info!(webhook.name = "dropbox-sign", esign.reference = %claim.request_id, "event already processed; acknowledged");
+        return Ok(dropbox_sign_ack());
+    }
+    let done = confirm_and_record(&state, config, &claim).await;
+    if done.is_err() {
+        // Best effort: if this fails too, the mark expires by itself.
+        let _ = state.store.release_once(&mark, &token).await;
+    }
+    match done {
+        Ok(()) => Ok(dropbox_sign_ack()),
+        Err(Unconfirmed(message)) => Err(refused(&req, &state, "dropbox-sign", &message)),
+        Err(Failed(e)) => Err(e).http(&req),
+    }
+}
+
+/// Why a Dropbox Sign event was not recorded.
+enum NotRecorded {
+    /// Dropbox Sign's API does not confirm the callback: 401, nothing written.
+    Unconfirmed(String),
+    /// The API or the store could not be reached: 503, and Dropbox Sign retries.
+    Failed(AppError),
+}
+use NotRecorded::{Failed, Unconfirmed};
+
+/// Largest answer read from Dropbox Sign's API.
+const MAX_API_ANSWER: usize = 1024 * 1024;
+
+/// Asks Dropbox Sign's API about the claimed signature request (with the account's API key)
+/// and records the signatures it confirms.
+async fn confirm_and_record(
+    state: &AppState,
+    config: &crate::config::webhooks::DropboxSignSettings,
+    claim: &esign::DropboxSignClaim,
+) -> Result<(), NotRecorded> {
+    let url = format!("{}/signature_request/{}", config.api_url, claim.request_id);
+    let unavailable = |m: String| Failed(AppError::VendorUnavailable(m));
+    let mut answer = state
+        .outbound
+        .get(&url)
+        .basic_auth(&config.api_key, Some(""))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .map_err(|e| unavailable(format!("Dropbox Sign's API cannot be reached: {e}")))?;
+    let status = answer.status();
+    if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+        return Err(unavailable(format!("Dropbox Sign's API answered {status}")));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = answer
+        .chunk()
+        .await
+        .map_err(|e| unavailable(format!("reading Dropbox Sign's answer: {e}")))?
+    {
+        if body.len() + chunk.len() > MAX_API_ANSWER {
+            return Err(Unconfirmed("Dropbox Sign's answer is too large".into()));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    if !status.is_success() {
+        return Err(Unconfirmed(format!(
+            "Dropbox Sign's API does not confirm signature request {} ({status})",
+            claim.request_id
+        )));
+    }
+    let callback =
+        esign::dropbox_sign_confirmed(&body, claim, &config.mapping, config.accept_test_mode)
+            .map_err(|e| Unconfirmed(e.to_string()))?;
     match callback {
         Callback::Ignored(reason) => {
             tracing::info!(webhook.name = "dropbox-sign", webhook.reason = %reason, "callback acknowledged, nothing to record");
+            Ok(())
         }
-        Callback::Completed(completed) => {
-            record(&state, "webhook:dropbox-sign", completed)
-                .await
-                .http(&req)?;
-        }
+        Callback::Completed(completed) => record(state, "webhook:dropbox-sign", completed)
+            .await
+            .map(|_| ())
+            .map_err(|e| Failed(e.into())),
     }
-    Ok(HttpResponse::Ok()
+}
+
+fn dropbox_sign_ack() -> HttpResponse {
+    HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .body(esign::DROPBOX_SIGN_ACK))
+        .body(esign::DROPBOX_SIGN_ACK)
 }
 
 /// The `json` field of a Dropbox Sign callback: from `multipart/form-data`, from

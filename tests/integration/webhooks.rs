@@ -1,9 +1,11 @@
 //! E-signature webhooks against a real gate and Redis: DocuSign Connect (HMAC over the raw body,
 //! key rotation, replays, incomplete envelopes) and Dropbox Sign (event hash, the exact answer
-//! text), and Carl admitted by a completed envelope on his next request.
+//! text, every "all signed" confirmed through a local server that follows Dropbox Sign's API:
+//! forged, stale, replayed and unconfirmed callbacks write nothing), and Carl admitted by a
+//! completed envelope on his next request.
 
 use crate::gate::World;
-use crate::support::Browser;
+use crate::support::{Browser, DropboxSignApi};
 use crate::{admin_get, history, records};
 use crate::{blocked_items, record, sign_in};
 use base64::Engine as _;
@@ -20,7 +22,7 @@ const NDA_TEMPLATE: &str = "44D9E888-3D86-4E07-8F7A-64C1A0E5D2C1";
 const DS_NDA_TEMPLATE: &str = "c26b8a16784a872da37ea946b9ddec7c1e11dff6";
 const ACK: &str = "Hello API Event Received";
 
-fn extra_toml() -> String {
+fn extra_toml(dropbox_api: &str) -> String {
     format!(
         r#"
 [webhooks.docusign]
@@ -37,6 +39,7 @@ requirement = "acceptable-use-policy"
 
 [webhooks.dropbox_sign]
 api_key = "{DROPBOX_API_KEY}"
+api_url = "{dropbox_api}"
 
 [[webhooks.dropbox_sign.templates]]
 template_id = "{DS_NDA_TEMPLATE}"
@@ -46,8 +49,11 @@ version = "1"
     )
 }
 
-async fn world() -> World {
-    World::start_with(|p| p, "", &extra_toml()).await
+/// The gate, and the Dropbox Sign account's API it confirms callbacks with.
+async fn world() -> (World, DropboxSignApi) {
+    let api = DropboxSignApi::start(DROPBOX_API_KEY).await;
+    let world = World::start_with(|p| p, "", &extra_toml(&api.url())).await;
+    (world, api)
 }
 
 fn mac(key: &str, parts: &[&[u8]]) -> Vec<u8> {
@@ -159,7 +165,7 @@ async fn post_docusign(world: &World, body: &str, signatures: &[String]) -> (u16
 
 #[tokio::test]
 async fn docusign_completed_envelope_records_each_signer_once() {
-    let world = world().await;
+    let (world, _api) = world().await;
     let dana_signed = Utc::now() - Duration::minutes(7);
     let body = serde_json::to_string_pretty(&envelope(
         "envelope-completed",
@@ -268,7 +274,7 @@ async fn docusign_completed_envelope_records_each_signer_once() {
 
 #[tokio::test]
 async fn docusign_forged_missing_and_incomplete_write_nothing() {
-    let world = world().await;
+    let (world, _api) = world().await;
     let body = envelope(
         "envelope-completed",
         "completed",
@@ -385,8 +391,24 @@ fn event_hash(key: &str, time: &str, kind: &str) -> String {
 }
 
 fn dropbox_event(kind: &str, key: &str, request_id: &str, signers: &[&str]) -> Value {
-    let now = Utc::now();
-    let time = (now.timestamp() - 5).to_string();
+    dropbox_event_at(
+        Utc::now() - Duration::seconds(5),
+        kind,
+        key,
+        request_id,
+        signers,
+    )
+}
+
+fn dropbox_event_at(
+    at: DateTime<Utc>,
+    kind: &str,
+    key: &str,
+    request_id: &str,
+    signers: &[&str],
+) -> Value {
+    let now = at;
+    let time = now.timestamp().to_string();
     let signatures: Vec<Value> = signers
         .iter()
         .enumerate()
@@ -469,7 +491,7 @@ async fn post_dropbox_multipart(world: &World, event: &Value) -> reqwest::Respon
 
 #[tokio::test]
 async fn dropbox_sign_callbacks() {
-    let world = world().await;
+    let (world, api) = world().await;
 
     // The "Test" button: acknowledged with exactly the text Dropbox Sign expects.
     let test = post_dropbox_multipart(
@@ -492,17 +514,20 @@ async fn dropbox_sign_callbacks() {
         test.headers()
     );
     assert_eq!(test.text().await.unwrap(), ACK);
+    assert!(api.asked().is_empty(), "only \"all signed\" is confirmed");
 
-    // Fully signed: one record per signer, answered with the same text.
+    // Fully signed, and confirmed by the API: one record per signer.
     let all_signed = dropbox_event(
         "signature_request_all_signed",
         DROPBOX_API_KEY,
         "fa5c8a0b0f492d768749333ad6fcc214c111e967",
         &["Frank@Example.com", "grace@example.com"],
     );
+    api.knows(&all_signed["signature_request"]);
     let r = post_dropbox_multipart(&world, &all_signed).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), ACK);
+    assert_eq!(api.asked(), ["fa5c8a0b0f492d768749333ad6fcc214c111e967"]);
     let frank = records(&world, "frank@example.com").await;
     assert_eq!(frank.len(), 1, "{frank:?}");
     assert_eq!(frank[0]["requirement"], "confidentiality-agreement");
@@ -514,12 +539,14 @@ async fn dropbox_sign_callbacks() {
     );
     assert_eq!(records(&world, "grace@example.com").await.len(), 1);
 
-    // Replayed (Dropbox Sign resends until it reads the answer): nothing new.
+    // Replayed (Dropbox Sign resends until it reads the answer): acknowledged, remembered as
+    // processed, nothing new, not even a question to the API.
     let r = post_dropbox_multipart(&world, &all_signed).await;
     assert_eq!(
         (r.status().as_u16(), r.text().await.unwrap()),
         (200, ACK.to_owned())
     );
+    assert_eq!(api.asked().len(), 1);
     assert_eq!(history(&world, "frank@example.com").await.len(), 1);
     assert_eq!(history(&world, "grace@example.com").await.len(), 1);
 
@@ -544,6 +571,60 @@ async fn dropbox_sign_callbacks() {
         post_dropbox_multipart(&world, &relabelled).await.status(),
         401
     );
+
+    // The event hash covers only the event's time and type, so one captured event can carry
+    // anything else. A request the account does not have: the API does not confirm it.
+    let invented = dropbox_event(
+        "signature_request_all_signed",
+        DROPBOX_API_KEY,
+        "9f8e7d6c5b4a39281706f5e4d3c2b1a098765432",
+        &["mallory@example.com"],
+    );
+    let r = post_dropbox_multipart(&world, &invented).await;
+    assert_eq!(r.status(), 401);
+    assert!(r.text().await.unwrap().contains("does not confirm"));
+    // A real, complete request with Mallory put in as its signer: only the real signer is
+    // recorded.
+    let real = dropbox_event(
+        "signature_request_all_signed",
+        DROPBOX_API_KEY,
+        "3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f",
+        &["ivy@example.com"],
+    );
+    api.knows(&real["signature_request"]);
+    let mut swapped = real.clone();
+    swapped["signature_request"]["signatures"][0]["signer_email_address"] =
+        json!("mallory@example.com");
+    let r = post_dropbox_multipart(&world, &swapped).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(records(&world, "ivy@example.com").await.len(), 1);
+    // A request the API says is not complete yet.
+    let mut open = dropbox_event(
+        "signature_request_all_signed",
+        DROPBOX_API_KEY,
+        "4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a",
+        &["mallory@example.com"],
+    );
+    let mut unsigned = open["signature_request"].clone();
+    unsigned["is_complete"] = json!(false);
+    unsigned["signatures"][0]["status_code"] = json!("awaiting_signature");
+    api.knows(&unsigned);
+    let r = post_dropbox_multipart(&world, &open).await;
+    assert_eq!(r.status(), 401);
+    // A captured event replayed days later (its hash still verifies): refused as stale, the
+    // API not even asked.
+    let asked = api.asked().len();
+    open = dropbox_event_at(
+        Utc::now() - Duration::days(2),
+        "signature_request_all_signed",
+        DROPBOX_API_KEY,
+        "fa5c8a0b0f492d768749333ad6fcc214c111e967",
+        &["mallory@example.com"],
+    );
+    let r = post_dropbox_multipart(&world, &open).await;
+    assert_eq!(r.status(), 401);
+    assert!(r.text().await.unwrap().contains("older than"));
+    assert_eq!(api.asked().len(), asked);
     assert!(history(&world, "mallory@example.com").await.is_empty());
 
     // Someone signed but not everyone yet: acknowledged, nothing written.
@@ -567,6 +648,7 @@ async fn dropbox_sign_callbacks() {
         "2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e",
         &["henry@example.com"],
     );
+    api.knows(&event["signature_request"]);
     let form: String = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("json", &event.to_string())
         .finish();
@@ -589,7 +671,7 @@ async fn dropbox_sign_callbacks() {
 
 #[tokio::test]
 async fn carl_is_admitted_by_a_completed_envelope() {
-    let world = world().await;
+    let (world, _api) = world().await;
     let browser = Browser::new();
     let page = sign_in(&world, &browser, "carl@example.com", "/echo/work").await;
     assert_eq!(page.status, 403, "{}", page.body);

@@ -12,6 +12,7 @@
 #![allow(dead_code, unused_imports)]
 
 mod browser;
+mod dropbox_sign;
 mod oidc;
 mod proxies;
 pub mod raw;
@@ -24,6 +25,7 @@ mod harness_tests;
 pub use browser::{
     Browser, HtmlForm, Response, Start, host_port, login_at_provider, logout_at_provider,
 };
+pub use dropbox_sign::DropboxSignApi;
 pub use oidc::{
     Account, CLIENT_ID, CLIENT_SECRET, ClientConfig, OidcProvider, ProviderConfig, repo_root,
 };
