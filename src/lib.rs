@@ -233,6 +233,9 @@ pub async fn finish(state: &AppState) -> usize {
 /// path and SHA-256, recorded in the audit trail; the file is reloaded on SIGHUP and when its
 /// content changes ([`reload`]).
 pub async fn serve(settings: Settings, config: (String, String)) -> anyhow::Result<()> {
+    for relaxed in settings.relaxations() {
+        tracing::warn!("a fail-closed default is relaxed: {relaxed}");
+    }
     let listener = TcpListener::bind(settings.listen).map_err(|e| {
         anyhow::anyhow!("cannot listen on {} (server.listen): {e}", settings.listen)
     })?;

@@ -177,6 +177,9 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { config } => match clearance::config::load(&config) {
             Ok(s) => {
+                for relaxed in s.relaxations() {
+                    eprintln!("{}: warning: {relaxed}", config.display());
+                }
                 println!(
                     "{}: OK ({} requirements, {} routes, listening on {}, issuer {})",
                     config.display(),

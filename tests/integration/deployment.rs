@@ -871,3 +871,30 @@ fn check_config_names_broken_keys() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("server.listn"), "{stderr}");
 }
+
+#[test]
+fn check_config_warns_about_relaxed_defaults() {
+    let good = read("deploy/clearance.toml");
+    let (out, stderr) = check_broken(&good);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+    let relaxed = replace_once(
+        &good,
+        "[oidc]\n",
+        "[oidc]\nallow_unverified_email = true\nunknown_person_type = \"untyped\"\n",
+    );
+    let (out, stderr) = check_broken(&relaxed);
+    assert!(out.status.success(), "still valid: {stderr}");
+    assert!(
+        stderr.contains("warning: oidc.allow_unverified_email = true"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("warning: oidc.unknown_person_type = \"untyped\""),
+        "{stderr}"
+    );
+    let bad = replace_once(&good, "[oidc]\n", "[oidc]\nunknown_person_type = \"lax\"\n");
+    let (out, stderr) = check_broken(&bad);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("oidc.unknown_person_type"), "{stderr}");
+}

@@ -396,6 +396,7 @@ pub const NON_CANONICAL: &[&str] = &[
     "//docs",
     "/status//docs",
     "/docs#/status",
+    "/docs?x=1#/status",
     "/docs%23/status",
     "/docs%3F/status",
     "/status%2f..%2fdocs",

@@ -283,6 +283,73 @@ async fn revocation_cache_is_not_served_while_invalidations_are_lost() {
     .await;
 }
 
+#[tokio::test]
+async fn revocation_cache_serves_nothing_while_it_cannot_subscribe() {
+    let world = World::start().await;
+    let browser = Browser::new();
+    sign_in(&world, &browser, ALICE, "/").await;
+    complete_everything(&world, ALICE).await;
+    let url = format!("{}/echo/x", world.gate.url());
+    // Warm: a request costs no round trip.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let before = world.gate.round_trips.count();
+        assert_eq!(status(&browser, &url).await, 200);
+        if world.gate.round_trips.count() == before {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the cache never served");
+    }
+
+    // The subscription is cut, and Redis refuses a new one from now on (the connection for
+    // everything else keeps working): invalidations cannot be received at all.
+    world
+        .redis
+        .raw_command("ACL SETUSER default -subscribe -psubscribe -ssubscribe")
+        .await
+        .unwrap();
+    world
+        .redis
+        .raw_command("CLIENT KILL TYPE pubsub")
+        .await
+        .unwrap();
+    // Once the gate has noticed, every request reads Redis: nothing is served from the cache,
+    // and nothing read meanwhile is kept for the next request.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let before = world.gate.round_trips.count();
+        assert_eq!(status(&browser, &url).await, 200);
+        if world.gate.round_trips.count() > before {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cache kept serving without invalidations"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for _ in 0..5 {
+        let before = world.gate.round_trips.count();
+        assert_eq!(status(&browser, &url).await, 200);
+        assert!(
+            world.gate.round_trips.count() > before,
+            "a request was served from the cache while it cannot hear invalidations"
+        );
+    }
+    // A change nobody announces (nothing can be published to it) is seen at once.
+    world
+        .redis
+        .raw_command("DEL clearance:{alice@example.com}:records")
+        .await
+        .unwrap();
+    assert_eq!(status(&browser, &url).await, 403, "refused at once");
+    world
+        .redis
+        .raw_command("ACL SETUSER default +@all")
+        .await
+        .unwrap();
+}
+
 /// Logout tokens signed with the provider's real key.
 struct LogoutTokens {
     forger: Forger,
