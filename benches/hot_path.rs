@@ -226,6 +226,15 @@ fn policy(c: &mut Criterion) {
     c.bench_function("path/normalize_path", |b| {
         b.iter(|| normalize_path(black_box(raw)))
     });
+    // What forward-auth judges: a target that is canonical already.
+    let canonical = "/spaces/engineering/pages/4242/Release%20notes%202026/edit";
+    assert!(clearance::http::normalize::canonical_target_path(canonical).is_ok());
+    c.bench_function("path/canonical_target_path", |b| {
+        b.iter(|| clearance::http::normalize::canonical_target_path(black_box(canonical)))
+    });
+    c.bench_function("host/check_authority", |b| {
+        b.iter(|| clearance::http::authority::check_authority(black_box("wiki.example.com:443")))
+    });
 }
 
 /// Fifteen headers as a browser sends them through a load balancer, with Clearance's cookies
@@ -283,6 +292,16 @@ fn header_rewrite(c: &mut Criterion) {
         out.get("x-forwarded-user").map(HeaderValue::as_bytes),
         Some(&b"alice.martin@example.com"[..])
     );
+    // Forward-auth's look for another gatekeeper's identity header among a browser's headers.
+    let browser: HeaderMap = incoming
+        .iter()
+        .filter(|(name, _)| !name.as_str().contains('_') && !name.as_str().starts_with("x-"))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
+    assert!(clearance::http::headers::identity_header_in(&browser, &[], &[]).is_none());
+    c.bench_function("headers/identity_header_in", |b| {
+        b.iter(|| clearance::http::headers::identity_header_in(black_box(&browser), &[], &[]))
+    });
     c.bench_function("headers/upstream_request_headers", |b| {
         b.iter(|| {
             upstream_request_headers(

@@ -158,11 +158,7 @@ fn invalid_path(e: PathError) -> AppError {
 /// six, spelled exactly so, are the exception: every admitted answer carries all six (empty
 /// when unknown) and the proxy must replace the client's copies with them (docs/FORWARD_AUTH.md).
 fn refuse_foreign_identity(req: &HttpRequest, extra: &[String]) -> Result<(), AppError> {
-    let foreign = req.headers().keys().find(|name| {
-        !IDENTITY_HEADER_NAMES.contains(name)
-            && super::headers::is_identity_header_with(name.as_str(), extra)
-    });
-    match foreign {
+    match super::headers::identity_header_in(req.headers(), extra, &IDENTITY_HEADER_NAMES) {
         Some(name) => Err(AppError::bad_request(
             "identity_header_from_client",
             format!(

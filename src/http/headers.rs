@@ -180,6 +180,23 @@ fn canonical_extra(extra: &[String]) -> Vec<Cow<'_, str>> {
         .collect()
 }
 
+/// The first header of `headers` that is an identity header in any spelling (built-in or one of
+/// `extra`), other than those named in `allowed` exactly (lowercase, as a parsed map holds them).
+pub fn identity_header_in<'a>(
+    headers: &'a HeaderMap,
+    extra: &[String],
+    allowed: &[HeaderName],
+) -> Option<&'a HeaderName> {
+    let extra = canonical_extra(extra);
+    headers.keys().find(|name| {
+        if allowed.contains(name) {
+            return false;
+        }
+        let canonical = canonical(name.as_str());
+        canonical_is_identity(&canonical) || extra.contains(&canonical)
+    })
+}
+
 /// Whether `name` (in any spelling) is a hop-by-hop header that must not be forwarded.
 pub fn is_hop_by_hop(name: &str) -> bool {
     HOP_BY_HOP.contains(&canonical(name).as_ref())
@@ -469,6 +486,32 @@ mod tests {
         assert!(!is_identity_header_with("x-employee", &extra));
         assert!(!is_identity_header_with("content-type", &extra));
         assert!(!is_identity_header_with("", &extra));
+    }
+
+    #[test]
+    fn an_identity_header_is_found_in_any_spelling_but_the_allowed_ones() {
+        let own = [HeaderName::from_static("x-auth-request-user")];
+        let found = |pairs: &[(&str, &str)]| {
+            identity_header_in(&map(pairs), &["X-Corp-User".to_owned()], &own)
+                .map(|n| n.as_str().to_owned())
+        };
+        assert_eq!(
+            found(&[("accept", "*/*"), ("x-auth-request-user", "a")]),
+            None
+        );
+        assert_eq!(
+            found(&[("x_auth_request_user", "a")]).as_deref(),
+            Some("x_auth_request_user")
+        );
+        assert_eq!(
+            found(&[("cf-access-authenticated-user-email", "a")]).as_deref(),
+            Some("cf-access-authenticated-user-email")
+        );
+        assert_eq!(
+            found(&[("x.corp.user", "a")]).as_deref(),
+            Some("x.corp.user")
+        );
+        assert_eq!(found(&[("cookie", "a"), ("authorization", "b")]), None);
     }
 
     #[test]

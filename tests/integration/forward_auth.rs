@@ -469,6 +469,36 @@ async fn path_tricks_are_refused_for_everyone() {
             assert_eq!(r.status, status, "{who} {uri}: {}", r.body);
             assert_eq!(r.header("x-auth-request-user"), user, "{who} {uri}");
         }
+        // The original host must be host[:port] too, whichever header carries it.
+        for host in [
+            "app.example.test@evil.example",
+            "app.example.test:",
+            "app.example.test:80x",
+            "app.example.test:1:2",
+            "app.example.test%2F",
+            "app.example.test,evil.example",
+        ] {
+            let r = answer(
+                client_from(PROXY)
+                    .get(format!("{}/oauth2/auth/traefik", world.gate.url()))
+                    .header("x-forwarded-proto", "https")
+                    .header("x-forwarded-host", host)
+                    .header("x-forwarded-uri", "/status/x")
+                    .header("cookie", cookie.unwrap_or("")),
+            )
+            .await;
+            assert_eq!(r.status, 400, "{who} X-Forwarded-Host {host}: {}", r.body);
+            assert!(r.body.contains("invalid_host"), "{who} {host}: {}", r.body);
+            let r = answer(
+                client_from(PROXY)
+                    .get(format!("{}/oauth2/auth/nginx", world.gate.url()))
+                    .header("x-original-url", format!("https://{host}/status/x"))
+                    .header("cookie", cookie.unwrap_or("")),
+            )
+            .await;
+            assert_eq!(r.status, 400, "{who} X-Original-URL {host}: {}", r.body);
+            assert!(r.header("x-auth-request-user").is_none());
+        }
         let r = traefik(&world, "traefik", PROXY, "/status/x", cookie, &[]).await;
         assert_eq!(r.status, 200, "{who}: the public route");
         assert_eq!(

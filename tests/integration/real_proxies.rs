@@ -623,10 +623,12 @@ fn envoy_cluster_addr(doc: &Yaml, name: &str) -> String {
     )
 }
 
+/// The `exact` header names of a pattern list (regular expressions left out).
 fn patterns(y: &Yaml, what: &str) -> BTreeSet<String> {
     lowercase_set(
         list(&y["patterns"], what)
             .iter()
+            .filter(|p| p["safe_regex"].is_badvalue())
             .map(|p| text(&p["exact"], "exact")),
     )
 }
@@ -662,6 +664,15 @@ fn envoy_example_is_wired_to_clearance() {
     for needed in ["cookie", "accept", "authorization"] {
         assert!(request.contains(needed), "{needed} reaches Clearance");
     }
+    // ... and every other header, so that Clearance sees (and refuses) an identity header the
+    // client sent, which Envoy would otherwise pass on to the app.
+    let every = list(
+        &service["authorization_request"]["allowed_headers"]["patterns"],
+        "allowed_headers",
+    )
+    .iter()
+    .any(|p| p["safe_regex"]["regex"].as_str() == Some(".*"));
+    assert!(every, "every client header reaches Clearance");
     let response = &service["authorization_response"];
     assert_eq!(
         patterns(&response["allowed_upstream_headers"], "upstream"),
