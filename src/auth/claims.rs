@@ -78,13 +78,17 @@ pub fn person_from_claims(
     Ok(principal)
 }
 
-/// Whether `email_verified` says yes (a boolean, or the string "true" some providers send).
+/// Whether the provider says the address is verified: `email_verified` (a boolean, or the
+/// string "true" some providers send), or Entra ID's optional claim `xms_edov` (the address's
+/// domain is one the tenant has verified), which Entra ID sends instead.
 fn verified(claims: &Map<String, Value>) -> bool {
-    match claims.get("email_verified") {
-        Some(Value::Bool(b)) => *b,
-        Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
-        _ => false,
-    }
+    ["email_verified", "xms_edov"]
+        .iter()
+        .any(|name| match claims.get(*name) {
+            Some(Value::Bool(b)) => *b,
+            Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
+            _ => false,
+        })
 }
 
 fn domain_allowed(address: &str, allowed: &[String]) -> bool {
@@ -253,6 +257,14 @@ mod tests {
             let ok = map(json!({"sub": "s", "email": "ceo@example.com", "email_verified": yes}));
             assert_eq!(admissible(&ok, &names(), &rules()), Ok(()));
         }
+        let entra = map(json!({"sub": "s", "email": "ceo@example.com", "xms_edov": true}));
+        assert_eq!(
+            admissible(&entra, &names(), &rules()),
+            Ok(()),
+            "Entra ID's own claim"
+        );
+        let entra_no = map(json!({"sub": "s", "email": "ceo@example.com", "xms_edov": false}));
+        assert!(admissible(&entra_no, &names(), &rules()).is_err());
         let relaxed = IdentityRules {
             allow_unverified_email: true,
             ..rules()

@@ -410,8 +410,12 @@ async fn post_logout(gate_url: &str, token: Option<&str>) -> reqwest::Response {
 
 #[tokio::test]
 async fn revocation_backchannel_logout_from_the_real_provider_ends_the_session_everywhere() {
-    let world = World::start_with(|p| p.with_backchannel_logout(), "", "").await;
-    let b = second_gate(&world).await;
+    let bearer = format!(
+        "[bearer]\naudiences = [\"{}\"]\n",
+        crate::support::ProviderConfig::API_AUDIENCE
+    );
+    let world = World::start_with(|p| p.with_backchannel_logout().with_api(), "", &bearer).await;
+    let b = second_gate_with(&world, &bearer).await;
     let browser = Browser::new();
     sign_in(&world, &browser, ALICE, "/").await;
     complete_everything(&world, ALICE).await;
@@ -421,6 +425,23 @@ async fn revocation_backchannel_logout_from_the_real_provider_ends_the_session_e
     for url in [&at_a, &at_b, &at_a, &at_b] {
         assert_eq!(status(&browser, url).await, 200, "{url}");
     }
+    // An API token of hers, issued before she signs out.
+    let token = world.provider.user_access_token(ALICE).await;
+    let with_token = |url: String| {
+        let token = token.clone();
+        async move {
+            reqwest::Client::new()
+                .get(url)
+                .bearer_auth(token)
+                .header("accept", "application/json")
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(with_token(at_b.clone()).await, 200);
 
     // The person signs out at the provider itself (not through the gate): the provider POSTs
     // a logout token to /oauth2/backchannel_logout.
@@ -433,6 +454,13 @@ async fn revocation_backchannel_logout_from_the_real_provider_ends_the_session_e
     assert_eq!(landed.url.path(), "/oauth2/signed_out", "{}", landed.body);
     within_a_second(&browser, &at_b, "B: ended by back-channel logout", 302).await;
     assert_eq!(status(&browser, &at_a).await, 302);
+    // Her bearer tokens end with her sessions, on both gates.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while with_token(at_b.clone()).await != 401 {
+        assert!(Instant::now() < deadline, "B still admits her token");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(with_token(at_a.clone()).await, 401);
     let settings = clearance::config::from_toml_str(&config(
         free_port(),
         &world.redis.url(),
