@@ -47,7 +47,10 @@ const RESTART_ONLY: &[(&str, Option<&[&str]>)] = &[
     ("telemetry", None),
     ("audit", None),
     ("notifications", None),
-    ("bearer", Some(&["audiences", "leeway_secs"])),
+    (
+        "bearer",
+        Some(&["audiences", "leeway_secs", "require_at_jwt"]),
+    ),
 ];
 
 /// Why a reload did not take effect.
@@ -262,6 +265,28 @@ pub fn keep_restart_only(running: &Settings, mut new: Settings) -> Settings {
     new.followup.notifications = running.followup.notifications.clone();
     new.bearer.audiences = running.bearer.audiences.clone();
     new.bearer.leeway = running.bearer.leeway;
+    new.bearer.require_at_jwt = running.bearer.require_at_jwt;
+    // Bearer tokens are on only while the running verifier has an audience of its own.
+    new.bearer.enabled = new.bearer.enabled && !running.bearer.audiences.is_empty();
+    // `oidc.unknown_person_type` is read at start like the rest of `[oidc]`; it lives on the
+    // requirements' selectors, which a reload replaces.
+    let untyped = running
+        .policy
+        .requirements
+        .iter()
+        .any(|r| r.applies_to.untyped_escape);
+    if new
+        .policy
+        .requirements
+        .iter()
+        .any(|r| r.applies_to.untyped_escape != untyped)
+    {
+        let mut policy = (*new.policy).clone();
+        for r in &mut policy.requirements {
+            r.applies_to.untyped_escape = untyped;
+        }
+        new.policy = std::sync::Arc::new(policy);
+    }
     new
 }
 
@@ -376,5 +401,36 @@ mod tests {
             "routes follow the file"
         );
         assert!(restart_only_changes(&old_file, &old_file).is_empty());
+    }
+
+    #[test]
+    fn who_is_held_to_what_and_bearer_access_wait_for_a_restart() {
+        let vars = crate::config::tests::secrets();
+        let (old_file, old) = crate::config::load_text(&example(), &vars).unwrap();
+        assert!(!old.bearer.enabled, "the example names no audience");
+        let changed = example().replace(
+            "unknown_person_type = \"strictest\"",
+            "unknown_person_type = \"untyped\"\n[bearer]\naudiences = [\"api://x\"]",
+        );
+        let (new_file, new) = crate::config::load_text(&changed, &vars).unwrap();
+        assert!(new.bearer.enabled);
+        assert!(new.policy.requirements[0].applies_to.untyped_escape);
+        assert_eq!(
+            restart_only_changes(&old_file, &new_file),
+            vec!["oidc.unknown_person_type", "bearer.audiences"]
+        );
+        let merged = keep_restart_only(&old, new);
+        assert!(
+            !merged.bearer.enabled,
+            "the running verifier has no audience"
+        );
+        assert!(
+            merged
+                .policy
+                .requirements
+                .iter()
+                .all(|r| !r.applies_to.untyped_escape),
+            "unknown types stay held to everything until the restart"
+        );
     }
 }
