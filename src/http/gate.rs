@@ -613,6 +613,7 @@ fn refusal_label(e: &AppError) -> (Outcome, &'static str) {
         AppError::SignInRequired { .. } => (Outcome::SignIn, "sign_in_required"),
         AppError::InvalidSession { .. } => (Outcome::SignIn, "invalid_session"),
         AppError::BearerRejected { .. } => (Outcome::SignIn, "bearer_rejected"),
+        AppError::IdentityRefused(_) => (Outcome::SignIn, "identity_refused"),
         AppError::StateUnavailable(_) => (Outcome::Error, "state_unavailable"),
         AppError::ProviderUnavailable(_) => (Outcome::Error, "provider_unavailable"),
         _ => (Outcome::Error, "other"),

@@ -262,32 +262,59 @@ pub fn canonical_target_path(raw_path: &str) -> Result<NormalizedPath, PathError
         return Err(PathError::PathParameter);
     }
     let normalized = normalize_path(raw_path)?;
+    // The normaliser accepted it, so every escape is valid and decodes once: the segments can
+    // be judged on their raw bytes.
     let Some(rest) = raw_path.strip_prefix('/') else {
         return Err(PathError::NotOriginForm);
     };
-    let segments: Vec<&str> = rest.split('/').collect();
-    let last_index = segments.len().saturating_sub(1);
-    for (index, raw_segment) in segments.iter().enumerate() {
-        if raw_segment.is_empty() {
-            if index == last_index {
+    let mut segments = rest.split('/').peekable();
+    let mut count = 0;
+    while let Some(segment) = segments.next() {
+        count += 1;
+        if segment.is_empty() {
+            if segments.peek().is_none() {
                 continue;
             }
             return Err(PathError::EmptySegment);
         }
-        let segment = decode_segment(raw_segment)?;
-        if segment == "." || segment == ".." {
+        if is_dot_segment(segment) {
             return Err(PathError::DotSegment);
         }
-        if segment.contains(['?', '#']) {
+        if has_encoded(segment, b"?#") {
             return Err(PathError::EncodedDelimiter);
         }
     }
     // By construction the judged path has the same segments as the raw one.
-    let judged_segments = normalized.as_str().split('/').count();
-    if judged_segments != segments.len() + 1 {
+    if normalized.as_str().split('/').count() != count + 1 {
         return Err(PathError::AmbiguousSegment);
     }
     Ok(normalized)
+}
+
+/// Whether a raw segment is `.` or `..` in any spelling (`%2e`, `.%2E`, `%2E%2e` ...).
+fn is_dot_segment(raw: &str) -> bool {
+    let mut rest = raw.as_bytes();
+    let mut dots = 0;
+    while !rest.is_empty() {
+        rest = match rest {
+            [b'.', tail @ ..] => tail,
+            [b'%', b'2', b'e' | b'E', tail @ ..] => tail,
+            _ => return false,
+        };
+        dots += 1;
+    }
+    dots == 1 || dots == 2
+}
+
+/// Whether a raw segment holds one of `bytes` percent-encoded.
+fn has_encoded(raw: &str, bytes: &[u8]) -> bool {
+    raw.as_bytes().windows(3).any(|w| match w {
+        [b'%', high, low] => match (hex_value(*high), hex_value(*low)) {
+            (Some(h), Some(l)) => bytes.contains(&(h * 16 + l)),
+            _ => false,
+        },
+        _ => false,
+    })
 }
 
 fn check_raw_chars(raw_path: &str) -> Result<(), PathError> {
