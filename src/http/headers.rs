@@ -149,11 +149,42 @@ fn canonical(name: &str) -> Cow<'_, str> {
     )
 }
 
+/// [`IDENTITY_HEADERS`] and [`IDENTITY_PREFIXES`] by their first byte, so that a header is
+/// compared only with the entries that start like it (a browser's `accept`, `user-agent` or
+/// `priority` with none at all): this runs for every header of every request.
+static IDENTITY_BY_FIRST_BYTE: std::sync::LazyLock<Vec<(Vec<&'static str>, Vec<&'static str>)>> =
+    std::sync::LazyLock::new(|| {
+        let mut table = vec![(Vec::new(), Vec::new()); 256];
+        for name in IDENTITY_HEADERS {
+            if let Some(slot) = name
+                .bytes()
+                .next()
+                .and_then(|b| table.get_mut(usize::from(b)))
+            {
+                slot.0.push(*name);
+            }
+        }
+        for prefix in IDENTITY_PREFIXES {
+            if let Some(slot) = prefix
+                .bytes()
+                .next()
+                .and_then(|b| table.get_mut(usize::from(b)))
+            {
+                slot.1.push(*prefix);
+            }
+        }
+        table
+    });
+
 fn canonical_is_identity(canonical: &str) -> bool {
-    IDENTITY_HEADERS.contains(&canonical)
-        || IDENTITY_PREFIXES
-            .iter()
-            .any(|prefix| canonical.starts_with(prefix))
+    let Some(&first) = canonical.as_bytes().first() else {
+        return false;
+    };
+    IDENTITY_BY_FIRST_BYTE
+        .get(usize::from(first))
+        .is_some_and(|(names, prefixes)| {
+            names.contains(&canonical) || prefixes.iter().any(|p| canonical.starts_with(p))
+        })
 }
 
 /// Whether `name` (in any spelling) is an identity header that a downstream app might trust.
@@ -512,6 +543,14 @@ mod tests {
             Some("x.corp.user")
         );
         assert_eq!(found(&[("cookie", "a"), ("authorization", "b")]), None);
+    }
+
+    #[test]
+    fn the_lists_are_written_in_canonical_form() {
+        for entry in IDENTITY_HEADERS.iter().chain(IDENTITY_PREFIXES) {
+            assert!(!entry.is_empty());
+            assert_eq!(canonical(entry), *entry, "{entry}");
+        }
     }
 
     #[test]
