@@ -69,40 +69,26 @@ impl DropboxSignApi {
             ..Known::default()
         }));
         let shared = Arc::clone(&known);
-        let (tx, rx) = tokio::sync::oneshot::channel::<std::io::Result<ServerHandle>>();
-        let thread = std::thread::Builder::new()
-            .name(format!("dropbox-sign-api-{port}"))
-            .spawn(move || {
-                actix_web::rt::System::new().block_on(async move {
-                    let server = HttpServer::new(move || {
-                        App::new()
-                            .app_data(web::Data::new(Arc::clone(&shared)))
-                            .route(
-                                "/v3/signature_request/{id}",
-                                web::get().to(signature_request),
-                            )
-                    })
-                    .workers(1)
-                    .disable_signals()
-                    .shutdown_timeout(1)
-                    .listen(listener)
-                    .map(HttpServer::run);
-                    match server {
-                        Ok(server) => {
-                            let _ = tx.send(Ok(server.handle()));
-                            let _ = server.await;
-                        }
-                        Err(e) => {
-                            let _ = tx.send(Err(e));
-                        }
-                    }
-                });
-            })
-            .expect("spawn fake API thread");
-        let handle = rx
-            .await
-            .expect("fake API thread ended before starting")
-            .expect("fake API failed to start");
+        let (handle, thread) = super::serve_in_thread(
+            format!("dropbox-sign-api-{port}"),
+            listener,
+            move |listener| {
+                Ok(HttpServer::new(move || {
+                    App::new()
+                        .app_data(web::Data::new(Arc::clone(&shared)))
+                        .route(
+                            "/v3/signature_request/{id}",
+                            web::get().to(signature_request),
+                        )
+                })
+                .workers(1)
+                .disable_signals()
+                .shutdown_timeout(1)
+                .listen(listener)?
+                .run())
+            },
+        )
+        .await;
         Self {
             port,
             known,

@@ -33,6 +33,40 @@ pub use proxies::{Caddy, Nginx};
 pub use redis::{RedisCluster, RedisSentinel, RedisServer, SENTINEL_MASTER, sentinel_names};
 pub use upstream::{Upstream, policy_text};
 
+/// Runs the server `start` builds on `listener` in a thread of its own, with its own actix
+/// System (so that it works from any `#[tokio::test]`); returns its handle and thread once it
+/// listens. Panics if it cannot start.
+pub async fn serve_in_thread(
+    name: String,
+    listener: std::net::TcpListener,
+    start: impl FnOnce(std::net::TcpListener) -> std::io::Result<actix_web::dev::Server>
+    + Send
+    + 'static,
+) -> (actix_web::dev::ServerHandle, std::thread::JoinHandle<()>) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let thread = std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                match start(listener) {
+                    Ok(server) => {
+                        let _ = tx.send(Ok(server.handle()));
+                        let _ = server.await;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            });
+        })
+        .expect("spawn a server thread");
+    let handle = rx
+        .await
+        .unwrap_or_else(|_| panic!("{name} ended before starting"))
+        .unwrap_or_else(|e| panic!("{name} failed to start: {e}"));
+    (handle, thread)
+}
+
 /// The first value of query parameter `name` in `url`, decoded.
 pub fn query_param(url: &url::Url, name: &str) -> Option<String> {
     url.query_pairs()

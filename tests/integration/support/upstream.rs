@@ -42,53 +42,35 @@ impl Upstream {
         let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind upstream port");
         let port = listener.local_addr().expect("upstream local addr").port();
         let log: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (handle_tx, handle_rx) =
-            tokio::sync::oneshot::channel::<std::io::Result<ServerHandle>>();
         let thread_log = Arc::clone(&log);
-        let thread = std::thread::Builder::new()
-            .name(format!("upstream-{port}"))
-            .spawn(move || {
-                actix_web::rt::System::new().block_on(async move {
-                    let server = HttpServer::new(move || {
-                        let log = Arc::clone(&thread_log);
-                        App::new()
-                            .wrap_fn(move |req, srv| {
-                                log.lock().expect("upstream log lock").push(format!(
-                                    "{} {}",
-                                    req.method(),
-                                    req.uri()
-                                ));
-                                srv.call(req)
-                            })
-                            .service(web::resource(["/echo", "/echo/{tail:.*}"]).to(echo))
-                            .route("/download", web::get().to(download))
-                            .route("/policy.txt", web::get().to(policy_text_handler))
-                            .route("/upload", web::post().to(upload))
-                            .route("/sse", web::get().to(sse))
-                            .route("/slow", web::get().to(slow))
-                            .route("/status/{code}", web::route().to(status))
-                    })
-                    .workers(1)
-                    .disable_signals()
-                    .shutdown_timeout(1)
-                    .listen(listener)
-                    .map(HttpServer::run);
-                    match server {
-                        Ok(server) => {
-                            let _ = handle_tx.send(Ok(server.handle()));
-                            let _ = server.await;
-                        }
-                        Err(err) => {
-                            let _ = handle_tx.send(Err(err));
-                        }
-                    }
-                });
+        let (handle, thread) =
+            super::serve_in_thread(format!("upstream-{port}"), listener, move |listener| {
+                Ok(HttpServer::new(move || {
+                    let log = Arc::clone(&thread_log);
+                    App::new()
+                        .wrap_fn(move |req, srv| {
+                            log.lock().expect("upstream log lock").push(format!(
+                                "{} {}",
+                                req.method(),
+                                req.uri()
+                            ));
+                            srv.call(req)
+                        })
+                        .service(web::resource(["/echo", "/echo/{tail:.*}"]).to(echo))
+                        .route("/download", web::get().to(download))
+                        .route("/policy.txt", web::get().to(policy_text_handler))
+                        .route("/upload", web::post().to(upload))
+                        .route("/sse", web::get().to(sse))
+                        .route("/slow", web::get().to(slow))
+                        .route("/status/{code}", web::route().to(status))
+                })
+                .workers(1)
+                .disable_signals()
+                .shutdown_timeout(1)
+                .listen(listener)?
+                .run())
             })
-            .expect("spawn upstream thread");
-        let handle = handle_rx
-            .await
-            .expect("upstream thread ended before starting")
-            .expect("upstream server failed to start");
+            .await;
         Upstream {
             port,
             handle,
