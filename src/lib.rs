@@ -156,17 +156,13 @@ pub fn server_with_admin(
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
     };
-    let admin_addr = admin.as_ref().map(TcpListener::local_addr).transpose()?;
-    let shutdown_timeout = state.settings().shutdown_timeout.as_secs();
-    let mut server = actix_web::HttpServer::new(move || http::app(state.clone(), admin_addr))
-        .workers(workers)
-        .shutdown_timeout(shutdown_timeout)
-        .disable_signals()
-        .listen(listener)?;
-    if let Some(admin) = admin {
-        server = server.listen(admin)?;
-    }
-    Ok(server.run())
+    http::server::start(
+        &state,
+        listener,
+        admin,
+        workers,
+        state.settings().shutdown_timeout,
+    )
 }
 
 /// How long the last attempt to write buffered denials may take at shutdown.

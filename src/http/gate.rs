@@ -538,12 +538,28 @@ pub struct Target<'a> {
     pub interruptible: bool,
 }
 
-/// Whether a refusal is written to the denial log (the block page shown after nginx's
-/// redirect must not record the same refusal twice).
+/// What a decision writes to the denial log and counts in the metrics (the block page shown
+/// after nginx's redirect must not record the same refusal twice).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Recording {
     Record,
+    /// A probe for `Expect: 100-continue` ([`super::expect`]): a refusal is the final answer and
+    /// is recorded; an admission is not, because the request itself follows and records it.
+    RefusalsOnly,
     Skip,
+}
+
+impl Recording {
+    /// Whether a refusal is recorded and counted.
+    fn refusals(self) -> bool {
+        matches!(self, Self::Record | Self::RefusalsOnly)
+    }
+
+    /// Whether an admission (and what it notes: exemptions used, monitored requirements, the
+    /// first access) is recorded and counted.
+    fn admissions(self) -> bool {
+        self == Self::Record
+    }
 }
 
 /// What the gate decided for a request that may pass.
@@ -574,7 +590,7 @@ pub async fn admit(
     recording: Recording,
 ) -> Result<Admission, AppError> {
     if target.route.access == RouteAccess::Public {
-        if recording == Recording::Record {
+        if recording.admissions() {
             count_decision(target.route, Outcome::Allow, "public");
         }
         return Ok(Admission::Anonymous);
@@ -582,7 +598,7 @@ pub async fn admit(
     let who = match authenticate(req, state, sign_in_url).await {
         Ok(who) => who,
         Err(e) => {
-            if recording == Recording::Record {
+            if recording.refusals() {
                 let (outcome, reason) = refusal_label(&e);
                 count_decision(target.route, outcome, reason);
             }
@@ -630,11 +646,12 @@ pub async fn admit_authenticated(
     recording: Recording,
 ) -> Result<Admission, AppError> {
     let decided = decide(req, state, target, who, recording).await;
-    if recording == Recording::Record {
-        let (outcome, reason) = match &decided {
-            Ok((_, outcome, reason)) => (*outcome, *reason),
-            Err(e) => refusal_label(e),
-        };
+    let counted = match &decided {
+        Ok((_, outcome, reason)) if recording.admissions() => Some((*outcome, *reason)),
+        Err(e) if recording.refusals() => Some(refusal_label(e)),
+        _ => None,
+    };
+    if let Some((outcome, reason)) = counted {
         count_decision(target.route, outcome, reason);
     }
     decided.map(|(admission, _, _)| admission)
@@ -714,7 +731,7 @@ async fn decide(
         event
     };
     if standing.person.as_ref().is_some_and(|p| !p.active) {
-        if recording == Recording::Record {
+        if recording.refusals() {
             let mut event = denial(Vec::new(), false);
             event.inactive = true;
             record_denial(state, &event, false).await;
@@ -736,17 +753,15 @@ async fn decide(
             if let Some(until) = exempt_until(&standing.exemptions, &missing, now) {
                 let reason = missing.first().map_or("none", |m| m.reason.as_str());
                 // Admitted, and marked "exempt until" in the denial log and the logs.
-                if recording == Recording::Record {
+                if recording.admissions() {
                     let mut event = denial(missing, true);
                     event.exempt_until = Some(until);
                     record_denial(state, &event, false).await;
-                }
-                if recording == Recording::Record {
                     note_first_access(state, &principal.subject, first_access, now).await;
                 }
                 return Ok((Admission::Person(principal), Outcome::Exempt, reason));
             }
-            if recording == Recording::Record {
+            if recording.refusals() {
                 let event = denial(missing.clone(), false);
                 record_denial(state, &event, true).await;
             }
@@ -778,7 +793,7 @@ async fn decide(
                     .filter_map(|(u, seen)| (!seen).then_some(u))
                     .collect();
                 if !pending.is_empty() {
-                    if recording == Recording::Record {
+                    if recording.refusals() {
                         record_denial(state, &denial(pending.clone(), true), false).await;
                     }
                     let blocked = blocked_view(
@@ -808,10 +823,10 @@ async fn decide(
                 .into_iter()
                 .filter(|u| u.enforcement == Enforcement::Monitor)
                 .collect();
-            if !monitored.is_empty() && recording == Recording::Record {
-                record_denial(state, &denial(monitored, true), false).await;
-            }
-            if recording == Recording::Record {
+            if recording.admissions() {
+                if !monitored.is_empty() {
+                    record_denial(state, &denial(monitored, true), false).await;
+                }
                 note_first_access(state, &principal.subject, first_access, now).await;
             }
             Ok((Admission::Person(principal), Outcome::Allow, "none"))
@@ -852,15 +867,24 @@ pub async fn gate(
         route,
         interruptible: super::error::is_browser(&req),
     };
+    let probe = super::expect::is_probe(&req);
+    let recording = if probe {
+        Recording::RefusalsOnly
+    } else {
+        Recording::Record
+    };
     let admission = admit(
         &req,
         &state,
         &target,
         &|| start_url(&target.original),
-        Recording::Record,
+        recording,
     )
     .await
     .http(&req)?;
+    if probe {
+        return Ok(super::expect::continue_allowed());
+    }
     let request_id = req
         .extensions()
         .get::<RequestId>()

@@ -280,7 +280,10 @@ fn canonical_connection_listed(headers: &HeaderMap) -> Vec<String> {
 /// * identity headers in any spelling (see [`is_identity_header_with`]);
 /// * forwarding headers the proxy sets itself and URL/host override headers
 ///   (see [`is_proxy_controlled`]);
-/// * `host` (the HTTP client sets the upstream's).
+/// * `host` (the HTTP client sets the upstream's);
+/// * `expect`: Clearance met the client's expectation itself (a `100 Continue` is sent only
+///   once the gate admits the request, see `http::expect`), so the body is sent upstream at
+///   once, as nginx does, and an upstream that ignores the header cannot hold the body back.
 ///
 /// All values of a multi-valued header are kept in order.  `authorization` and `cookie` are
 /// kept; use [`strip_cookies`] to remove the proxy's own cookies.
@@ -294,6 +297,7 @@ pub fn sanitize_request_headers(incoming: &HeaderMap, extra_identity: &[String])
         let drop = HOP_BY_HOP.contains(&canonical)
             || listed.iter().any(|l| l == canonical)
             || canonical == "host"
+            || canonical == "expect"
             || canonical_is_identity(canonical)
             || extra.iter().any(|e| e == canonical)
             || is_proxy_controlled(canonical);

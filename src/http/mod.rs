@@ -6,6 +6,7 @@ pub mod authority;
 pub mod documents;
 pub mod error;
 pub mod evidence;
+pub mod expect;
 pub mod followup;
 pub mod forward_auth;
 pub mod forwarded;
@@ -22,6 +23,7 @@ pub mod proxy;
 pub mod scim;
 pub mod security;
 pub mod selfservice;
+pub mod server;
 pub mod warnings;
 pub mod webhooks;
 pub mod xapi;
@@ -113,23 +115,23 @@ fn is_safe_request_id(v: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
-/// Marks a request that arrived on the admin listener (`[admin] listen`).
-#[derive(Clone, Copy, Debug)]
-pub struct AdminListener;
+/// Which listener an application serves: each listener has its own, so nothing of one is
+/// reachable through the other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listener {
+    /// `server.listen`: the gate and Clearance's own endpoints.
+    Public,
+    /// `[admin] listen`: `/metrics`, `/healthz` and `/readyz` only.
+    Admin,
+}
 
 /// The admin listener's endpoints; every other path there is a 404, so nothing else of
 /// Clearance (and no upstream) is reachable through it, and `/metrics` is served nowhere else.
 fn configure_admin(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("")
-            .guard(actix_web::guard::fn_guard(|ctx| {
-                ctx.req_data().contains::<AdminListener>()
-            }))
-            .route("/metrics", web::get().to(health::metrics))
-            .route("/healthz", web::get().to(health::healthz))
-            .route("/readyz", web::get().to(health::readyz))
-            .default_service(web::to(api::not_found)),
-    );
+    cfg.route("/metrics", web::get().to(health::metrics))
+        .route("/healthz", web::get().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz))
+        .default_service(web::to(api::not_found));
 }
 
 /// Registers Clearance's endpoints and the gate. `proxy::Upstreams` must be added as app data by
@@ -240,11 +242,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .default_service(web::to(gate::gate));
 }
 
-/// Builds the actix `App` for one worker. `admin` is the bound address of the admin listener,
-/// when there is one: requests arriving there see only [`configure_admin`]'s endpoints.
+/// Builds the actix `App` of one listener for one worker: the admin listener's sees only
+/// [`configure_admin`]'s endpoints.
 pub fn app(
     state: AppState,
-    admin: Option<std::net::SocketAddr>,
+    listener: Listener,
 ) -> actix_web::App<
     impl actix_web::dev::ServiceFactory<
         actix_web::dev::ServiceRequest,
@@ -264,18 +266,35 @@ pub fn app(
                 .limit(64 * 1024)
                 .error_handler(api::json_error),
         )
-        .configure(configure_admin)
-        .configure(configure)
+        .configure(|cfg| match listener {
+            Listener::Public => configure(cfg),
+            Listener::Admin => configure_admin(cfg),
+        })
         .wrap_fn(|req, srv| {
             use actix_web::ResponseError as _;
             use futures_util::future::{Either, FutureExt as _};
             // The authority, then limits, come first: a refused request costs no store or
             // provider round trip, and nothing routes on a Host that could be read two ways.
+            // A request whose probe passed them (`Expect: 100-continue`) was charged then.
             let refused = authority::check_request(req.request())
                 .map_err(|e| error::AppError::bad_request("invalid_host", e.to_string()))
                 .err()
-                .or_else(|| limits::refusal(&req));
+                .or_else(|| {
+                    if req.extensions().contains::<expect::ContinueSent>() {
+                        None
+                    } else {
+                        limits::refusal(&req)
+                    }
+                });
+            // A probe for one of Clearance's own endpoints never runs the handler: it may send
+            // its body, and the handler judges it then.
+            let own_endpoint = || req.resource_map().has_resource(req.match_info().as_str());
             match refused {
+                None if expect::is_probe(&req) && own_endpoint() => {
+                    Either::Right(std::future::ready(Ok(req
+                        .into_response(expect::continue_allowed())
+                        .map_into_right_body())))
+                }
                 None => Either::Left(srv.call(req).map(|r| r.map(|res| res.map_into_left_body()))),
                 Some(e) => {
                     let response = error::HttpError::new(e, req.request()).error_response();
@@ -286,10 +305,9 @@ pub fn app(
             }
         })
         .wrap_fn(move |req, srv| {
-            let on_admin = admin.is_some_and(|a| req.app_config().local_addr() == a);
+            let on_admin = listener == Listener::Admin;
             let id = RequestId::for_request(req.request(), &live.load().trusted_proxies);
             let handler = if on_admin {
-                req.extensions_mut().insert(AdminListener);
                 "admin"
             } else {
                 crate::metrics::handler(req.path())
@@ -311,6 +329,10 @@ pub fn app(
             };
             async move {
                 let mut res = fut.await?;
+                if res.response().extensions().contains::<expect::ContinueAllowed>() {
+                    // Not an answer: the request itself follows, and is counted and logged.
+                    return Ok(res);
+                }
                 let status = res.status().as_u16();
                 let took = started.elapsed();
                 if !on_admin {

@@ -472,6 +472,187 @@ async fn the_hostile_table_admits_nobody_and_crashes_nothing() {
         table.len() * 3,
         failures.join("\n")
     );
+    continue_is_sent_only_to_whom_the_gate_admits(&world, &compliant, &blocked).await;
+}
+
+/// A conversation with `Expect: 100-continue`: the first answer to the head alone, then, only
+/// when it was `100 Continue`, the final answer to the body.
+struct Expectation {
+    first: RawResponse,
+    last: Option<RawResponse>,
+}
+
+/// Sends `head` (which must ask for `100 Continue` and end with the blank line), waits up to
+/// 5 s for the first answer, sends `body` only if it was `100 Continue`, and reads to the end.
+async fn converse(port: u16, head: &str, body: &[u8]) -> Expectation {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let read_answer = |buf: &[u8]| {
+        let text = String::from_utf8_lossy(buf).into_owned();
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        RawResponse { status, text }
+    };
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect to the gate");
+    stream.write_all(head.as_bytes()).await.expect("send head");
+    let mut buf = Vec::new();
+    let wait = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        let mut chunk = [0u8; 4096];
+        match tokio::time::timeout_at(wait, stream.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => break,
+        }
+    }
+    let head_end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(buf.len(), |i| i + 4);
+    let first = read_answer(&buf[..head_end]);
+    if first.status != 100 {
+        // The final answer: read the rest of it, up to the close.
+        let _ = tokio::time::timeout_at(wait, stream.read_to_end(&mut buf)).await;
+        return Expectation {
+            first: read_answer(&buf),
+            last: None,
+        };
+    }
+    stream.write_all(body).await.expect("send body");
+    let _ = tokio::time::timeout_at(wait, stream.read_to_end(&mut buf)).await;
+    Expectation {
+        first,
+        last: Some(read_answer(&buf[head_end..])),
+    }
+}
+
+/// `Expect: 100-continue` is answered `100 Continue` only once the gate would admit the
+/// request: anonymous and blocked people get their refusal instead (recorded once), the
+/// connection is closed after it, and nothing reaches the upstream; a compliant person's body
+/// arrives upstream as sent, without the expectation. Clearance's own endpoints invite the
+/// body and judge the request with it.
+async fn continue_is_sent_only_to_whom_the_gate_admits(
+    world: &World,
+    compliant: &str,
+    blocked: &str,
+) {
+    let body = b"the body of the upload";
+    let head = |path: &str, host: &str, credential: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: {host}\r\n{credential}Accept: application/json\r\n\
+             Content-Type: text/plain\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\
+             Connection: close\r\n\r\n",
+            body.len()
+        )
+    };
+    let carl_denials = |log: &[Value]| {
+        log.iter()
+            .filter(|d| {
+                d["event"]["path"] == "/echo/expect" && d["event"]["subject"] == "carl@example.com"
+            })
+            .count()
+    };
+    let denied_before = carl_denials(&crate::denials(world).await);
+    let people = [
+        ("anonymous", String::new(), 401),
+        ("blocked", format!("Cookie: _clearance={blocked}\r\n"), 403),
+    ];
+    for (who, credential, status) in &people {
+        let before = world.upstream.request_count();
+        let answer = converse(
+            world.gate.port,
+            &head("/echo/expect", "gate.test", credential),
+            body,
+        )
+        .await;
+        assert_eq!(answer.first.status, *status, "{who}: {}", answer.first.text);
+        assert!(answer.last.is_none(), "{who} was invited to send the body");
+        assert!(
+            answer
+                .first
+                .text
+                .to_ascii_lowercase()
+                .contains("connection: close"),
+            "{who}: {}",
+            answer.first.text
+        );
+        assert_eq!(
+            world.upstream.request_count(),
+            before,
+            "{who} reached the upstream"
+        );
+    }
+    assert_eq!(
+        carl_denials(&crate::denials(world).await),
+        denied_before + 1,
+        "the blocked person's refusal is recorded exactly once"
+    );
+    // Refused before the gate: a Host that could be read two ways, a path that is not one.
+    for (what, path, host, status) in [
+        (
+            "two hosts in one",
+            "/echo/expect",
+            "gate.test@evil.test",
+            400,
+        ),
+        ("an encoded NUL", "/echo/%00", "gate.test", 400),
+    ] {
+        let credential = format!("Cookie: _clearance={compliant}\r\n");
+        let answer = converse(world.gate.port, &head(path, host, &credential), body).await;
+        assert_eq!(answer.first.status, status, "{what}: {}", answer.first.text);
+    }
+
+    // Admitted: invited, then forwarded with the body and the person's identity.
+    let credential = format!("Cookie: _clearance={compliant}\r\n");
+    let before = world.upstream.request_count();
+    let answer = converse(
+        world.gate.port,
+        &head("/echo/expect", "gate.test", &credential),
+        body,
+    )
+    .await;
+    assert_eq!(answer.first.status, 100, "{}", answer.first.text);
+    let last = answer.last.expect("the final answer");
+    assert_eq!(last.status, 200, "{}", last.text);
+    assert_eq!(world.upstream.request_count(), before + 1);
+    let upstream = echo(&last).expect("the upstream's echo");
+    assert_eq!(upstream["method"], "POST");
+    assert_eq!(upstream["body"], "the body of the upload");
+    assert_eq!(
+        upstream["headers"]["x-auth-request-user"],
+        serde_json::json!(["alice@example.com"])
+    );
+    assert!(
+        upstream["headers"].get("expect").is_none(),
+        "the expectation was met by Clearance: {}",
+        upstream["headers"]
+    );
+    // A public route admits everyone.
+    let answer = converse(
+        world.gate.port,
+        &head("/echo/public/expect", "gate.test", ""),
+        body,
+    )
+    .await;
+    assert_eq!(answer.first.status, 100, "{}", answer.first.text);
+    let last = answer.last.expect("the final answer");
+    assert_eq!(echo(&last).expect("echo")["body"], "the body of the upload");
+    // Clearance's own endpoints read the body and judge the request with it.
+    let answer = converse(
+        world.gate.port,
+        &head(
+            "/.clearance/api/v1/records",
+            "gate.test",
+            "Authorization: Bearer wrong\r\n",
+        ),
+        body,
+    )
+    .await;
+    assert_eq!(answer.first.status, 100, "{}", answer.first.text);
+    assert_eq!(answer.last.expect("the final answer").status, 401);
 }
 
 #[tokio::test]
@@ -521,6 +702,27 @@ async fn floods_of_sign_ins_and_api_calls_get_429_with_retry_after() {
     let admin = format!("Authorization: Bearer {ADMIN_TOKEN}\r\n");
     let ok = send(world.gate.port, &get("/.clearance/api/v1/denials", &admin)).await;
     assert_eq!(ok.status, 200, "{}", ok.text);
+    // A request with `Expect: 100-continue` is charged once, when its head is judged: four
+    // more fill the admin token's burst of five, and the next is refused before its body.
+    let expecting = format!(
+        "GET /.clearance/api/v1/denials HTTP/1.1\r\nHost: gate.test\r\n{admin}\
+         Content-Length: 2\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n"
+    );
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let answer = converse(world.gate.port, &expecting, b"{}").await;
+        statuses.push((answer.first.status, answer.last.map(|r| r.status)));
+    }
+    assert_eq!(
+        statuses,
+        [
+            (100, Some(200)),
+            (100, Some(200)),
+            (100, Some(200)),
+            (100, Some(200)),
+            (429, None)
+        ]
+    );
     // Forward-auth and health are never limited.
     assert!(healthy(&world).await);
     // Operators see the floods (the gate runs in this process, so its metrics are here).
