@@ -475,60 +475,6 @@ async fn the_hostile_table_admits_nobody_and_crashes_nothing() {
     continue_is_sent_only_to_whom_the_gate_admits(&world, &compliant, &blocked).await;
 }
 
-/// A conversation with `Expect: 100-continue`: the first answer to the head alone, then, only
-/// when it was `100 Continue`, the final answer to the body.
-struct Expectation {
-    first: RawResponse,
-    last: Option<RawResponse>,
-}
-
-/// Sends `head` (which must ask for `100 Continue` and end with the blank line), waits up to
-/// 5 s for the first answer, sends `body` only if it was `100 Continue`, and reads to the end.
-async fn converse(port: u16, head: &str, body: &[u8]) -> Expectation {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let read_answer = |buf: &[u8]| {
-        let text = String::from_utf8_lossy(buf).into_owned();
-        let status = text
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        RawResponse { status, text }
-    };
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect to the gate");
-    stream.write_all(head.as_bytes()).await.expect("send head");
-    let mut buf = Vec::new();
-    let wait = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-        let mut chunk = [0u8; 4096];
-        match tokio::time::timeout_at(wait, stream.read(&mut chunk)).await {
-            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
-            _ => break,
-        }
-    }
-    let head_end = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(buf.len(), |i| i + 4);
-    let first = read_answer(&buf[..head_end]);
-    if first.status != 100 {
-        // The final answer: read the rest of it, up to the close.
-        let _ = tokio::time::timeout_at(wait, stream.read_to_end(&mut buf)).await;
-        return Expectation {
-            first: read_answer(&buf),
-            last: None,
-        };
-    }
-    stream.write_all(body).await.expect("send body");
-    let _ = tokio::time::timeout_at(wait, stream.read_to_end(&mut buf)).await;
-    Expectation {
-        first,
-        last: Some(read_answer(&buf[head_end..])),
-    }
-}
-
 /// `Expect: 100-continue` is answered `100 Continue` only once the gate would admit the
 /// request: anonymous and blocked people get their refusal instead (recorded once), the
 /// connection is closed after it, and nothing reaches the upstream; a compliant person's body
@@ -543,8 +489,7 @@ async fn continue_is_sent_only_to_whom_the_gate_admits(
     let head = |path: &str, host: &str, credential: &str| {
         format!(
             "POST {path} HTTP/1.1\r\nHost: {host}\r\n{credential}Accept: application/json\r\n\
-             Content-Type: text/plain\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\
-             Connection: close\r\n\r\n",
+             Content-Type: text/plain\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
             body.len()
         )
     };
@@ -562,7 +507,7 @@ async fn continue_is_sent_only_to_whom_the_gate_admits(
     ];
     for (who, credential, status) in &people {
         let before = world.upstream.request_count();
-        let answer = converse(
+        let answer = raw::converse(
             world.gate.port,
             &head("/echo/expect", "gate.test", credential),
             body,
@@ -601,14 +546,14 @@ async fn continue_is_sent_only_to_whom_the_gate_admits(
         ("an encoded NUL", "/echo/%00", "gate.test", 400),
     ] {
         let credential = format!("Cookie: _clearance={compliant}\r\n");
-        let answer = converse(world.gate.port, &head(path, host, &credential), body).await;
+        let answer = raw::converse(world.gate.port, &head(path, host, &credential), body).await;
         assert_eq!(answer.first.status, status, "{what}: {}", answer.first.text);
     }
 
     // Admitted: invited, then forwarded with the body and the person's identity.
-    let credential = format!("Cookie: _clearance={compliant}\r\n");
+    let credential = format!("Cookie: _clearance={compliant}\r\nConnection: close\r\n");
     let before = world.upstream.request_count();
-    let answer = converse(
+    let answer = raw::converse(
         world.gate.port,
         &head("/echo/expect", "gate.test", &credential),
         body,
@@ -631,9 +576,9 @@ async fn continue_is_sent_only_to_whom_the_gate_admits(
         upstream["headers"]
     );
     // A public route admits everyone.
-    let answer = converse(
+    let answer = raw::converse(
         world.gate.port,
-        &head("/echo/public/expect", "gate.test", ""),
+        &head("/echo/public/expect", "gate.test", "Connection: close\r\n"),
         body,
     )
     .await;
@@ -641,12 +586,12 @@ async fn continue_is_sent_only_to_whom_the_gate_admits(
     let last = answer.last.expect("the final answer");
     assert_eq!(echo(&last).expect("echo")["body"], "the body of the upload");
     // Clearance's own endpoints read the body and judge the request with it.
-    let answer = converse(
+    let answer = raw::converse(
         world.gate.port,
         &head(
             "/.clearance/api/v1/records",
             "gate.test",
-            "Authorization: Bearer wrong\r\n",
+            "Authorization: Bearer wrong\r\nConnection: close\r\n",
         ),
         body,
     )
@@ -710,7 +655,7 @@ async fn floods_of_sign_ins_and_api_calls_get_429_with_retry_after() {
     );
     let mut statuses = Vec::new();
     for _ in 0..5 {
-        let answer = converse(world.gate.port, &expecting, b"{}").await;
+        let answer = raw::converse(world.gate.port, &expecting, b"{}").await;
         statuses.push((answer.first.status, answer.last.map(|r| r.status)));
     }
     assert_eq!(

@@ -110,6 +110,26 @@ async fn monitor_logs_and_warn_interrupts_once_until_due() {
         "monitor logs every admitted request: {log:?}"
     );
     assert!(log.iter().all(|d| d["event"]["would_deny_only"] == true));
+
+    // A request that asks for `100 Continue` is judged twice (before and after its body) but
+    // recorded once, as the admitted request it is.
+    let session = browser
+        .cookie(&world.gate.host_port(), "_clearance")
+        .expect("a session");
+    let head = format!(
+        "POST /echo/expected HTTP/1.1\r\nHost: gate.test\r\nCookie: _clearance={session}\r\n\
+         Accept: application/json\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\
+         Connection: close\r\n\r\n"
+    );
+    let answer = crate::support::raw::converse(world.gate.port, &head, b"data").await;
+    assert_eq!(answer.first.status, 100, "{}", answer.first.text);
+    assert_eq!(answer.last.map(|r| r.status), Some(200));
+    let monitored = denials(&world)
+        .await
+        .iter()
+        .filter(|d| d["event"]["path"] == "/echo/expected")
+        .count();
+    assert_eq!(monitored, 1, "the monitored requirement is logged once");
 }
 
 #[tokio::test]

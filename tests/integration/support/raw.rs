@@ -42,3 +42,56 @@ pub async fn send(port: u16, request: &[u8]) -> RawResponse {
         .unwrap_or(0);
     RawResponse { status, text }
 }
+
+/// A conversation with `Expect: 100-continue`: the first answer to the head alone, then, only
+/// when it was `100 Continue`, the final answer to the body.
+pub struct Expectation {
+    pub first: RawResponse,
+    pub last: Option<RawResponse>,
+}
+
+/// Sends `head` (which must ask for `100 Continue` and end with the blank line), waits up to
+/// 5 s for the first answer, sends `body` only if it was `100 Continue`, and reads to the end.
+pub async fn converse(port: u16, head: &str, body: &[u8]) -> Expectation {
+    let read_answer = |buf: &[u8]| {
+        let text = String::from_utf8_lossy(buf).into_owned();
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        RawResponse { status, text }
+    };
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect to the gate");
+    stream.write_all(head.as_bytes()).await.expect("send head");
+    let mut buf = Vec::new();
+    let wait = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        let mut chunk = [0u8; 4096];
+        match tokio::time::timeout_at(wait, stream.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => break,
+        }
+    }
+    let head_end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(buf.len(), |i| i + 4);
+    let first = read_answer(&buf[..head_end]);
+    if first.status != 100 {
+        // The final answer: read the rest of it, up to the close.
+        let _ = tokio::time::timeout_at(wait, stream.read_to_end(&mut buf)).await;
+        return Expectation {
+            first: read_answer(&buf),
+            last: None,
+        };
+    }
+    stream.write_all(body).await.expect("send body");
+    let _ = tokio::time::timeout_at(wait, stream.read_to_end(&mut buf)).await;
+    Expectation {
+        first,
+        last: Some(read_answer(&buf[head_end..])),
+    }
+}
