@@ -20,7 +20,7 @@
 //! every request does. So a refusal is recorded once, by the probe or by the request, never by
 //! both, and the rate limit is charged once, by the probe.
 
-use actix_http::{ConnectionType, Request, Response, body::BoxBody};
+use actix_http::{Request, Response, body::BoxBody};
 use actix_service::{Service, ServiceFactory, fn_factory, fn_service};
 use actix_web::dev::{AppConfig, ServiceResponse};
 use actix_web::{HttpMessage as _, HttpResponse};
@@ -53,21 +53,14 @@ pub fn continue_allowed() -> HttpResponse {
 }
 
 /// The final answer to a request whose expectation was not met: written instead of
-/// `100 Continue`. The connection is closed after it, so that a body the client sends anyway
-/// is never read as a request of its own.
+/// `100 Continue`. actix-http closes the connection after it (the body is unread), so a body
+/// the client sends anyway is never read as a request of its own.
 #[derive(Debug)]
 pub struct Refusal(Response<BoxBody>);
 
 impl From<Refusal> for Response<BoxBody> {
     fn from(refusal: Refusal) -> Self {
         refusal.0
-    }
-}
-
-impl Refusal {
-    fn new(mut res: Response<BoxBody>) -> Self {
-        res.head_mut().set_connection_type(ConnectionType::Close);
-        Self(res)
     }
 }
 
@@ -115,9 +108,7 @@ where
             req.extensions_mut().insert(ContinueSent);
             Ok(req)
         }
-        Ok(res) => Err(Refusal::new(
-            res.into_parts().1.map_into_boxed_body().into(),
-        )),
-        Err(e) => Err(Refusal::new(e.error_response().into())),
+        Ok(res) => Err(Refusal(res.into_parts().1.map_into_boxed_body().into())),
+        Err(e) => Err(Refusal(e.error_response().into())),
     }
 }
