@@ -3,9 +3,13 @@
 //! task writes them, oldest first, with their original time and request id.
 //!
 //! One buffer per instance, in memory. While it holds anything, new refusals queue behind it so
-//! that the log keeps the order in which refusals happened. When it is full the oldest entry is
-//! dropped (logged in full at error level and counted). At shutdown [`DenialBuffer::drain`]
-//! makes a last attempt and logs whatever is still unwritten.
+//! that the log keeps the order in which refusals happened. The writer sends up to [`BATCH`]
+//! entries at once (pipelined on the one connection, in order), so it drains far faster than
+//! refusals arrive, and it tries again as soon as new refusals show that the store answers reads.
+//! Every write is idempotent (each refusal has its own [`DenialEvent::denial_id`]), so a write
+//! whose outcome was unknown (a timeout) is simply sent again: nothing is written twice. When
+//! the buffer is full the oldest entry is dropped (logged in full at error level and counted).
+//! At shutdown [`DenialBuffer::drain`] makes a last attempt and logs whatever is still unwritten.
 
 use crate::domain::DenialEvent;
 use crate::store::{SharedStore, StoreError};
@@ -18,9 +22,10 @@ use std::time::Duration;
 /// Where refusals are written: the denial log and the follow-up cases.
 #[async_trait]
 pub trait DenialSink: Send + Sync {
-    /// Appends the event to the denial log; returns its id.
-    async fn append(&self, event: &DenialEvent) -> Result<String, StoreError>;
-    /// Counts the refusal into the person's open case.
+    /// Appends the event to the denial log; returns its id, or `None` when an earlier attempt
+    /// already appended it.
+    async fn append(&self, event: &DenialEvent) -> Result<Option<String>, StoreError>;
+    /// Counts the refusal into the person's open case (once, however often it is called).
     async fn count(&self, event: &DenialEvent, case: &CaseCount) -> Result<(), StoreError>;
 }
 
@@ -29,7 +34,7 @@ pub struct StoreSink(pub SharedStore);
 
 #[async_trait]
 impl DenialSink for StoreSink {
-    async fn append(&self, event: &DenialEvent) -> Result<String, StoreError> {
+    async fn append(&self, event: &DenialEvent) -> Result<Option<String>, StoreError> {
         self.0.append_denial(event).await
     }
 
@@ -71,6 +76,9 @@ pub enum Refusal {
     /// Waiting in the buffer; `error` says why it was not written now.
     Buffered { error: String },
 }
+
+/// How many buffered refusals the writer sends at once.
+pub const BATCH: usize = 256;
 
 /// How long the writer waits between attempts while the store does not answer.
 #[derive(Clone, Copy, Debug)]
@@ -157,7 +165,7 @@ impl DenialBuffer {
             };
         }
         let id = match self.sink.append(event).await {
-            Ok(id) => id,
+            Ok(id) => id.unwrap_or_default(),
             Err(e) => {
                 self.push(event.clone(), true, count);
                 return Refusal::Buffered {
@@ -211,54 +219,89 @@ impl DenialBuffer {
         self.wake.notify_one();
     }
 
-    fn front(&self) -> Option<Pending> {
-        self.lock().entries.front().cloned()
-    }
-
-    /// Changes the front entry if it is still `seq` (it may have been dropped meanwhile).
-    fn settle_front(&self, seq: u64, change: impl FnOnce(&mut Pending) -> bool) {
-        let mut queue = self.lock();
-        if let Some(front) = queue.entries.front_mut()
-            && front.seq == seq
-            && change(front)
-        {
-            queue.entries.pop_front();
-        }
-    }
-
-    /// Writes buffered refusals oldest first until the buffer is empty (returns how many were
-    /// written) or a write fails (the failed one stays first).
+    /// Writes buffered refusals, [`BATCH`] at a time and oldest first, until the buffer is empty
+    /// (returns how many were written) or a write fails (what failed stays buffered, in order).
     pub async fn flush(&self) -> Result<usize, StoreError> {
         let _writer = self.writing.lock().await;
         let mut written = 0;
-        while let Some(pending) = self.front() {
-            if pending.append {
-                let id = self.sink.append(&pending.event).await?;
-                tracing::info!(
-                    target: "clearance::denial",
-                    buffered = true,
-                    denial.id = %id,
-                    denial.time = %pending.event.time.to_rfc3339(),
-                    user.subject = %pending.event.subject,
-                    request.id = %pending.event.request_id,
-                    "buffered denial written"
-                );
-                self.settle_front(pending.seq, |p| {
-                    p.append = false;
-                    p.count.is_none()
-                });
+        loop {
+            let batch: Vec<Pending> = self.lock().entries.iter().take(BATCH).cloned().collect();
+            if batch.is_empty() {
+                return Ok(written);
             }
-            if let Some(count) = &pending.count {
-                self.sink.count(&pending.event, count).await?;
-                self.settle_front(pending.seq, |_| true);
+            // Sent together, in order: on one connection they share round trips.
+            let appended = futures_util::future::join_all(batch.iter().map(|p| async move {
+                if p.append {
+                    Some(self.sink.append(&p.event).await)
+                } else {
+                    None
+                }
+            }))
+            .await;
+            // A refusal is counted into its case once it is in the log.
+            let counted = futures_util::future::join_all(batch.iter().zip(&appended).map(
+                |(p, appended)| async move {
+                    match (&p.count, appended) {
+                        (Some(count), None | Some(Ok(_))) => {
+                            Some(self.sink.count(&p.event, count).await)
+                        }
+                        _ => None,
+                    }
+                },
+            ))
+            .await;
+            let mut failure = None;
+            let mut done = 0;
+            {
+                let mut queue = self.lock();
+                for ((pending, appended), counted) in batch.iter().zip(appended).zip(counted) {
+                    // The entry may have been dropped meanwhile (the buffer was full).
+                    let Some(entry) = queue.entries.iter_mut().find(|e| e.seq == pending.seq)
+                    else {
+                        continue;
+                    };
+                    match appended {
+                        Some(Ok(id)) => {
+                            entry.append = false;
+                            tracing::info!(
+                                target: "clearance::denial",
+                                buffered = true,
+                                denial.id = id.as_deref().unwrap_or("(written before)"),
+                                denial.time = %pending.event.time.to_rfc3339(),
+                                user.subject = %pending.event.subject,
+                                request.id = %pending.event.request_id,
+                                "buffered denial written"
+                            );
+                        }
+                        Some(Err(e)) => {
+                            failure.get_or_insert(e);
+                        }
+                        None => {}
+                    }
+                    match counted {
+                        Some(Ok(())) => entry.count = None,
+                        Some(Err(e)) => {
+                            failure.get_or_insert(e);
+                        }
+                        None => {}
+                    }
+                    if !entry.append && entry.count.is_none() {
+                        done += 1;
+                    }
+                }
+                queue.entries.retain(|e| e.append || e.count.is_some());
             }
-            written += 1;
+            written += done;
+            if let Some(e) = failure {
+                return Err(e);
+            }
         }
-        Ok(written)
     }
 
     /// The background writer: sleeps until something is buffered, then writes it, retrying
-    /// with exponential backoff while the store does not answer. Runs until the runtime stops.
+    /// with exponential backoff while the store does not answer, and sooner when new refusals
+    /// arrive (they were decided on state just read, so the store answers again). Runs until
+    /// the runtime stops.
     pub async fn run(self: Arc<Self>) {
         let mut delay = self.backoff.initial;
         loop {
@@ -280,7 +323,14 @@ impl DenialBuffer {
                         error = %e,
                         "buffered denials cannot be written yet"
                     );
-                    tokio::time::sleep(delay).await;
+                    let soonest = self.backoff.initial.min(delay);
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = async {
+                            tokio::time::sleep(soonest).await;
+                            self.wake.notified().await;
+                        } => {}
+                    }
                     delay = (delay * 2).min(self.backoff.max);
                 }
             }
@@ -364,13 +414,13 @@ mod tests {
 
     #[async_trait]
     impl DenialSink for Flaky {
-        async fn append(&self, event: &DenialEvent) -> Result<String, StoreError> {
+        async fn append(&self, event: &DenialEvent) -> Result<Option<String>, StoreError> {
             if self.failing() {
                 return Err(StoreError::Unavailable("down".into()));
             }
             let mut log = self.appended.lock().unwrap();
             log.push(event.clone());
-            Ok(format!("{}-0", log.len()))
+            Ok(Some(format!("{}-0", log.len())))
         }
         async fn count(&self, event: &DenialEvent, case: &CaseCount) -> Result<(), StoreError> {
             if self.count_down.load(Ordering::SeqCst) || self.failing() {

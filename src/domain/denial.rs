@@ -8,6 +8,11 @@ use serde::{Deserialize, Serialize};
 /// One refused request.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DenialEvent {
+    /// Unique per refusal, chosen when it happens: the denial log and the person's case take
+    /// each id at most once, however often a write whose outcome was unknown is retried.
+    /// Empty only in entries written before ids existed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub denial_id: String,
     pub time: DateTime<Utc>,
     pub subject: String,
     pub email: Option<String>,
@@ -38,6 +43,7 @@ impl DenialEvent {
     /// Builds the event for a principal; request details are filled in by the caller.
     pub fn for_principal(principal: &Principal, time: DateTime<Utc>, missing: Vec<Unmet>) -> Self {
         Self {
+            denial_id: String::new(),
             time,
             subject: principal.subject.to_string(),
             email: principal.email.clone(),

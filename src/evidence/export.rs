@@ -955,7 +955,11 @@ mod tests {
         let mut denial = DenialEvent::for_principal(&Principal::bare(sk("ann@x")), at(1), vec![]);
         denial.host = "app".into();
         store.append_denial(&denial).await.unwrap();
-        let case = store.touch_case(&denial, "case-1", false).await.unwrap();
+        let case = store
+            .touch_case(&denial, "case-1", false)
+            .await
+            .unwrap()
+            .expect("the open case");
         store
             .add_action(&Action {
                 id: "act-1".into(),

@@ -717,6 +717,8 @@ async fn decide(
         .unwrap_or_default();
     let denial = |missing: Vec<Unmet>, would_deny_only: bool| {
         let mut event = DenialEvent::for_principal(&principal, now, missing);
+        // Its own id, not the request id: a trusted proxy's request ids need not be unique.
+        event.denial_id = uuid::Uuid::new_v4().to_string();
         event.host = target.host.clone();
         event.path = target.path.as_str().to_owned();
         event.route = route_label(route);

@@ -30,6 +30,10 @@ struct Inner {
     session_owners: HashMap<String, SessionOwner>,
     logins: HashMap<String, (String, Instant)>,
     denials: VecDeque<(String, DenialEvent)>,
+    /// The denial ids in `denials`, so that an event is appended once.
+    denial_ids: std::collections::HashSet<String>,
+    /// The denial ids counted into cases (this store lives as long as a demo or a test).
+    counted: std::collections::HashSet<String>,
     next_denial: u64,
     /// The audit chains by id: entries and head.
     audit: BTreeMap<ChainId, (Vec<String>, ChainHead)>,
@@ -400,15 +404,20 @@ impl SessionStore for MemoryStore {
 
 #[async_trait]
 impl DenialLog for MemoryStore {
-    async fn append_denial(&self, event: &DenialEvent) -> Result<String, StoreError> {
+    async fn append_denial(&self, event: &DenialEvent) -> Result<Option<String>, StoreError> {
         let mut inner = self.lock()?;
+        if !event.denial_id.is_empty() && !inner.denial_ids.insert(event.denial_id.clone()) {
+            return Ok(None);
+        }
         inner.next_denial += 1;
         let id = format!("{}-{}", event.time.timestamp_millis(), inner.next_denial);
         inner.denials.push_back((id.clone(), event.clone()));
         while inner.denials.len() > self.max_denials {
-            inner.denials.pop_front();
+            if let Some((_, old)) = inner.denials.pop_front() {
+                inner.denial_ids.remove(&old.denial_id);
+            }
         }
-        Ok(id)
+        Ok(Some(id))
     }
 
     async fn recent_denials(&self, count: usize) -> Result<Vec<(String, DenialEvent)>, StoreError> {
@@ -529,10 +538,20 @@ impl FollowUpStore for MemoryStore {
         event: &DenialEvent,
         new_id: &str,
         mark_dirty: bool,
-    ) -> Result<Case, StoreError> {
+    ) -> Result<Option<Case>, StoreError> {
         let subject = SubjectKey::parse(&event.subject)
             .map_err(|e| StoreError::Corrupt(format!("denial subject: {e}")))?;
         let mut inner = self.lock()?;
+        if !event.denial_id.is_empty() && inner.counted.contains(&event.denial_id) {
+            let open = inner
+                .cases
+                .get(&subject)
+                .and_then(|cases| cases.iter().find(|c| c.is_open()));
+            return Ok(open.cloned());
+        }
+        if !event.denial_id.is_empty() {
+            inner.counted.insert(event.denial_id.clone());
+        }
         if mark_dirty {
             inner
                 .outbox
@@ -564,7 +583,7 @@ impl FollowUpStore for MemoryStore {
         for m in &event.missing {
             *case.missing.entry(m.requirement.0.clone()).or_default() += 1;
         }
-        Ok(case.clone())
+        Ok(Some(case.clone()))
     }
 
     async fn close_case(

@@ -164,11 +164,17 @@ pub trait SessionStore: Send + Sync {
     async fn live_sessions(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
 }
 
+/// How long the denial log and the cases remember the ids of the denials they took, so that a
+/// retried write cannot take one twice: longer than any write waits in the denial buffer.
+pub const DENIAL_IDS_KEPT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// The append-only denial log.
 #[async_trait]
 pub trait DenialLog: Send + Sync {
-    /// Appends an event and returns its id.
-    async fn append_denial(&self, event: &DenialEvent) -> Result<String, StoreError>;
+    /// Appends an event and returns its id; `None` when an event with the same
+    /// [`DenialEvent::denial_id`] was appended before (ids are remembered for
+    /// [`DENIAL_IDS_KEPT`], and at most as many as the log keeps entries).
+    async fn append_denial(&self, event: &DenialEvent) -> Result<Option<String>, StoreError>;
     /// The newest `count` events, newest first.
     async fn recent_denials(&self, count: usize) -> Result<Vec<(String, DenialEvent)>, StoreError>;
     /// Every event still kept whose time lies in `from..=to` (either end open), oldest first
@@ -244,15 +250,17 @@ pub trait FollowUpStore: Send + Sync {
     /// Every directory entry (deleted ones included).
     async fn people(&self) -> Result<Vec<Person>, StoreError>;
 
-    /// Counts a denial into the subject's open case, opening one (with `new_id`) if none is open.
-    /// With `mark_dirty`, also marks the subject as news for their manager
-    /// ([`Outbox::mark_dirty`]), in the same atomic step.
+    /// Counts a denial into the subject's open case, opening one (with `new_id`) if none is open,
+    /// unless the same [`DenialEvent::denial_id`] was counted before (remembered for
+    /// [`DENIAL_IDS_KEPT`], the newest 10,000 per person). With `mark_dirty`, also marks the
+    /// subject as news for their manager ([`Outbox::mark_dirty`]). Returns the open case; `None`
+    /// when the denial was counted before and its case is closed since.
     async fn touch_case(
         &self,
         event: &DenialEvent,
         new_id: &str,
         mark_dirty: bool,
-    ) -> Result<Case, StoreError>;
+    ) -> Result<Option<Case>, StoreError>;
     /// Closes the subject's open case, if any, as of `at`.
     async fn close_case(
         &self,

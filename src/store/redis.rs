@@ -45,6 +45,8 @@ use std::time::Duration;
 /// Fields of a denial entry that hold JSON rather than plain text.
 const JSON_FIELDS: [&str; 3] = ["missing", "would_deny_only", "inactive"];
 
+static APPEND_DENIAL: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(include_str!("lua/append_denial.lua")));
 static APPLY: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(include_str!("lua/apply.lua")));
 
@@ -566,6 +568,11 @@ impl RedisStore {
         format!("{}denials", self.prefix)
     }
 
+    /// The ids of the denials in the log, in the stream's cluster slot.
+    fn denial_ids_key(&self) -> String {
+        same_slot(&self.denials_key(), ":ids")
+    }
+
     fn statement_key(&self, statement_id: &str) -> String {
         format!("{}xapi:stmt:{statement_id}", self.prefix)
     }
@@ -625,6 +632,20 @@ fn parse_records(values: impl IntoIterator<Item = String>) -> Result<Vec<Record>
         .into_iter()
         .map(|v| serde_json::from_str(&v).map_err(|e| StoreError::Corrupt(format!("record: {e}"))))
         .collect()
+}
+
+/// A key beside `key` in its cluster slot: `key` followed by `suffix`, with `key` made the hash
+/// tag when it has none of its own.
+fn same_slot(key: &str, suffix: &str) -> String {
+    let tagged = key
+        .find('{')
+        .and_then(|open| key[open + 1..].find('}'))
+        .is_some_and(|len| len > 0);
+    if tagged {
+        format!("{key}{suffix}")
+    } else {
+        format!("{{{key}}}{suffix}")
+    }
 }
 
 fn denial_fields(event: &DenialEvent) -> Result<Vec<(String, String)>, StoreError> {
@@ -1032,35 +1053,31 @@ impl SessionStore for RedisStore {
 
 #[async_trait]
 impl DenialLog for RedisStore {
-    async fn append_denial(&self, event: &DenialEvent) -> Result<String, StoreError> {
+    async fn append_denial(&self, event: &DenialEvent) -> Result<Option<String>, StoreError> {
         let fields = denial_fields(event)?;
-        let key = self.denials_key();
-        let mut xadd = redis::cmd("XADD");
-        // Exact trimming: it evicts at most a few entries per append, and retention is then
-        // precisely what the configuration says.
-        xadd.arg(&key)
-            .arg("MAXLEN")
-            .arg("=")
-            .arg(self.denials.max_entries)
-            .arg("*");
-        for (k, v) in &fields {
-            xadd.arg(k).arg(v);
-        }
-        let mut pipe = redis::pipe();
-        pipe.add_command(xadd);
-        if let Some(age) = self.denials.max_age {
+        let min_id = self.denials.max_age.map_or_else(String::new, |age| {
             let cutoff = chrono::Utc::now().timestamp_millis()
                 - i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
-            pipe.cmd("XTRIM")
-                .arg(&key)
-                .arg("MINID")
-                .arg("=")
-                .arg(format!("{}-0", cutoff.max(0)))
-                .ignore();
+            format!("{}-0", cutoff.max(0))
+        });
+        let mut invocation = APPEND_DENIAL.prepare_invoke();
+        invocation
+            .key(self.denials_key())
+            .key(self.denial_ids_key())
+            .arg(&event.denial_id)
+            // Exact trimming: it evicts at most a few entries per append, and retention is
+            // then precisely what the configuration says.
+            .arg(self.denials.max_entries)
+            .arg(min_id)
+            .arg(u64::try_from(super::DENIAL_IDS_KEPT.as_millis()).unwrap_or(u64::MAX));
+        for (k, v) in &fields {
+            invocation.arg(k).arg(v);
         }
         let mut conn = self.conn.clone();
-        let (id,): (String,) = pipe.query_async(&mut conn).await.map_err(unavailable)?;
-        Ok(id)
+        invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)
     }
 
     async fn recent_denials(&self, count: usize) -> Result<Vec<(String, DenialEvent)>, StoreError> {

@@ -67,6 +67,10 @@ impl RedisStore {
     fn cases_key(&self, subject: &SubjectKey) -> String {
         format!("{}{{{subject}}}:cases", self.prefix)
     }
+    /// The ids of the denials counted into the subject's cases.
+    fn counted_key(&self, subject: &SubjectKey) -> String {
+        format!("{}{{{subject}}}:cases:counted", self.prefix)
+    }
     fn case_subjects_key(&self) -> String {
         format!("{}cases:subjects", self.prefix)
     }
@@ -322,7 +326,7 @@ impl FollowUpStore for RedisStore {
         event: &DenialEvent,
         new_id: &str,
         mark_dirty: bool,
-    ) -> Result<Case, StoreError> {
+    ) -> Result<Option<Case>, StoreError> {
         let subject = SubjectKey::parse(&event.subject)
             .map_err(|e| StoreError::Corrupt(format!("denial subject: {e}")))?;
         let mut conn = self.conn.clone();
@@ -339,10 +343,14 @@ impl FollowUpStore for RedisStore {
         invocation
             .key(self.open_case_key(&subject))
             .key(self.cases_key(&subject))
+            .key(self.counted_key(&subject))
             .arg(new_id)
             .arg(subject.as_str())
             .arg(stamp(event.time))
-            .arg(&event.host);
+            .arg(&event.host)
+            .arg(&event.denial_id)
+            .arg(event.time.timestamp_millis())
+            .arg(u64::try_from(super::DENIAL_IDS_KEPT.as_millis()).unwrap_or(u64::MAX));
         for m in &event.missing {
             invocation.arg(m.requirement.as_str());
         }
@@ -350,7 +358,10 @@ impl FollowUpStore for RedisStore {
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        parse("case", &json)
+        if json.is_empty() {
+            return Ok(None);
+        }
+        parse("case", &json).map(Some)
     }
 
     async fn close_case(

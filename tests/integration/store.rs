@@ -321,10 +321,18 @@ async fn cases_count_denials_until_closed() {
     let alice = SubjectKey::parse("alice@example.com").unwrap();
     let mut event = DenialEvent::for_principal(&Principal::bare(alice.clone()), Utc::now(), vec![]);
     event.host = "wiki.example.com".into();
-    let first = s.touch_case(&event, "case-1", false).await.unwrap();
+    let first = s
+        .touch_case(&event, "case-1", false)
+        .await
+        .unwrap()
+        .unwrap();
     event.host = "git.example.com".into();
     event.time += Duration::minutes(5);
-    let second = s.touch_case(&event, "case-2", false).await.unwrap();
+    let second = s
+        .touch_case(&event, "case-2", false)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(first.id, "case-1");
     assert_eq!(second.id, "case-1", "the open case is reused");
     assert_eq!(second.count, 2);
@@ -333,7 +341,11 @@ async fn cases_count_denials_until_closed() {
     let closed = s.close_case(&alice, Utc::now()).await.unwrap().unwrap();
     assert!(closed.closed_at.is_some());
     assert!(s.close_case(&alice, Utc::now()).await.unwrap().is_none());
-    let third = s.touch_case(&event, "case-3", false).await.unwrap();
+    let third = s
+        .touch_case(&event, "case-3", false)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((third.id.as_str(), third.count), ("case-3", 1));
     let cases = s.cases(&alice).await.unwrap();
     assert_eq!(cases.len(), 2);
@@ -345,12 +357,46 @@ async fn cases_count_denials_until_closed() {
     let marked = event.time;
     s.touch_case(&event, "case-4", true).await.unwrap();
     event.time += Duration::minutes(1);
-    let fourth = s.touch_case(&event, "case-4", true).await.unwrap();
+    let fourth = s.touch_case(&event, "case-4", true).await.unwrap().unwrap();
     assert_eq!((fourth.id.as_str(), fourth.count), ("case-3", 3));
     let dirty = s.dirty().await.unwrap();
     assert_eq!(dirty.len(), 1);
     assert_eq!(dirty[0].0, alice);
     assert_eq!(dirty[0].1.timestamp_millis(), marked.timestamp_millis());
+    // A denial with an id is counted once, however often the count is retried, and appended
+    // to the log once; denials without an id (written before ids existed) are not deduplicated.
+    event.denial_id = "denial-1".into();
+    let once = s
+        .touch_case(&event, "case-5", false)
+        .await
+        .unwrap()
+        .unwrap();
+    let again = s
+        .touch_case(&event, "case-5", false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((once.count, again.count), (4, 4), "counted once");
+    assert_eq!(once.id, again.id);
+    let before = s.recent_denials(100).await.unwrap().len();
+    let appended = s.append_denial(&event).await.unwrap();
+    assert!(appended.is_some());
+    assert_eq!(
+        s.append_denial(&event).await.unwrap(),
+        None,
+        "appended once"
+    );
+    event.denial_id = "denial-2".into();
+    assert!(
+        s.append_denial(&event).await.unwrap().is_some(),
+        "another denial"
+    );
+    assert_eq!(s.recent_denials(100).await.unwrap().len(), before + 2);
+    // Counted before, and its case closed since: nothing to count into, nothing reopened.
+    event.denial_id = "denial-1".into();
+    s.close_case(&alice, Utc::now()).await.unwrap();
+    assert_eq!(s.touch_case(&event, "case-6", false).await.unwrap(), None);
+    assert!(s.cases(&alice).await.unwrap().iter().all(|c| !c.is_open()));
     // The raw stored entries are what the chain says: a direct edit breaks it.
     let mut conn = redis::Client::open(redis.url())
         .unwrap()
