@@ -709,3 +709,150 @@ async fn redis_outage_under_load_admits_nobody_wrongly_and_writes_every_denial_a
     assert_eq!(ready["denial_buffer"]["buffered"], 0, "{ready}");
     assert_eq!(ready["denial_buffer"]["dropped"], 0, "{ready}");
 }
+
+/// Every entry of the denial log: its request id and subject.
+async fn stream_entries(conn: &mut redis::aio::MultiplexedConnection) -> Vec<(String, String)> {
+    let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(DENIALS)
+        .arg("-")
+        .arg("+")
+        .query_async(conn)
+        .await
+        .expect("XRANGE");
+    reply
+        .ids
+        .iter()
+        .map(|e| {
+            (
+                e.get::<String>("request_id").unwrap_or_default(),
+                e.get::<String>("subject").unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// The sum of the counts of every case of `subject`.
+async fn case_count(conn: &mut redis::aio::MultiplexedConnection, subject: &str) -> u64 {
+    let cases: Vec<String> = redis::cmd("HVALS")
+        .arg(format!("clearance:{{{subject}}}:cases"))
+        .query_async(conn)
+        .await
+        .expect("HVALS");
+    cases
+        .iter()
+        .map(|json| {
+            serde_json::from_str::<Value>(json).expect("case JSON")["count"]
+                .as_u64()
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+/// Redis hangs (SIGSTOP) for six response timeouts under refusals, then wakes up (SIGCONT) and
+/// runs every command that waited meanwhile: each refusal is in the log exactly once, under its
+/// request id, and counted into the case exactly once.
+#[tokio::test]
+async fn a_hung_redis_writes_every_refusal_exactly_once() {
+    let world = World::start().await;
+    let carl = Browser::new();
+    assert_eq!(
+        sign_in(&world, &carl, "carl@example.com", "/echo/c")
+            .await
+            .status,
+        403
+    );
+    let cookie = carl
+        .cookie(&world.gate.host_port(), "_clearance")
+        .expect("cookie");
+    let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let refused = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let load: Vec<_> = (0..2)
+        .map(|n| {
+            let (running, refused) = (running.clone(), refused.clone());
+            let url = format!("{}/echo/hung/{n}", world.gate.url());
+            let cookie = format!("_clearance={cookie}");
+            tokio::spawn(async move {
+                let client = reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()
+                    .unwrap();
+                while running.load(std::sync::atomic::Ordering::SeqCst) {
+                    if let Ok(r) = client.get(&url).header("cookie", &cookie).send().await {
+                        assert!(matches!(r.status().as_u16(), 403 | 503), "{}", r.status());
+                        if r.status() == 403 {
+                            let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+                            refused.lock().unwrap().push(id);
+                        }
+                    }
+                    // About 80 refusals a second: the log (1,000 entries here) keeps them all.
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+            })
+        })
+        .collect();
+    let refusals = || refused.lock().unwrap().len();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while refusals() < 20 {
+        assert!(Instant::now() < deadline, "no refusals under load");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    world.redis.pause();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let during = refusals();
+    world.redis.resume();
+    while refusals() < during + 20 {
+        assert!(Instant::now() < deadline, "no refusals after Redis woke up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    running.store(false, std::sync::atomic::Ordering::SeqCst);
+    for task in load {
+        task.await.expect("only refusals and outages");
+    }
+    let ready = loop {
+        let ready = readyz(&world).await;
+        if ready["denial_buffer"]["buffered"] == 0 || Instant::now() > deadline {
+            break ready;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(ready["denial_buffer"]["buffered"], 0, "{ready}");
+    assert_eq!(ready["denial_buffer"]["dropped"], 0, "{ready}");
+
+    let mut conn = redis(&world).await;
+    let entries = stream_entries(&mut conn).await;
+    let mut logged: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (request_id, subject) in &entries {
+        assert_eq!(subject, "carl@example.com");
+        *logged.entry(request_id).or_default() += 1;
+    }
+    let twice: Vec<_> = logged.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "{} of {} refusals logged more than once, such as {:?}",
+        twice.len(),
+        logged.len(),
+        &twice[..twice.len().min(3)]
+    );
+    let refused = refused.lock().unwrap().clone();
+    let missing: Vec<_> = refused
+        .iter()
+        .filter(|id| !logged.contains_key(id.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} refusals never logged, such as {:?}",
+        missing.len(),
+        refused.len(),
+        &missing[..missing.len().min(3)]
+    );
+    assert_eq!(
+        entries.len(),
+        refused.len() + 1,
+        "the sign-in's refusal and every 403 of the load"
+    );
+    assert_eq!(
+        case_count(&mut conn, "carl@example.com").await,
+        entries.len() as u64,
+        "every refusal counted into the case exactly once"
+    );
+}
