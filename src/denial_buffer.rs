@@ -387,6 +387,8 @@ mod tests {
         down: std::sync::atomic::AtomicBool,
         /// Only case counts fail.
         count_down: std::sync::atomic::AtomicBool,
+        /// Only appends fail.
+        append_down: std::sync::atomic::AtomicBool,
         /// Fail this many more calls, then answer.
         fail_next: AtomicUsize,
         appended: Mutex<Vec<DenialEvent>>,
@@ -415,7 +417,7 @@ mod tests {
     #[async_trait]
     impl DenialSink for Flaky {
         async fn append(&self, event: &DenialEvent) -> Result<Option<String>, StoreError> {
-            if self.failing() {
+            if self.append_down.load(Ordering::SeqCst) || self.failing() {
                 return Err(StoreError::Unavailable("down".into()));
             }
             let mut log = self.appended.lock().unwrap();
@@ -562,6 +564,61 @@ mod tests {
         }
         assert_eq!(sink.appended_ids(), ["req-0", "req-1", "req-2"]);
         assert_eq!(sink.counted.lock().unwrap().len(), 3);
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_counted_only_once_it_is_in_the_log() {
+        let sink = Arc::new(Flaky::default());
+        let buffer = DenialBuffer::with_backoff(sink.clone(), 10, fast());
+        sink.append_down.store(true, Ordering::SeqCst);
+        buffer.refuse(&event(0), case(0)).await;
+        assert!(buffer.flush().await.is_err());
+        assert!(sink.counted.lock().unwrap().is_empty(), "not counted first");
+        sink.append_down.store(false, Ordering::SeqCst);
+        assert_eq!(buffer.flush().await.unwrap(), 1);
+        assert_eq!(sink.counted.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn many_buffered_refusals_are_written_in_batches_in_order() {
+        let sink = Arc::new(Flaky::default());
+        let buffer = DenialBuffer::with_backoff(sink.clone(), 2 * BATCH + 10, fast());
+        sink.down.store(true, Ordering::SeqCst);
+        for n in 0..2 * BATCH + 10 {
+            buffer.refuse(&event(n), case(n)).await;
+        }
+        sink.down.store(false, Ordering::SeqCst);
+        assert_eq!(buffer.flush().await.unwrap(), 2 * BATCH + 10);
+        let expected: Vec<String> = (0..2 * BATCH + 10).map(|n| format!("req-{n}")).collect();
+        assert_eq!(sink.appended_ids(), expected);
+        assert_eq!(sink.counted.lock().unwrap().len(), 2 * BATCH + 10);
+    }
+
+    #[tokio::test]
+    async fn a_new_refusal_cuts_a_long_backoff_short() {
+        let sink = Arc::new(Flaky::default());
+        let slow = Backoff {
+            initial: Duration::from_millis(20),
+            max: Duration::from_secs(60),
+        };
+        let buffer = Arc::new(DenialBuffer::with_backoff(sink.clone(), 100, slow));
+        sink.down.store(true, Ordering::SeqCst);
+        buffer.refuse(&event(0), None).await;
+        let task = buffer.spawn();
+        // Failures double the wait: 20, 40, 80, 160, 320 ms ... then the store answers.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        sink.down.store(false, Ordering::SeqCst);
+        let started = tokio::time::Instant::now();
+        buffer.refuse(&event(1), None).await;
+        while !buffer.is_empty() {
+            assert!(
+                started.elapsed() < Duration::from_millis(300),
+                "the writer kept waiting out its backoff"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(sink.appended_ids(), ["req-0", "req-1"]);
         task.abort();
     }
 

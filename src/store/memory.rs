@@ -856,6 +856,27 @@ mod tests {
     use super::*;
 
     #[tokio::test]
+    async fn a_denial_is_appended_and_counted_once_by_its_id() {
+        let s = MemoryStore::new(10);
+        let ann = SubjectKey::parse("ann@example.com").unwrap();
+        let mut event =
+            DenialEvent::for_principal(&Principal::bare(ann.clone()), Utc::now(), vec![]);
+        event.denial_id = "d-1".into();
+        assert!(s.append_denial(&event).await.unwrap().is_some());
+        assert_eq!(s.append_denial(&event).await.unwrap(), None);
+        let once = s.touch_case(&event, "c-1", false).await.unwrap().unwrap();
+        let again = s.touch_case(&event, "c-1", false).await.unwrap().unwrap();
+        assert_eq!((once.count, again.count), (1, 1));
+        event.denial_id = String::new();
+        assert!(s.append_denial(&event).await.unwrap().is_some());
+        assert!(
+            s.append_denial(&event).await.unwrap().is_some(),
+            "no id, no dedupe"
+        );
+        assert_eq!(s.recent_denials(10).await.unwrap().len(), 3);
+    }
+
+    #[tokio::test]
     async fn xapi_statement_target_first_write_wins() {
         let s = MemoryStore::default();
         let alice = SubjectKey::parse("alice@example.com").unwrap();
