@@ -110,6 +110,7 @@ fn session_cookie(c: &mut Criterion) {
     // What a warm decision cache does instead of parsing JSON: find and unpack the kept bytes.
     let cache = clearance::store::cache::DecisionCache::new(&settings().cache);
     cache.resume();
+    cache.delivered(std::time::Instant::now() + std::time::Duration::from_secs(3600));
     let session = Session::from_json(&json).expect("the session reads");
     let id = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
     let ticket = cache.ticket().expect("a live cache");
@@ -333,6 +334,7 @@ fn standing(c: &mut Criterion) {
     });
     let cache = clearance::store::cache::DecisionCache::new(&settings().cache);
     cache.resume();
+    cache.delivered(std::time::Instant::now() + std::time::Duration::from_secs(3600));
     let ticket = cache.ticket().expect("a live cache");
     cache.keep_standing(&who, &standing, now(), ticket);
     assert!(cache.standing(&who, now()).is_some());

@@ -9,6 +9,14 @@
 //! Invalidation messages (published on `<prefix>invalidate` by every change, see
 //! [`invalidation_message`]) are `subject:<subject key>` and `session:<storage id>`.
 //!
+//! Proof of delivery: an open subscription can deliver nothing (a half-dead connection, a hung
+//! proxy), so the cache serves only while it has proof that messages arrive. Each instance
+//! publishes a heartbeat (`heartbeat:<instance>:<sent>`) on the same channel every
+//! [`HEARTBEAT`]; seeing its own back proves that everything published before it was delivered,
+//! and lets the cache serve until [`LEASE`] after the heartbeat was *sent*. A change published
+//! at `t` is therefore either delivered, or the cache stops serving by `t + LEASE`, whatever
+//! failed in between.
+//!
 //! Races: a reader takes [`DecisionCache::epoch`] before reading Redis and hands it back with
 //! the value; every invalidation moves the epoch, and a value inserted while the epoch moved is
 //! removed again right after, so a read that started before a change never outlives it here.
@@ -22,6 +30,44 @@ use chrono::{DateTime, Utc};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// How often an instance publishes its heartbeat.
+pub const HEARTBEAT: Duration = Duration::from_millis(250);
+
+/// How long after a heartbeat was sent its return lets the cache serve: the longest a change
+/// can go unseen by an instance whose subscription stopped delivering.
+pub const LEASE: Duration = Duration::from_millis(750);
+
+/// The process's monotonic time origin for leases.
+static ORIGIN: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
+
+/// Nanoseconds of monotonic time since [`ORIGIN`].
+fn monotonic_nanos(at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(*ORIGIN).as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The text of a heartbeat of `instance`, sent at `sent`.
+pub fn heartbeat_message(instance: u64, sent: Instant) -> String {
+    format!("heartbeat:{instance:016x}:{}", monotonic_nanos(sent))
+}
+
+/// When a heartbeat of `instance` was sent, if `text` is one (`None` for anything else, and
+/// for other instances' heartbeats, which are ignored).
+pub fn own_heartbeat(text: &str, instance: u64) -> Option<Instant> {
+    let rest = text.strip_prefix("heartbeat:")?;
+    let (who, sent) = rest.split_once(':')?;
+    if u64::from_str_radix(who, 16).ok()? != instance {
+        return None;
+    }
+    let nanos: u64 = sent.parse().ok()?;
+    ORIGIN.checked_add(Duration::from_nanos(nanos))
+}
+
+/// Whether `text` is a heartbeat (of any instance).
+pub fn is_heartbeat(text: &str) -> bool {
+    text.starts_with("heartbeat:")
+}
 
 /// The Redis channel (under the key prefix) that carries invalidations.
 pub fn channel(prefix: &str) -> String {
@@ -99,8 +145,11 @@ pub struct DecisionCache {
     subject_hash: (RandomState, RandomState),
     ttl: chrono::Duration,
     epoch: AtomicU64,
-    /// Whether invalidations are being received; while not, nothing is served or kept.
+    /// Whether the invalidation subscription is up; while not, nothing is served or kept.
     live: AtomicBool,
+    /// Until when (monotonic nanoseconds, see [`LEASE`]) delivery is proven; nothing is served
+    /// or kept after it.
+    proven_until: AtomicU64,
 }
 
 /// A session's cache key: the first 16 of the 32 bytes its storage id (hex SHA-256) spells.
@@ -136,6 +185,7 @@ impl DecisionCache {
             ttl: chrono::Duration::from_std(settings.ttl).unwrap_or(chrono::Duration::seconds(60)),
             epoch: AtomicU64::new(0),
             live: AtomicBool::new(false),
+            proven_until: AtomicU64::new(0),
         }
     }
 
@@ -147,9 +197,17 @@ impl DecisionCache {
         key
     }
 
-    /// Whether entries are served (invalidations are being received).
+    /// Whether entries are served: the subscription is up and its delivery proven recently.
     pub fn is_live(&self) -> bool {
         self.live.load(Ordering::SeqCst)
+            && monotonic_nanos(Instant::now()) < self.proven_until.load(Ordering::SeqCst)
+    }
+
+    /// A heartbeat sent at `sent` came back: everything published before it was delivered, so
+    /// entries may be served until [`LEASE`] after `sent`.
+    pub fn delivered(&self, sent: Instant) {
+        self.proven_until
+            .fetch_max(monotonic_nanos(sent + LEASE), Ordering::SeqCst);
     }
 
     /// Invalidations can no longer be received: forget everything and serve nothing.
@@ -159,9 +217,10 @@ impl DecisionCache {
         self.clear();
     }
 
-    /// Invalidations are received again: start from empty (whatever was missed meanwhile is
-    /// gone with it) and serve.
+    /// Subscribed again: start from empty (whatever was missed meanwhile is gone with it) and
+    /// serve once the first heartbeat comes back ([`DecisionCache::delivered`]).
     pub fn resume(&self) {
+        self.proven_until.store(0, Ordering::SeqCst);
         self.epoch.fetch_add(1, Ordering::SeqCst);
         self.clear();
         self.live.store(true, Ordering::SeqCst);
@@ -423,6 +482,7 @@ mod tests {
     fn live(max: usize) -> DecisionCache {
         let cache = DecisionCache::new(&settings(max));
         cache.resume();
+        cache.delivered(std::time::Instant::now() + std::time::Duration::from_secs(3600));
         cache
     }
 
@@ -475,6 +535,7 @@ mod tests {
         let cache = DecisionCache::new(&settings(10));
         assert!(cache.ticket().is_none());
         cache.resume();
+        cache.delivered(std::time::Instant::now() + std::time::Duration::from_secs(3600));
         let t = cache.ticket().unwrap();
         cache.keep_standing(&sk("ann@x"), &Standing::default(), at(0), t);
         cache.suspend();
@@ -482,6 +543,7 @@ mod tests {
         // A read that started before the subscription was lost keeps nothing.
         cache.keep_standing(&sk("ann@x"), &Standing::default(), at(0), t);
         cache.resume();
+        cache.delivered(std::time::Instant::now() + std::time::Duration::from_secs(3600));
         assert!(cache.standing(&sk("ann@x"), at(1)).is_none());
         assert_eq!(cache.len(), (0, 0));
     }

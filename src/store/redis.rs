@@ -250,8 +250,10 @@ impl RedisStore {
         }
     }
 
-    /// One subscription, until it fails: whether it had subscribed, and why it ended. The
-    /// connection is pinged every second; a ping not answered within two ends it.
+    /// One subscription, until it fails: whether it had subscribed, and why it ended. A
+    /// heartbeat is published on the channel every [`cache::HEARTBEAT`] through the ordinary
+    /// connection; each one seen back proves delivery (the cache serves for [`cache::LEASE`]
+    /// after it was sent), and none seen back for [`RESUBSCRIBE_AFTER`] ends the subscription.
     async fn subscription(&self, cache: &DecisionCache) -> (bool, redis::RedisError) {
         let pubsub = match tokio::time::timeout(Duration::from_secs(2), self.conn.0.pubsub()).await
         {
@@ -264,8 +266,14 @@ impl RedisStore {
             return (false, e);
         }
         cache.resume();
-        tracing::info!("cache invalidations received; the decision cache is in use");
-        let mut ticks = tokio::time::interval(Duration::from_secs(1));
+        let instance: u64 = rand::random();
+        let heartbeats = tokio::spawn(self.clone().publish_heartbeats(instance));
+        let _stop = AbortOnDrop(heartbeats);
+        let mut proven = false;
+        let mut last_seen = tokio::time::Instant::now();
+        let mut checks = tokio::time::interval(cache::HEARTBEAT);
+        // Kept until the subscription ends: dropping it would unsubscribe.
+        let _sink = sink;
         loop {
             tokio::select! {
                 message = futures_util::StreamExt::next(&mut stream) => {
@@ -273,20 +281,45 @@ impl RedisStore {
                         return (true, timeout_error("the invalidation subscription ended"));
                     };
                     let text: String = message.get_payload().unwrap_or_default();
-                    match cache::parse_invalidation(&text) {
-                        Some(what) => cache.invalidate(&what),
-                        None => tracing::warn!(message = %text, "unknown cache invalidation ignored"),
+                    if let Some(sent) = cache::own_heartbeat(&text, instance) {
+                        cache.delivered(sent);
+                        last_seen = tokio::time::Instant::now();
+                        if !proven {
+                            proven = true;
+                            tracing::info!("cache invalidations received; the decision cache is in use");
+                        }
+                    } else if !cache::is_heartbeat(&text) {
+                        match cache::parse_invalidation(&text) {
+                            Some(what) => cache.invalidate(&what),
+                            None => tracing::warn!(message = %text, "unknown cache invalidation ignored"),
+                        }
                     }
                 }
-                _ = ticks.tick() => {
-                    // Subscribed connections answer PING with an array: any answer will do.
-                    match tokio::time::timeout(Duration::from_secs(2), sink.ping::<redis::Value>()).await {
-                        Ok(Ok(_)) => {}
-                        Ok(Err(e)) => return (true, e),
-                        Err(_) => return (true, timeout_error("ping on the invalidation subscription")),
+                _ = checks.tick() => {
+                    if last_seen.elapsed() > RESUBSCRIBE_AFTER {
+                        return (true, timeout_error("no heartbeat came back on the invalidation subscription"));
                     }
                 }
             }
+        }
+    }
+
+    /// Publishes this instance's heartbeat every [`cache::HEARTBEAT`], until aborted.
+    async fn publish_heartbeats(self, instance: u64) {
+        let mut ticks = tokio::time::interval(cache::HEARTBEAT);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let text = cache::heartbeat_message(instance, std::time::Instant::now());
+            let mut conn = self.conn.clone();
+            let mut publish = redis::cmd("PUBLISH");
+            publish.arg(self.channel()).arg(text);
+            // A lost heartbeat only shortens the lease; the next one is sent on time.
+            tokio::spawn(async move {
+                if let Err(e) = publish.query_async::<redis::Value>(&mut conn).await {
+                    tracing::debug!(error = %e, "a cache heartbeat could not be published");
+                }
+            });
         }
     }
 
@@ -632,6 +665,18 @@ fn parse_records(values: impl IntoIterator<Item = String>) -> Result<Vec<Record>
         .into_iter()
         .map(|v| serde_json::from_str(&v).map_err(|e| StoreError::Corrupt(format!("record: {e}"))))
         .collect()
+}
+
+/// How long without a heartbeat back before the subscription is dropped and made again.
+const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(2);
+
+/// Aborts a task when dropped (the heartbeats of a subscription that ended).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// A key beside `key` in its cluster slot: `key` followed by `suffix`, with `key` made the hash

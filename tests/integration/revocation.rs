@@ -6,7 +6,7 @@
 
 use crate::bearer_tokens::{Forger, now};
 use crate::gate::{ADMIN_TOKEN, Gate, World, config};
-use crate::support::{Browser, free_port, logout_at_provider};
+use crate::support::{Browser, TcpProxy, free_port, logout_at_provider};
 use crate::{complete_everything, record, sign_in};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
@@ -557,4 +557,62 @@ async fn revocation_backchannel_logout_refuses_bad_logout_tokens() {
 
 fn percent_encode(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+/// The gate's subscription stays connected but delivers nothing (the relay in front of Redis
+/// holds that connection): a revocation made elsewhere is still honoured within a second,
+/// because the cache serves only while its own heartbeats come back through the channel.
+#[tokio::test]
+async fn revocation_is_honoured_within_a_second_when_the_subscription_delivers_nothing() {
+    let relay = TcpProxy::start(0).await;
+    let world = World::start_tuned(|p| p, "", |s| relay.interpose(s)).await;
+    let browser = Browser::new();
+    sign_in(&world, &browser, ALICE, "/").await;
+    complete_everything(&world, ALICE).await;
+    let url = format!("{}/echo/x", world.gate.url());
+    // Admitted, from the cache (once it has proof of delivery).
+    poll_until(&browser, &url, Duration::from_secs(5), "admitted", |s| {
+        s == 200
+    })
+    .await;
+    assert_eq!(status(&browser, &url).await, 200);
+
+    relay.freeze_subscriptions(true);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let settings = clearance::config::from_toml_str(&config(
+        free_port(),
+        &world.redis.url(),
+        &world.provider.issuer(),
+        &world.upstream.url(),
+        "",
+        "",
+    ))
+    .unwrap();
+    let elsewhere = clearance::redis_store(&settings).unwrap();
+    let revoked = clearance::domain::Revocation {
+        subject: clearance::domain::SubjectKey::parse(ALICE).unwrap(),
+        requirement: clearance::domain::RequirementId("security-awareness".into()),
+        revoked_at: chrono::Utc::now(),
+        revoked_by: "test".into(),
+        reason: "revoked while the subscription delivers nothing".into(),
+        source: clearance::domain::Source::Api,
+        evidence: serde_json::Map::new(),
+    };
+    let started = Instant::now();
+    assert!(elsewhere.revoke(&revoked).await.unwrap());
+    within_a_second(&browser, &url, "refused after a revocation elsewhere", 403).await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(1), "{took:?}");
+
+    // Delivery resumes (or the subscription is made again): the cache serves again.
+    relay.freeze_subscriptions(false);
+    complete_everything(&world, ALICE).await;
+    poll_until(
+        &browser,
+        &url,
+        Duration::from_secs(5),
+        "admitted again",
+        |s| s == 200,
+    )
+    .await;
 }

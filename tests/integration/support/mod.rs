@@ -17,6 +17,7 @@ mod oidc;
 mod proxies;
 pub mod raw;
 mod redis;
+mod tcp_proxy;
 mod upstream;
 
 #[cfg(test)]
@@ -31,6 +32,7 @@ pub use oidc::{
 };
 pub use proxies::{Caddy, Nginx};
 pub use redis::{RedisCluster, RedisSentinel, RedisServer, SENTINEL_MASTER, sentinel_names};
+pub use tcp_proxy::TcpProxy;
 pub use upstream::{Upstream, policy_text};
 
 /// Runs the server `start` builds on `listener` in a thread of its own, with its own actix
