@@ -487,6 +487,33 @@ mod tests {
     }
 
     #[test]
+    fn served_only_within_the_lease_of_a_heartbeat_seen_back() {
+        let cache = DecisionCache::new(&settings(10));
+        cache.resume();
+        assert!(!cache.is_live(), "subscribed, but no heartbeat back yet");
+        cache.delivered(Instant::now());
+        assert!(cache.is_live());
+        cache.suspend();
+        cache.resume();
+        assert!(!cache.is_live(), "a new subscription proves itself afresh");
+        cache.delivered(Instant::now() - LEASE - Duration::from_millis(1));
+        assert!(!cache.is_live(), "the lease of an old heartbeat is over");
+        let instance = 0x5eed;
+        let sent = Instant::now();
+        let text = heartbeat_message(instance, sent);
+        assert!(is_heartbeat(&text));
+        assert_eq!(parse_invalidation(&text), None);
+        let back = own_heartbeat(&text, instance).expect("own heartbeat");
+        assert!(back.max(sent) - back.min(sent) < Duration::from_micros(1));
+        assert_eq!(
+            own_heartbeat(&text, instance + 1),
+            None,
+            "another instance's"
+        );
+        assert_eq!(own_heartbeat("heartbeat:zz:1", instance), None);
+    }
+
+    #[test]
     fn bounded_in_size() {
         let cache = live(50);
         for i in 0..1000 {
