@@ -87,6 +87,7 @@ struct Metrics {
     limited: Family<KindLabels, Counter>,
     cache_misses: Family<KindLabels, Counter>,
     sessions_live: Gauge,
+    store_writable: Gauge,
     cache_entries: Family<KindLabels, Gauge>,
     notification_queue: Gauge,
     denial_log_failures: Counter,
@@ -109,12 +110,15 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         limited: Family::default(),
         cache_misses: Family::default(),
         sessions_live: Gauge::default(),
+        store_writable: Gauge::default(),
         cache_entries: Family::default(),
         notification_queue: Gauge::default(),
         denial_log_failures: Counter::default(),
         config_reloads: Family::default(),
         config_last_reload: Gauge::default(),
     };
+    // Writable until a probe says otherwise.
+    m.store_writable.set(1);
     registry.register(
         "clearance_decisions",
         "Gate decisions by outcome, reason (of the first unmet requirement) and configured route",
@@ -164,6 +168,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "clearance_cache_misses",
         "Decision-cache lookups that went to Redis, by kind",
         m.cache_misses.clone(),
+    );
+    registry.register(
+        "clearance_store_writable",
+        "1 while the state store takes writes, 0 while it answers but refuses them (checked every 15 s and by /readyz)",
+        m.store_writable.clone(),
     );
     registry.register(
         "clearance_sessions_live",
@@ -359,6 +368,20 @@ pub fn cache_miss(kind: &'static str) {
         .inc();
 }
 
+/// Whether the state store took the last write probe (`refused`: why not); each change is
+/// logged once.
+pub fn store_writable(refused: Option<&str>) {
+    let before = METRICS.store_writable.set(i64::from(refused.is_none()));
+    match refused {
+        Some(error) if before == 1 => tracing::error!(
+            error.message = %error,
+            "the state store refuses writes: nothing can be changed and refusals wait in the denial buffer; decisions go on from the state it holds"
+        ),
+        None if before == 0 => tracing::info!("the state store takes writes again"),
+        _ => {}
+    }
+}
+
 /// Sets the number of live sessions (see `SessionStore::live_sessions`).
 pub fn sessions_live(count: u64) {
     METRICS
@@ -435,6 +458,11 @@ pub async fn refresh_gauges(store: &dyn crate::store::Store) {
     match store.live_sessions(chrono::Utc::now()).await {
         Ok(n) => sessions_live(n),
         Err(e) => tracing::debug!(error.message = %e, "live sessions not counted"),
+    }
+    match store.probe_writes().await {
+        Ok(()) => store_writable(None),
+        Err(crate::store::StoreError::ReadOnly(e)) => store_writable(Some(&e)),
+        Err(e) => tracing::debug!(error.message = %e, "writes not probed"),
     }
     match store.queued().await {
         Ok(n) => notification_queue(u64::try_from(n).unwrap_or(u64::MAX)),

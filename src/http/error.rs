@@ -56,6 +56,9 @@ pub enum AppError {
     DocumentUnavailable(String),
     /// State (Redis) could not be read or written: fail closed.
     StateUnavailable(String),
+    /// State can be read but not written (Redis refuses writes): the change was not made;
+    /// decisions go on.
+    StateReadOnly(String),
     /// The OpenID provider could not be reached or its metadata is not loaded.
     ProviderUnavailable(String),
     /// A vendor's API Clearance asks before it writes (Dropbox Sign) could not be reached: 503,
@@ -81,7 +84,10 @@ pub enum AppError {
 
 impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
-        Self::StateUnavailable(e.to_string())
+        match e {
+            StoreError::ReadOnly(_) => Self::StateReadOnly(e.to_string()),
+            _ => Self::StateUnavailable(e.to_string()),
+        }
     }
 }
 
@@ -158,6 +164,7 @@ impl AppError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::SignInFailed(_) => StatusCode::BAD_REQUEST,
             Self::StateUnavailable(_)
+            | Self::StateReadOnly(_)
             | Self::ProviderUnavailable(_)
             | Self::VendorUnavailable(_)
             | Self::DocumentUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -188,6 +195,7 @@ impl AppError {
             Self::NoRoute => "no_route",
             Self::NotFound(_) => "not_found",
             Self::StateUnavailable(_) => "state_unavailable",
+            Self::StateReadOnly(_) => "state_read_only",
             Self::DocumentUnavailable(_) => "document_unavailable",
             Self::ProviderUnavailable(_) => "provider_unavailable",
             Self::VendorUnavailable(_) => "vendor_unavailable",
@@ -234,6 +242,10 @@ impl AppError {
                 "Clearance has no application configured for this address.".into(),
             ),
             Self::NotFound(m) => ("Not found", m.clone()),
+            Self::StateReadOnly(_) => (
+                "Changes cannot be saved right now",
+                "Clearance's state store refuses writes right now, so this change was not made. Access decisions go on from the state it holds. Please send this again later.".into(),
+            ),
             Self::StateUnavailable(_) => (
                 "The gate is temporarily unavailable",
                 "Clearance cannot read compliance state right now, so it admits nobody. This is an outage, not a problem with your induction. Please try again in a minute.".into(),
@@ -374,6 +386,7 @@ impl ResponseError for HttpError {
         let status = self.status_code();
         match &self.error {
             AppError::StateUnavailable(m)
+            | AppError::StateReadOnly(m)
             | AppError::ProviderUnavailable(m)
             | AppError::Internal(m) => {
                 tracing::error!(error.code = self.error.code(), error.detail = %m, "request failed");
@@ -418,7 +431,9 @@ impl ResponseError for HttpError {
             AppError::SignInRequired { .. } => {
                 builder.insert_header((header::WWW_AUTHENTICATE, crate::auth::bearer::challenge()));
             }
-            AppError::StateUnavailable(_) | AppError::ProviderUnavailable(_) => {
+            AppError::StateUnavailable(_)
+            | AppError::StateReadOnly(_)
+            | AppError::ProviderUnavailable(_) => {
                 builder.insert_header((header::RETRY_AFTER, "30"));
             }
             AppError::TooManyRequests { retry_after_secs } => {

@@ -631,6 +631,7 @@ fn refusal_label(e: &AppError) -> (Outcome, &'static str) {
         AppError::BearerRejected { .. } => (Outcome::SignIn, "bearer_rejected"),
         AppError::IdentityRefused(_) => (Outcome::SignIn, "identity_refused"),
         AppError::StateUnavailable(_) => (Outcome::Error, "state_unavailable"),
+        AppError::StateReadOnly(_) => (Outcome::Error, "state_read_only"),
         AppError::ProviderUnavailable(_) => (Outcome::Error, "provider_unavailable"),
         _ => (Outcome::Error, "other"),
     }

@@ -2,6 +2,7 @@
 //! `/metrics` (Prometheus text) for the admin listener only.
 
 use super::AppState;
+use crate::store::StoreError;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
@@ -10,12 +11,31 @@ pub async fn healthz() -> HttpResponse {
 }
 
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let store = state.store.ping().await;
+    let read = state.store.ping().await;
+    // Only worth asking when it answers at all.
+    let write = match &read {
+        Ok(()) => state.store.probe_writes().await,
+        Err(_) => Ok(()),
+    };
+    match &write {
+        Ok(()) => crate::metrics::store_writable(None),
+        Err(StoreError::ReadOnly(e)) => crate::metrics::store_writable(Some(e)),
+        Err(_) => {}
+    }
     let provider = state.oidc.is_ready();
+    let (status, store) = match (&read, &write) {
+        (Err(e), _) => ("not_ready", e.to_string()),
+        // Decisions go on from what the store holds (the instance stays in service), but no
+        // change can be made and refusals wait in the buffer: its own state, to alert on.
+        (Ok(()), Err(e @ StoreError::ReadOnly(_))) => ("read_only", e.to_string()),
+        (Ok(()), Err(e)) => ("not_ready", e.to_string()),
+        (Ok(()), Ok(())) => ("ready", "ok".to_owned()),
+    };
+    let status = if provider { status } else { "not_ready" };
     let body = json!({
-        "status": if store.is_ok() && provider { "ready" } else { "not_ready" },
+        "status": status,
         "checks": {
-            "store": match &store { Ok(()) => "ok".to_owned(), Err(e) => e.to_string() },
+            "store": store,
             "provider_metadata": if provider { "loaded" } else { "not loaded" },
         },
         // Refusals waiting to be written to the denial log, and those dropped because the
@@ -25,10 +45,10 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             "dropped": state.denials.dropped(),
         }
     });
-    if store.is_ok() && provider {
-        HttpResponse::Ok().json(body)
-    } else {
+    if status == "not_ready" {
         HttpResponse::ServiceUnavailable().json(body)
+    } else {
+        HttpResponse::Ok().json(body)
     }
 }
 

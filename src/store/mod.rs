@@ -33,6 +33,10 @@ use std::time::Duration;
 pub enum StoreError {
     #[error("the state store is unavailable: {0}")]
     Unavailable(String),
+    /// It answers, but refuses writes (out of memory, a read-only replica, a failed save):
+    /// decisions go on from what it holds, changes cannot be made.
+    #[error("the state store refuses writes: {0}")]
+    ReadOnly(String),
     #[error("the state store returned data that cannot be read: {0}")]
     Corrupt(String),
 }
@@ -379,6 +383,11 @@ pub trait Outbox: Send + Sync {
 #[async_trait]
 pub trait Health: Send + Sync {
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Whether the store takes writes (one small write that expires by itself):
+    /// [`StoreError::ReadOnly`] when it answers but refuses them.
+    async fn probe_writes(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// The task that keeps this instance's decision cache coherent with every other instance
     /// (see [`cache`]), when the store has a cache; to be spawned once per process.
     fn cache_watcher(&self) -> Option<futures_util::future::BoxFuture<'static, ()>> {

@@ -115,7 +115,12 @@ pub struct RedisStore {
 }
 
 pub(super) fn unavailable(e: redis::RedisError) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+    match e.code() {
+        // Answers, but refuses writes: out of memory (`maxmemory` with `noeviction`), a replica,
+        // a failed background save, too few replicas for `min-replicas-to-write`.
+        Some("OOM" | "READONLY" | "MISCONF" | "NOREPLICAS") => StoreError::ReadOnly(e.to_string()),
+        _ => StoreError::Unavailable(e.to_string()),
+    }
 }
 
 impl RedisStore {
@@ -1201,6 +1206,18 @@ impl Health for RedisStore {
             .query_async::<String>(&mut conn)
             .await
             .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn probe_writes(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("SET")
+            .arg(format!("{}health:write", self.prefix))
+            .arg(chrono::Utc::now().timestamp_millis())
+            .arg("PX")
+            .arg(60_000)
+            .query_async::<()>(&mut conn)
+            .await
             .map_err(unavailable)
     }
 

@@ -79,7 +79,29 @@ async fn refusals_that_cannot_be_written_are_buffered_and_written_in_order() {
         before,
         "nothing could be written meanwhile"
     );
-    assert_eq!(readyz(&world).await["denial_buffer"]["buffered"], 4);
+    let ready = readyz(&world).await;
+    assert_eq!(ready["denial_buffer"]["buffered"], 4);
+    // Its own state, told as it is: reads work, writes are refused.
+    assert_eq!(ready["status"], "read_only", "{ready}");
+    assert!(
+        ready["checks"]["store"].as_str().unwrap().contains("OOM"),
+        "{ready}"
+    );
+    let r = crate::record(
+        &world,
+        "carl@example.com",
+        "confidentiality-agreement",
+        "1",
+        chrono::Utc::now(),
+    )
+    .await;
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "state_read_only", "{body}");
+    assert!(
+        !body["message"].as_str().unwrap().contains("cannot read"),
+        "{body}"
+    );
 
     config_set(&mut conn, "maxmemory", "0").await;
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -106,6 +128,7 @@ async fn refusals_that_cannot_be_written_are_buffered_and_written_in_order() {
     };
     assert_eq!(ready["denial_buffer"]["buffered"], 0, "{ready}");
     assert_eq!(ready["denial_buffer"]["dropped"], 0, "{ready}");
+    assert_eq!(ready["status"], "ready", "{ready}");
     // Counted into Carl's case too: the first refusal and the four buffered ones.
     let cases: redis::Value = redis::cmd("HVALS")
         .arg("clearance:{carl@example.com}:cases")
