@@ -2,8 +2,11 @@
 //! case) failed wait here, in order and bounded, until the store answers again; a background
 //! task writes them, oldest first, with their original time and request id.
 //!
-//! One buffer per instance, in memory. While it holds anything, new refusals queue behind it so
-//! that the log keeps the order in which refusals happened. The writer sends up to [`BATCH`]
+//! One buffer per instance, in memory. While the store does not answer, new refusals queue
+//! behind what is buffered, so that the log keeps the order in which they happened; once it
+//! answers again, new refusals are written at once beside the backlog (the log's order is then
+//! kept by batch, and every entry carries its own time), so the backlog empties although
+//! refusals keep coming. The writer sends up to [`BATCH`]
 //! entries at once (pipelined on the one connection, in order), so it drains far faster than
 //! refusals arrive, and it tries again as soon as new refusals show that the store answers reads.
 //! Every write is idempotent (each refusal has its own [`DenialEvent::denial_id`]), so a write
@@ -15,7 +18,7 @@ use crate::domain::DenialEvent;
 use crate::store::{SharedStore, StoreError};
 use async_trait::async_trait;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -80,6 +83,10 @@ pub enum Refusal {
 /// How many buffered refusals the writer sends at once.
 pub const BATCH: usize = 256;
 
+/// The shortest wait between two attempts while the store does not answer, when new refusals
+/// arrive (they were decided on state just read, so the store may answer writes again).
+pub const RETRY_SOONEST: Duration = Duration::from_millis(50);
+
 /// How long the writer waits between attempts while the store does not answer.
 #[derive(Clone, Copy, Debug)]
 pub struct Backoff {
@@ -107,6 +114,8 @@ pub struct DenialBuffer {
     queue: Mutex<Queue>,
     max: usize,
     dropped: AtomicU64,
+    /// Whether the last write (of a new refusal or a batch) went through.
+    answering: AtomicBool,
     wake: tokio::sync::Notify,
     /// One writer at a time (the background task, or the last flush at shutdown).
     writing: tokio::sync::Mutex<()>,
@@ -128,6 +137,7 @@ impl DenialBuffer {
             }),
             max: max.max(1),
             dropped: AtomicU64::new(0),
+            answering: AtomicBool::new(true),
             wake: tokio::sync::Notify::new(),
             writing: tokio::sync::Mutex::new(()),
             backoff,
@@ -156,17 +166,22 @@ impl DenialBuffer {
     }
 
     /// Writes a refusal (and counts it into the case when `count` is given). If the store does
-    /// not answer, or earlier refusals are still waiting, it is buffered instead.
+    /// not answer, or did not answer the last write while refusals are waiting, it is buffered
+    /// instead.
     pub async fn refuse(&self, event: &DenialEvent, count: Option<CaseCount>) -> Refusal {
-        if !self.is_empty() {
+        if !self.answering.load(Ordering::SeqCst) && !self.is_empty() {
             self.push(event.clone(), true, count);
             return Refusal::Buffered {
                 error: "earlier denials are still waiting to be written".into(),
             };
         }
         let id = match self.sink.append(event).await {
-            Ok(id) => id.unwrap_or_default(),
+            Ok(id) => {
+                self.answering.store(true, Ordering::SeqCst);
+                id.unwrap_or_default()
+            }
             Err(e) => {
+                self.answering.store(false, Ordering::SeqCst);
                 self.push(event.clone(), true, count);
                 return Refusal::Buffered {
                     error: e.to_string(),
@@ -225,7 +240,13 @@ impl DenialBuffer {
         let _writer = self.writing.lock().await;
         let mut written = 0;
         loop {
-            let batch: Vec<Pending> = self.lock().entries.iter().take(BATCH).cloned().collect();
+            // While the store did not answer the last write, one entry tests whether it does.
+            let size = if self.answering.load(Ordering::SeqCst) {
+                BATCH
+            } else {
+                1
+            };
+            let batch: Vec<Pending> = self.lock().entries.iter().take(size).cloned().collect();
             if batch.is_empty() {
                 return Ok(written);
             }
@@ -292,6 +313,7 @@ impl DenialBuffer {
                 queue.entries.retain(|e| e.append || e.count.is_some());
             }
             written += done;
+            self.answering.store(failure.is_none(), Ordering::SeqCst);
             if let Some(e) = failure {
                 return Err(e);
             }
@@ -323,7 +345,7 @@ impl DenialBuffer {
                         error = %e,
                         "buffered denials cannot be written yet"
                     );
-                    let soonest = self.backoff.initial.min(delay);
+                    let soonest = RETRY_SOONEST.min(delay);
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
                         () = async {

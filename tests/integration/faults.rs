@@ -2,7 +2,7 @@
 //! graceful shutdown (in-process and SIGTERM to the real binary).
 
 use crate::gate::{World, config};
-use crate::support::{Browser, RedisServer, Upstream, free_port};
+use crate::support::{Browser, RedisServer, TcpProxy, Upstream, free_port};
 use crate::{complete_everything, redis, sign_in};
 use clearance::denial_buffer::{Backoff, CaseCount, DenialBuffer, Refusal, StoreSink};
 use clearance::domain::{DenialEvent, Principal, SubjectKey};
@@ -877,5 +877,123 @@ async fn a_hung_redis_writes_every_refusal_exactly_once() {
         case_count(&mut conn, "carl@example.com").await,
         entries.len() as u64,
         "every refusal counted into the case exactly once"
+    );
+}
+
+/// Redis refuses writes for half a second under at least 400 refusals a second, with 2 ms
+/// added to every round trip: the buffer fills, then empties within a few seconds although the
+/// refusals keep coming, and nothing is dropped or written twice.
+#[tokio::test]
+async fn the_denial_buffer_catches_up_with_refusals_that_keep_coming() {
+    let relay = TcpProxy::start(0).await;
+    let world = World::start_tuned(
+        |p| p,
+        "",
+        |s| {
+            relay.interpose(s);
+            s.denials.max_entries = 1_000_000;
+        },
+    )
+    .await;
+    let carl = Browser::new();
+    assert_eq!(
+        sign_in(&world, &carl, "carl@example.com", "/echo/c")
+            .await
+            .status,
+        403
+    );
+    let cookie = carl
+        .cookie(&world.gate.host_port(), "_clearance")
+        .expect("cookie");
+    relay.set_delay(Duration::from_millis(1));
+    let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // Open loop, as people arrive: 500 requests a second however fast they are answered.
+    let load = {
+        let (running, refused) = (running.clone(), refused.clone());
+        let url = format!("{}/echo/flood", world.gate.url());
+        let cookie = format!("_clearance={cookie}");
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let in_flight = Arc::new(tokio::sync::Semaphore::new(256));
+            let mut ticks = tokio::time::interval(Duration::from_millis(2));
+            let mut sent = Vec::new();
+            while running.load(std::sync::atomic::Ordering::SeqCst) {
+                ticks.tick().await;
+                let permit = in_flight.clone().acquire_owned().await.expect("open");
+                let (client, url, cookie, refused) =
+                    (client.clone(), url.clone(), cookie.clone(), refused.clone());
+                sent.push(tokio::spawn(async move {
+                    let r = client
+                        .get(&url)
+                        .header("cookie", &cookie)
+                        .header("accept", "application/json")
+                        .send()
+                        .await
+                        .expect("the gate answers");
+                    assert_eq!(r.status(), 403, "only refusals");
+                    refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    drop(permit);
+                }));
+            }
+            for request in sent {
+                request.await.expect("only refusals");
+            }
+        })
+    };
+    let rate = || async {
+        let before = refused.load(std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        refused.load(std::sync::atomic::Ordering::SeqCst) - before
+    };
+    let per_second = rate().await;
+    assert!(per_second >= 400, "{per_second} refusals a second");
+
+    let mut conn = redis(&world).await;
+    config_set(&mut conn, "maxmemory-policy", "noeviction").await;
+    config_set(&mut conn, "maxmemory", "1").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    config_set(&mut conn, "maxmemory", "0").await;
+    let filled = readyz(&world).await["denial_buffer"]["buffered"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(filled >= 100, "the buffer held {filled} refusals");
+    let writable = Instant::now();
+    let emptied = loop {
+        let ready = readyz(&world).await;
+        if ready["denial_buffer"]["buffered"] == 0 {
+            break writable.elapsed();
+        }
+        assert!(
+            writable.elapsed() < Duration::from_secs(2),
+            "still {} buffered after 2 s",
+            ready["denial_buffer"]["buffered"]
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let still = rate().await;
+    assert!(still >= 400, "the load went on: {still} refusals a second");
+    running.store(false, std::sync::atomic::Ordering::SeqCst);
+    load.await.expect("only refusals");
+    let ready = readyz(&world).await;
+    assert_eq!(ready["denial_buffer"]["dropped"], 0, "{ready}");
+    // Every refusal in the log once: the sign-in's and each of the load's.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while readyz(&world).await["denial_buffer"]["buffered"] != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the last refusals were not written"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let total = refused.load(std::sync::atomic::Ordering::SeqCst) + 1;
+    let logged: u64 = redis::cmd("XLEN")
+        .arg(DENIALS)
+        .query_async(&mut conn)
+        .await
+        .expect("XLEN");
+    assert_eq!(logged as usize, total, "each refusal logged once");
+    eprintln!(
+        "{per_second} refusals a second; {filled} buffered after 0.5 s of refused writes; empty {emptied:?} after writes were taken again"
     );
 }
