@@ -776,7 +776,32 @@ async fn case_count(conn: &mut redis::aio::MultiplexedConnection, subject: &str)
 /// request id, and counted into the case exactly once.
 #[tokio::test]
 async fn a_hung_redis_writes_every_refusal_exactly_once() {
-    let world = World::start().await;
+    each_refusal_once_through(World::start().await, async |world| {
+        world.redis.pause();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        world.redis.resume();
+    })
+    .await;
+}
+
+/// Redis is killed under refusals (with every write on disk before it is answered) and
+/// restarted from its append-only file: no refusal lost, none written twice.
+#[tokio::test]
+async fn a_redis_killed_and_restarted_from_its_aof_loses_no_refusal_and_writes_none_twice() {
+    let redis =
+        RedisServer::start_with_args(&["--appendonly", "yes", "--appendfsync", "always"]).await;
+    let world = World::start_on(redis, clearance::config::RedisTopology::Single).await;
+    each_refusal_once_through(world, async |world| {
+        world.redis.stop().await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        world.redis.restart().await;
+    })
+    .await;
+}
+
+/// Refusals of a blocked person under `fault`: every refused request id is in the log exactly
+/// once, and every refusal is counted into the case exactly once.
+async fn each_refusal_once_through(mut world: World, fault: impl AsyncFnOnce(&mut World)) {
     let carl = Browser::new();
     assert_eq!(
         sign_in(&world, &carl, "carl@example.com", "/echo/c")
@@ -819,10 +844,8 @@ async fn a_hung_redis_writes_every_refusal_exactly_once() {
         assert!(Instant::now() < deadline, "no refusals under load");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    world.redis.pause();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    fault(&mut world).await;
     let during = refusals();
-    world.redis.resume();
     while refusals() < during + 20 {
         assert!(Instant::now() < deadline, "no refusals after Redis woke up");
         tokio::time::sleep(Duration::from_millis(20)).await;
