@@ -776,7 +776,8 @@ async fn case_count(conn: &mut redis::aio::MultiplexedConnection, subject: &str)
 /// request id, and counted into the case exactly once.
 #[tokio::test]
 async fn a_hung_redis_writes_every_refusal_exactly_once() {
-    each_refusal_once_through(World::start().await, async |world| {
+    let world = World::start_tuned(|p| p, "", |s| s.denials.max_entries = 1_000_000).await;
+    each_refusal_once_through(world, 200, async |world| {
         world.redis.pause();
         tokio::time::sleep(Duration::from_secs(3)).await;
         world.redis.resume();
@@ -790,8 +791,8 @@ async fn a_hung_redis_writes_every_refusal_exactly_once() {
 async fn a_redis_killed_and_restarted_from_its_aof_loses_no_refusal_and_writes_none_twice() {
     let redis =
         RedisServer::start_with_args(&["--appendonly", "yes", "--appendfsync", "always"]).await;
-    let world = World::start_on(redis, clearance::config::RedisTopology::Single).await;
-    each_refusal_once_through(world, async |world| {
+    let world = World::start_on_tuned(redis, |s| s.denials.max_entries = 1_000_000).await;
+    each_refusal_once_through(world, 500, async |world| {
         world.redis.stop().await;
         tokio::time::sleep(Duration::from_secs(1)).await;
         world.redis.restart().await;
@@ -799,9 +800,62 @@ async fn a_redis_killed_and_restarted_from_its_aof_loses_no_refusal_and_writes_n
     .await;
 }
 
+/// What an open-loop load saw: each answer's status and request id.
+type Seen2 = Arc<std::sync::Mutex<Vec<(u16, String)>>>;
+
+/// Requests `url` as the holder of `cookie` (as JSON) `per_second` times a second however fast
+/// they are answered, as people arrive, until `running` is cleared; every answer goes to the
+/// returned list. A request that gets no answer at all fails the load.
+fn open_loop(
+    url: String,
+    cookie: String,
+    per_second: u64,
+    running: Arc<std::sync::atomic::AtomicBool>,
+) -> (Seen2, tokio::task::JoinHandle<()>) {
+    let seen: Seen2 = Arc::default();
+    let answers = seen.clone();
+    let task = tokio::spawn(async move {
+        let client = reqwest::Client::new();
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(256));
+        let mut ticks = tokio::time::interval(Duration::from_micros(1_000_000 / per_second));
+        let mut sent = Vec::new();
+        while running.load(std::sync::atomic::Ordering::SeqCst) {
+            ticks.tick().await;
+            let permit = in_flight.clone().acquire_owned().await.expect("open");
+            let (client, url, cookie, answers) =
+                (client.clone(), url.clone(), cookie.clone(), answers.clone());
+            sent.push(tokio::spawn(async move {
+                let r = client
+                    .get(&url)
+                    .header("cookie", format!("_clearance={cookie}"))
+                    .header("accept", "application/json")
+                    .send()
+                    .await
+                    .expect("the gate answers");
+                let id = r
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                answers.lock().unwrap().push((r.status().as_u16(), id));
+                drop(permit);
+            }));
+        }
+        for request in sent {
+            request.await.expect("every request answered");
+        }
+    });
+    (seen, task)
+}
+
 /// Refusals of a blocked person under `fault`: every refused request id is in the log exactly
 /// once, and every refusal is counted into the case exactly once.
-async fn each_refusal_once_through(mut world: World, fault: impl AsyncFnOnce(&mut World)) {
+async fn each_refusal_once_through(
+    mut world: World,
+    per_second: u64,
+    fault: impl AsyncFnOnce(&mut World),
+) {
     let carl = Browser::new();
     assert_eq!(
         sign_in(&world, &carl, "carl@example.com", "/echo/c")
@@ -813,47 +867,47 @@ async fn each_refusal_once_through(mut world: World, fault: impl AsyncFnOnce(&mu
         .cookie(&world.gate.host_port(), "_clearance")
         .expect("cookie");
     let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let refused = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let load: Vec<_> = (0..2)
-        .map(|n| {
-            let (running, refused) = (running.clone(), refused.clone());
-            let url = format!("{}/echo/hung/{n}", world.gate.url());
-            let cookie = format!("_clearance={cookie}");
-            tokio::spawn(async move {
-                let client = reqwest::Client::builder()
-                    .redirect(reqwest::redirect::Policy::none())
-                    .build()
-                    .unwrap();
-                while running.load(std::sync::atomic::Ordering::SeqCst) {
-                    if let Ok(r) = client.get(&url).header("cookie", &cookie).send().await {
-                        assert!(matches!(r.status().as_u16(), 403 | 503), "{}", r.status());
-                        if r.status() == 403 {
-                            let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
-                            refused.lock().unwrap().push(id);
-                        }
-                    }
-                    // About 80 refusals a second: the log (1,000 entries here) keeps them all.
-                    tokio::time::sleep(Duration::from_millis(25)).await;
-                }
-            })
-        })
-        .collect();
-    let refusals = || refused.lock().unwrap().len();
+    let (seen, load) = open_loop(
+        format!("{}/echo/fault", world.gate.url()),
+        cookie,
+        per_second,
+        running.clone(),
+    );
+    let refusals = || {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter(|(s, _)| *s == 403)
+            .count()
+    };
     let deadline = Instant::now() + Duration::from_secs(40);
-    while refusals() < 20 {
+    while refusals() < 100 {
         assert!(Instant::now() < deadline, "no refusals under load");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     fault(&mut world).await;
     let during = refusals();
-    while refusals() < during + 20 {
-        assert!(Instant::now() < deadline, "no refusals after Redis woke up");
+    while refusals() < during + 100 {
+        assert!(Instant::now() < deadline, "no refusals after the fault");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     running.store(false, std::sync::atomic::Ordering::SeqCst);
-    for task in load {
-        task.await.expect("only refusals and outages");
-    }
+    load.await.expect("every request answered");
+    let seen = seen.lock().unwrap().clone();
+    let odd: Vec<_> = seen
+        .iter()
+        .filter(|(s, _)| !matches!(s, 403 | 503))
+        .collect();
+    assert!(
+        odd.is_empty(),
+        "only refusals and outages: {:?}",
+        &odd[..odd.len().min(5)]
+    );
+    let refused: Vec<String> = seen
+        .iter()
+        .filter(|(s, _)| *s == 403)
+        .map(|(_, id)| id.clone())
+        .collect();
     let ready = loop {
         let ready = readyz(&world).await;
         if ready["denial_buffer"]["buffered"] == 0 || Instant::now() > deadline {
@@ -879,7 +933,6 @@ async fn each_refusal_once_through(mut world: World, fault: impl AsyncFnOnce(&mu
         logged.len(),
         &twice[..twice.len().min(3)]
     );
-    let refused = refused.lock().unwrap().clone();
     let missing: Vec<_> = refused
         .iter()
         .filter(|id| !logged.contains_key(id.as_str()))

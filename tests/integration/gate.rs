@@ -334,6 +334,15 @@ impl World {
         Self::boot(redis, Some(topology), |p| p, "", "", None, |_| {}).await
     }
 
+    /// Every real service plus a gate on `redis` (started by the caller, with its own
+    /// arguments), with the validated settings changed by `tune`.
+    pub async fn start_on_tuned(
+        redis: RedisServer,
+        tune: impl FnOnce(&mut clearance::config::Settings),
+    ) -> Self {
+        Self::boot(redis, None, |p| p, "", "", None, tune).await
+    }
+
     async fn boot(
         redis: RedisServer,
         topology: Option<clearance::config::RedisTopology>,
