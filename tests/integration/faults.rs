@@ -785,16 +785,26 @@ async fn a_hung_redis_writes_every_refusal_exactly_once() {
     .await;
 }
 
-/// Redis is killed under refusals (with every write on disk before it is answered) and
-/// restarted from its append-only file: no refusal lost, none written twice.
+/// Redis runs the gate's writes but its replies never arrive (held on the way back), then it is
+/// killed, with every write on disk before it would have answered, and restarted from its
+/// append-only file: the writes that ran are there once, the retried ones are not written again,
+/// and no refusal is lost.
 #[tokio::test]
 async fn a_redis_killed_and_restarted_from_its_aof_loses_no_refusal_and_writes_none_twice() {
     let redis =
         RedisServer::start_with_args(&["--appendonly", "yes", "--appendfsync", "always"]).await;
-    let world = World::start_on_tuned(redis, |s| s.denials.max_entries = 1_000_000).await;
-    each_refusal_once_through(world, 500, async |world| {
+    let relay = TcpProxy::start(0).await;
+    let world = World::start_on_tuned(redis, |s| {
+        relay.interpose(s);
+        s.denials.max_entries = 1_000_000;
+    })
+    .await;
+    each_refusal_once_through(world, 200, async |world| {
+        relay.hold_replies(true);
+        tokio::time::sleep(Duration::from_millis(800)).await;
         world.redis.stop().await;
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        relay.hold_replies(false);
+        tokio::time::sleep(Duration::from_millis(500)).await;
         world.redis.restart().await;
     })
     .await;

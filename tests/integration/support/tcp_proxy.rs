@@ -1,7 +1,8 @@
 //! `TcpProxy`: a TCP relay between the gate and Redis that adds latency to every chunk in each
 //! direction (pipelined: each chunk is held until its own time, so throughput is unchanged) and
-//! can freeze the connections that subscribed (they stay open and deliver nothing), as a
-//! half-dead network path or a hung middlebox would.
+//! can freeze the connections that subscribed (they stay open and deliver nothing) or hold every
+//! reply (the commands run, the client never learns it), as a half-dead network path or a hung
+//! middlebox would.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
@@ -17,6 +18,8 @@ struct Controls {
     delay_us: AtomicU64,
     /// Connections that sent SUBSCRIBE forward nothing while set.
     frozen: AtomicBool,
+    /// No connection forwards Redis' replies while set (the commands still run).
+    replies_held: AtomicBool,
 }
 
 pub struct TcpProxy {
@@ -83,6 +86,12 @@ impl TcpProxy {
     pub fn set_delay(&self, each_way: Duration) {
         let us = u64::try_from(each_way.as_micros()).unwrap_or(u64::MAX);
         self.controls.delay_us.store(us, Ordering::SeqCst);
+    }
+
+    /// While `held`, every connection passes commands to Redis but holds its replies: the
+    /// commands run, and the client cannot know.
+    pub fn hold_replies(&self, held: bool) {
+        self.controls.replies_held.store(held, Ordering::SeqCst);
     }
 
     /// While `frozen`, connections that subscribed stay open but forward nothing either way.
@@ -152,7 +161,9 @@ async fn pump(
     let writer = async move {
         while let Some((due, chunk)) = queued.recv().await {
             tokio::time::sleep_until(due).await;
-            while subscriber.load(Ordering::SeqCst) && controls.frozen.load(Ordering::SeqCst) {
+            while (subscriber.load(Ordering::SeqCst) && controls.frozen.load(Ordering::SeqCst))
+                || (!upstream && controls.replies_held.load(Ordering::SeqCst))
+            {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             if to.write_all(&chunk).await.is_err() {
