@@ -616,3 +616,34 @@ async fn revocation_is_honoured_within_a_second_when_the_subscription_delivers_n
     )
     .await;
 }
+
+/// Redis hangs: the cache stops serving within its lease (no heartbeat comes back), so nobody
+/// is admitted on what was read before the hang for longer than a second.
+#[tokio::test]
+async fn revocation_a_hung_redis_stops_the_cache_within_a_second() {
+    let world = World::start().await;
+    let browser = Browser::new();
+    sign_in(&world, &browser, ALICE, "/").await;
+    complete_everything(&world, ALICE).await;
+    let url = format!("{}/echo/x", world.gate.url());
+    poll_until(&browser, &url, Duration::from_secs(5), "admitted", |s| {
+        s == 200
+    })
+    .await;
+    world.redis.pause();
+    let hung = Instant::now();
+    let mut last_admit = None;
+    while hung.elapsed() < Duration::from_secs(2) {
+        let sent = Instant::now();
+        if status(&browser, &url).await == 200 {
+            last_admit = Some(sent - hung);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    world.redis.resume();
+    let last = last_admit.expect("served from the cache at first");
+    assert!(
+        last < Duration::from_secs(1),
+        "admitted from the cache {last:?} into the hang"
+    );
+}
