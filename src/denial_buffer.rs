@@ -6,9 +6,9 @@
 //! behind what is buffered, so that the log keeps the order in which they happened; once it
 //! answers again, new refusals are written at once beside the backlog (the log's order is then
 //! kept by batch, and every entry carries its own time), so the backlog empties although
-//! refusals keep coming. The writer sends up to [`BATCH`]
-//! entries at once (pipelined on the one connection, in order), so it drains far faster than
-//! refusals arrive, and it tries again as soon as new refusals show that the store answers reads.
+//! refusals keep coming. The writer sends up to [`BATCH`] entries at once (pipelined on the one
+//! connection, in order), so it drains far faster than refusals arrive, and it tries again soon
+//! after new refusals show that the store answers reads.
 //! Every write is idempotent (each refusal has its own [`DenialEvent::denial_id`]), so a write
 //! whose outcome was unknown (a timeout) is simply sent again: nothing is written twice. When
 //! the buffer is full the oldest entry is dropped (logged in full at error level and counted).
