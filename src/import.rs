@@ -559,6 +559,8 @@ pub struct Written {
     pub new: usize,
     pub already_imported: usize,
     pub superseded: Vec<Superseded>,
+    /// The people who got a new record, once each: their cases may close ([`settle_cases`]).
+    pub subjects: std::collections::BTreeSet<SubjectKey>,
 }
 
 /// The store failed at `line`; `written` says what happened before.
@@ -607,11 +609,34 @@ pub async fn write<S: RecordStore + ?Sized>(
             .map_err(|e| fail(&written, e))?
         {
             written.new += 1;
+            written.subjects.insert(row.record.subject.clone());
         } else {
             written.already_imported += 1;
         }
     }
     Ok(written)
+}
+
+/// How many people's cases are settled at the same time.
+const SETTLED_AT_ONCE: usize = 32;
+
+/// Closes the open case of every person the import made compliant with everything that applies
+/// to them, as every other way a completion arrives does (`http::followup::settle`). Returns
+/// how many cases closed. A case that cannot be checked now stays open (and is logged); it
+/// closes with the person's next completion.
+pub async fn settle_cases(
+    settings: &crate::config::Settings,
+    store: &dyn crate::store::Store,
+    written: &Written,
+    now: DateTime<Utc>,
+) -> usize {
+    use futures_util::StreamExt as _;
+    futures_util::stream::iter(&written.subjects)
+        .map(|subject| crate::http::followup::settle(settings, store, subject, now))
+        .buffer_unordered(SETTLED_AT_ONCE)
+        .filter(|closed| std::future::ready(*closed))
+        .count()
+        .await
 }
 
 fn lines(lines: impl IntoIterator<Item = u64>) -> String {

@@ -649,15 +649,27 @@ fn import_records(file: &Path, config: &Path, skip_invalid: bool, dry_run: bool)
     // The Redis connection manager spawns onto the runtime, so the store is made inside it.
     let written = actix_web::rt::System::new().block_on(async {
         let store = clearance::redis_store(&settings)?;
-        anyhow::Ok(import::write(store.as_ref(), &parsed.rows).await)
+        let written = import::write(store.as_ref(), &parsed.rows).await;
+        // People the import made compliant have their open cases closed, as with every feed
+        // (also those written before a failure).
+        let done = match &written {
+            Ok(written) => written,
+            Err(e) => &e.written,
+        };
+        let closed =
+            import::settle_cases(&settings, store.as_ref(), done, chrono::Utc::now()).await;
+        anyhow::Ok(written.map(|w| (w, closed)))
     });
     match written {
         Err(e) => {
             eprintln!("{}: {e:#}", config.display());
             ExitCode::from(2)
         }
-        Ok(Ok(written)) => {
+        Ok(Ok((written, closed))) => {
             println!("{}", import::summary(&shown, &parsed, &written));
+            if closed > 0 {
+                println!("{shown}: {closed} open case(s) closed: the person is compliant now");
+            }
             ExitCode::SUCCESS
         }
         Ok(Err(e)) => {

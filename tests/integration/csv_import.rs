@@ -365,3 +365,58 @@ async fn would_block_report_lists_who_and_why() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(stderr(&bad).contains("--at"));
 }
+
+/// Completions that arrive by CSV settle cases like every other feed: a person the import makes
+/// compliant with everything that applies to them has their open case closed; one it does not
+/// keeps it.
+#[tokio::test]
+async fn an_import_that_makes_a_person_compliant_closes_their_case() {
+    let redis = RedisServer::start().await;
+    let setup = Setup::new(&redis);
+    let settings = clearance::config::load(&setup.config).expect("config");
+    let store = clearance::redis_store(&settings).expect("store");
+    let open_case = async |subject: &str| {
+        let key = clearance::domain::SubjectKey::parse(subject).unwrap();
+        let mut event = clearance::domain::DenialEvent::for_principal(
+            &clearance::domain::Principal::bare(key.clone()),
+            chrono::Utc::now(),
+            Vec::new(),
+        );
+        event.host = "app.example.test".into();
+        store
+            .touch_case(&event, &format!("case-{subject}"), false)
+            .await
+            .unwrap();
+        key
+    };
+    let dora = open_case("dora@example.com").await;
+    let eve = open_case("eve@example.com").await;
+    let today = chrono::Utc::now().format("%Y-%m-%d");
+    let file = setup.csv(
+        "completions.csv",
+        &format!(
+            "subject,requirement,version,completed_at\n\
+             dora@example.com,security-awareness,2026.1,{today}\n\
+             dora@example.com,confidentiality-agreement,1,{today}\n\
+             dora@example.com,acceptable-use-policy,3.0,{today}\n\
+             eve@example.com,security-awareness,2026.1,{today}\n"
+        ),
+    );
+    let out = setup.import(&file, &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("1 open case(s) closed"),
+        "{}",
+        stdout(&out)
+    );
+    let cases = store.cases(&dora).await.unwrap();
+    assert!(
+        cases.iter().all(|c| !c.is_open()),
+        "compliant now: {cases:?}"
+    );
+    let cases = store.cases(&eve).await.unwrap();
+    assert!(
+        cases.iter().any(|c| c.is_open()),
+        "still two requirements short: {cases:?}"
+    );
+}
