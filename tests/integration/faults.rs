@@ -14,17 +14,10 @@ use tokio::time::Instant;
 const DENIALS: &str = "clearance:denials";
 
 async fn stream_request_ids(conn: &mut redis::aio::MultiplexedConnection) -> Vec<String> {
-    let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg(DENIALS)
-        .arg("-")
-        .arg("+")
-        .query_async(conn)
+    stream_entries(conn)
         .await
-        .expect("XRANGE");
-    reply
-        .ids
-        .iter()
-        .map(|e| e.get::<String>("request_id").unwrap_or_default())
+        .into_iter()
+        .map(|(request_id, _)| request_id)
         .collect()
 }
 

@@ -69,6 +69,35 @@ pub fn share_cookies(browser: &Browser, world: &World, b: &Gate) {
     }
 }
 
+/// A store on the world's Redis of its own, as another instance or a command-line tool has:
+/// what it changes, the gates learn only through Redis.
+fn store_elsewhere(world: &World) -> clearance::store::SharedStore {
+    let settings = clearance::config::from_toml_str(&config(
+        free_port(),
+        &world.redis.url(),
+        &world.provider.issuer(),
+        &world.upstream.url(),
+        "",
+        "",
+    ))
+    .unwrap();
+    clearance::redis_store(&settings).unwrap()
+}
+
+/// Alice, compliant and signed in, admitted (from the cache once it has proof of delivery):
+/// her browser and a gated URL.
+async fn alice_admitted(world: &World) -> (Browser, String) {
+    let browser = Browser::new();
+    sign_in(world, &browser, ALICE, "/").await;
+    complete_everything(world, ALICE).await;
+    let url = format!("{}/echo/x", world.gate.url());
+    poll_until(&browser, &url, Duration::from_secs(5), "admitted", |s| {
+        s == 200
+    })
+    .await;
+    (browser, url)
+}
+
 async fn within_a_second(browser: &Browser, url: &str, what: &str, status: u16) {
     poll_until(browser, url, Duration::from_secs(1), what, |s| s == status).await;
 }
@@ -131,16 +160,7 @@ async fn revocation_two_instances_see_each_others_changes_within_a_second() {
 
     // A directory deactivation written through the store, as SCIM and `directory import` do
     // (not through either gate).
-    let settings = clearance::config::from_toml_str(&config(
-        free_port(),
-        &world.redis.url(),
-        &world.provider.issuer(),
-        &world.upstream.url(),
-        "",
-        "",
-    ))
-    .unwrap();
-    let store = clearance::redis_store(&settings).unwrap();
+    let store = store_elsewhere(&world);
     let person: clearance::domain::Person = serde_json::from_value(json!({
         "subject": ALICE, "user_name": ALICE, "active": false, "source": "csv",
         "updated_at": chrono::Utc::now(),
@@ -566,29 +586,12 @@ fn percent_encode(text: &str) -> String {
 async fn revocation_is_honoured_within_a_second_when_the_subscription_delivers_nothing() {
     let relay = TcpProxy::start(0).await;
     let world = World::start_tuned(|p| p, "", |s| relay.interpose(s)).await;
-    let browser = Browser::new();
-    sign_in(&world, &browser, ALICE, "/").await;
-    complete_everything(&world, ALICE).await;
-    let url = format!("{}/echo/x", world.gate.url());
-    // Admitted, from the cache (once it has proof of delivery).
-    poll_until(&browser, &url, Duration::from_secs(5), "admitted", |s| {
-        s == 200
-    })
-    .await;
+    let (browser, url) = alice_admitted(&world).await;
     assert_eq!(status(&browser, &url).await, 200);
 
     relay.freeze_subscriptions(true);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let settings = clearance::config::from_toml_str(&config(
-        free_port(),
-        &world.redis.url(),
-        &world.provider.issuer(),
-        &world.upstream.url(),
-        "",
-        "",
-    ))
-    .unwrap();
-    let elsewhere = clearance::redis_store(&settings).unwrap();
+    let elsewhere = store_elsewhere(&world);
     let revoked = clearance::domain::Revocation {
         subject: clearance::domain::SubjectKey::parse(ALICE).unwrap(),
         requirement: clearance::domain::RequirementId("security-awareness".into()),
@@ -622,14 +625,7 @@ async fn revocation_is_honoured_within_a_second_when_the_subscription_delivers_n
 #[tokio::test]
 async fn revocation_a_hung_redis_stops_the_cache_within_a_second() {
     let world = World::start().await;
-    let browser = Browser::new();
-    sign_in(&world, &browser, ALICE, "/").await;
-    complete_everything(&world, ALICE).await;
-    let url = format!("{}/echo/x", world.gate.url());
-    poll_until(&browser, &url, Duration::from_secs(5), "admitted", |s| {
-        s == 200
-    })
-    .await;
+    let (browser, url) = alice_admitted(&world).await;
     world.redis.pause();
     let hung = Instant::now();
     let mut last_admit = None;

@@ -13,6 +13,17 @@ pub struct RawResponse {
 }
 
 impl RawResponse {
+    /// What `bytes` say, read as a response (status 0 when they are not one).
+    fn read(bytes: &[u8]) -> Self {
+        let text = String::from_utf8_lossy(bytes).into_owned();
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        Self { status, text }
+    }
+
     /// The first value of header `name` (case-insensitive), if any.
     pub fn header(&self, name: &str) -> Option<String> {
         let head = self.text.split("\r\n\r\n").next().unwrap_or("");
@@ -34,13 +45,7 @@ pub async fn send(port: u16, request: &[u8]) -> RawResponse {
     let _ = stream.write_all(request).await;
     let mut buf = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut buf)).await;
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    RawResponse { status, text }
+    RawResponse::read(&buf)
 }
 
 /// A conversation with `Expect: 100-continue`: the first answer to the head alone, then, only
@@ -53,15 +58,6 @@ pub struct Expectation {
 /// Sends `head` (which must ask for `100 Continue` and end with the blank line), waits up to
 /// 5 s for the first answer, sends `body` only if it was `100 Continue`, and reads to the end.
 pub async fn converse(port: u16, head: &str, body: &[u8]) -> Expectation {
-    let read_answer = |buf: &[u8]| {
-        let text = String::from_utf8_lossy(buf).into_owned();
-        let status = text
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        RawResponse { status, text }
-    };
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect to the gate");
@@ -79,12 +75,12 @@ pub async fn converse(port: u16, head: &str, body: &[u8]) -> Expectation {
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .map_or(buf.len(), |i| i + 4);
-    let first = read_answer(&buf[..head_end]);
+    let first = RawResponse::read(&buf[..head_end]);
     if first.status != 100 {
         // The final answer: read the rest of it, up to the close.
         let _ = tokio::time::timeout_at(wait, stream.read_to_end(&mut buf)).await;
         return Expectation {
-            first: read_answer(&buf),
+            first: RawResponse::read(&buf),
             last: None,
         };
     }
@@ -92,6 +88,6 @@ pub async fn converse(port: u16, head: &str, body: &[u8]) -> Expectation {
     let _ = tokio::time::timeout_at(wait, stream.read_to_end(&mut buf)).await;
     Expectation {
         first,
-        last: Some(read_answer(&buf[head_end..])),
+        last: Some(RawResponse::read(&buf[head_end..])),
     }
 }
