@@ -852,6 +852,19 @@ fn open_loop(
     (seen, task)
 }
 
+/// Carl (blocked) signs in, refused once: his session cookie.
+async fn carl_refused(world: &World) -> String {
+    let carl = Browser::new();
+    assert_eq!(
+        sign_in(world, &carl, "carl@example.com", "/echo/c")
+            .await
+            .status,
+        403
+    );
+    carl.cookie(&world.gate.host_port(), "_clearance")
+        .expect("cookie")
+}
+
 /// Refusals of a blocked person under `fault`: every refused request id is in the log exactly
 /// once, and every refusal is counted into the case exactly once.
 async fn each_refusal_once_through(
@@ -859,16 +872,7 @@ async fn each_refusal_once_through(
     per_second: u64,
     fault: impl AsyncFnOnce(&mut World),
 ) {
-    let carl = Browser::new();
-    assert_eq!(
-        sign_in(&world, &carl, "carl@example.com", "/echo/c")
-            .await
-            .status,
-        403
-    );
-    let cookie = carl
-        .cookie(&world.gate.host_port(), "_clearance")
-        .expect("cookie");
+    let cookie = carl_refused(&world).await;
     let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let (seen, load) = open_loop(
         format!("{}/echo/fault", world.gate.url()),
@@ -974,16 +978,7 @@ async fn the_denial_buffer_catches_up_with_refusals_that_keep_coming() {
         },
     )
     .await;
-    let carl = Browser::new();
-    assert_eq!(
-        sign_in(&world, &carl, "carl@example.com", "/echo/c")
-            .await
-            .status,
-        403
-    );
-    let cookie = carl
-        .cookie(&world.gate.host_port(), "_clearance")
-        .expect("cookie");
+    let cookie = carl_refused(&world).await;
     relay.set_delay(Duration::from_millis(1));
     let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
     // 600 a second are sent, so that at least 400 are answered while the machine is busy.

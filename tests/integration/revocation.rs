@@ -481,16 +481,7 @@ async fn revocation_backchannel_logout_from_the_real_provider_ends_the_session_e
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(with_token(at_a.clone()).await, 401);
-    let settings = clearance::config::from_toml_str(&config(
-        free_port(),
-        &world.redis.url(),
-        &world.provider.issuer(),
-        &world.upstream.url(),
-        "",
-        "",
-    ))
-    .unwrap();
-    let store = clearance::redis_store(&settings).unwrap();
+    let store = store_elsewhere(&world);
     let chain: Vec<String> = store
         .audit_chains()
         .await
