@@ -40,6 +40,21 @@ async fn readyz(world: &World) -> Value {
         .expect("readyz JSON")
 }
 
+/// Waits until `deadline` for the gate's denial buffer to empty, and checks that nothing was
+/// dropped; returns the last `/readyz` answer.
+async fn buffer_emptied(world: &World, deadline: Instant) -> Value {
+    let ready = loop {
+        let ready = readyz(world).await;
+        if ready["denial_buffer"]["buffered"] == 0 || Instant::now() > deadline {
+            break ready;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(ready["denial_buffer"]["buffered"], 0, "{ready}");
+    assert_eq!(ready["denial_buffer"]["dropped"], 0, "{ready}");
+    ready
+}
+
 /// Through the real denial path: the person's state can be read, but Redis refuses writes
 /// (maxmemory reached), so every refusal goes into the buffer; once Redis accepts writes again
 /// they are written in order, with their request ids.
@@ -112,15 +127,7 @@ async fn refusals_that_cannot_be_written_are_buffered_and_written_in_order() {
     );
     // The last refusal leaves the buffer once its case count is written too, just after its
     // stream entry: wait for that, with a deadline.
-    let ready = loop {
-        let ready = readyz(&world).await;
-        if ready["denial_buffer"]["buffered"] == 0 || Instant::now() > deadline {
-            break ready;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert_eq!(ready["denial_buffer"]["buffered"], 0, "{ready}");
-    assert_eq!(ready["denial_buffer"]["dropped"], 0, "{ready}");
+    let ready = buffer_emptied(&world, deadline).await;
     assert_eq!(ready["status"], "ready", "{ready}");
     // Counted into Carl's case too: the first refusal and the four buffered ones.
     let cases: redis::Value = redis::cmd("HVALS")
@@ -713,17 +720,7 @@ async fn redis_outage_under_load_admits_nobody_wrongly_and_writes_every_denial_a
     );
     // The last refusals leave the buffer once their case counts are written too, just after
     // their stream entries.
-    let ready = loop {
-        let ready = readyz(&world).await;
-        if ready["denial_buffer"]["buffered"] == 0
-            || Instant::now() > deadline + Duration::from_secs(20)
-        {
-            break ready;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert_eq!(ready["denial_buffer"]["buffered"], 0, "{ready}");
-    assert_eq!(ready["denial_buffer"]["dropped"], 0, "{ready}");
+    buffer_emptied(&world, deadline + Duration::from_secs(20)).await;
 }
 
 /// Every entry of the denial log: its request id and subject.
@@ -915,15 +912,7 @@ async fn each_refusal_once_through(
         .filter(|(s, _)| *s == 403)
         .map(|(_, id)| id.clone())
         .collect();
-    let ready = loop {
-        let ready = readyz(&world).await;
-        if ready["denial_buffer"]["buffered"] == 0 || Instant::now() > deadline {
-            break ready;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert_eq!(ready["denial_buffer"]["buffered"], 0, "{ready}");
-    assert_eq!(ready["denial_buffer"]["dropped"], 0, "{ready}");
+    buffer_emptied(&world, deadline).await;
 
     let mut conn = redis(&world).await;
     let entries = stream_entries(&mut conn).await;
@@ -1030,17 +1019,8 @@ async fn the_denial_buffer_catches_up_with_refusals_that_keep_coming() {
             .all(|(status, _)| *status == 403),
         "only refusals, never a 503"
     );
-    let ready = readyz(&world).await;
-    assert_eq!(ready["denial_buffer"]["dropped"], 0, "{ready}");
     // Every refusal in the log once: the sign-in's and each of the load's.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while readyz(&world).await["denial_buffer"]["buffered"] != 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the last refusals were not written"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    buffer_emptied(&world, Instant::now() + Duration::from_secs(10)).await;
     let total = answered() + 1;
     let logged: u64 = redis::cmd("XLEN")
         .arg(DENIALS)
